@@ -1,0 +1,72 @@
+"""Builds boto3 clients for the wrappers, with bake's retry policy and endpoint choice.
+
+One ``AwsClients`` per command run; wrappers receive clients from it (or from a test's Stubber).
+The endpoint is ``--endpoint-url`` when given, otherwise boto3's own resolution, which honours
+``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` (boto3 >= 1.28, "service-specific
+endpoints"). Retries use botocore's ``standard`` mode (botocore docs, "Retries").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where AWS calls go.
+
+    Attributes:
+        region: region name or ``None`` (standard chain).
+        profile: shared-config profile or ``None``.
+        endpoint_url: endpoint for every service, or ``None``.
+        max_attempts: total attempts per call in botocore's standard retry mode.
+    """
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = 8
+
+
+@dataclass
+class AwsClients:
+    """A lazy cache of boto3 clients for one ``AwsTarget``.
+
+    ``client("ssm")`` returns the same client on every call. Tests pass pre-built (stubbed)
+    clients in ``overrides``.
+    """
+
+    target: AwsTarget
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _session: Any = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def session(self):
+        """Return the boto3 ``Session`` (created on first use)."""
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session(
+                profile_name=self.target.profile, region_name=self.target.region
+            )
+        return self._session
+
+    def client(self, service: str):
+        """Return a boto3 client for ``service`` (e.g. ``"ssm"``), built once."""
+        if service in self.overrides:
+            return self.overrides[service]
+        if service not in self._cache:
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": self.target.max_attempts})
+            kwargs: dict[str, Any] = {"config": config}
+            if self.target.endpoint_url:
+                kwargs["endpoint_url"] = self.target.endpoint_url
+            self._cache[service] = self.session().client(service, **kwargs)
+        return self._cache[service]
+
+    @property
+    def region(self) -> str | None:
+        """The effective region name (``None`` when none is configured anywhere)."""
+        return self.target.region or self.session().region_name

@@ -1,0 +1,540 @@
+"""The release catalog: which Kubernetes releases bake can bake, pinned by SHA-256.
+
+The shipped catalog (``bake/data/catalog.yaml``, derived from kubespray's checksum tables; see
+its header) is merged with the user's overlays (``--catalog FILE``), each validated on load.
+``resolve(catalog, "1.30", "amd64")`` turns a version request into a ``Release``: every artifact
+with its upstream URL, SHA-256 and install path, and the kubeadm image set with tags.
+
+Download locations (facts encoded in ``ARTIFACT_SPECS``):
+- kubeadm, kubelet, kubectl: the Kubernetes release bucket, ``https://dl.k8s.io/release/v<ver>/
+  bin/linux/<arch>/<name>`` (kubernetes.io, "Installing kubeadm", without a package manager).
+- crictl: ``kubernetes-sigs/cri-tools`` GitHub releases, ``crictl-v<ver>-linux-<arch>.tar.gz``.
+- containerd: ``containerd/containerd`` releases, ``containerd-<ver>-linux-<arch>.tar.gz``.
+- runc: ``opencontainers/runc`` releases, ``runc.<arch>``.
+- CNI plugins: ``containernetworking/plugins`` releases, ``cni-plugins-linux-<arch>-v<ver>.tgz``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from bake.errors import CatalogError
+
+ARCHES: tuple[str, ...] = ("amd64", "arm64")
+OSES: tuple[str, ...] = ("debian-12",)
+SCHEMA = "bake.catalog/v1"
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MINOR_RE = re.compile(r"^1\.(\d+)$")
+PATCH_RE = re.compile(r"^1\.(\d+)\.(\d+)$")
+
+# The kubeadm image set (``kubeadm config images list``): control-plane images carry the
+# Kubernetes version as tag; etcd, coredns and pause carry the catalog's tags.
+CONTROL_PLANE_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+REGISTRY = "registry.k8s.io"  # registry-neutral names: no region or account baked in
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """How one kind of artifact is fetched and installed.
+
+    Attributes:
+        name: catalog name (``kubeadm``, ``cni-plugins``, ...).
+        url: upstream URL template with ``{version}`` and ``{arch}``.
+        kind: ``binary`` (a single file) or ``tar.gz`` (an archive to unpack).
+        install: install path of a binary, or the directory an archive unpacks into.
+    """
+
+    name: str
+    url: str
+    kind: str
+    install: str
+
+
+ARTIFACT_SPECS: dict[str, ArtifactSpec] = {
+    s.name: s
+    for s in (
+        ArtifactSpec("kubeadm", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubeadm", "binary", "/usr/bin/kubeadm"),
+        ArtifactSpec("kubelet", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubelet", "binary", "/usr/bin/kubelet"),
+        ArtifactSpec("kubectl", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubectl", "binary", "/usr/bin/kubectl"),
+        ArtifactSpec("crictl", "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{version}/crictl-v{version}-linux-{arch}.tar.gz", "tar.gz", "/usr/bin"),
+        ArtifactSpec("containerd", "https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz", "tar.gz", "/usr"),
+        ArtifactSpec("runc", "https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}", "binary", "/usr/sbin/runc"),
+        ArtifactSpec("cni-plugins", "https://github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz", "tar.gz", "/opt/cni/bin"),
+    )
+}
+# Image archives have no upstream file: they live on the user's mirror under this path, with
+# their SHA-256 in a catalog overlay (see README, "Air-gapped mirrors").
+IMAGE_ARCHIVE_PATH = "bake-images/{arch}/{name}_{tag}.tar"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One pinned file of a release.
+
+    Attributes:
+        name: catalog name, e.g. ``kubelet``.
+        version: upstream version without ``v``.
+        arch: ``amd64`` or ``arm64``.
+        source: ``release`` (downloaded, SHA-256 checked) or ``os-package`` (installed from the
+            OS's own signed package archive; version recorded at install time).
+        url: upstream URL (``None`` for ``os-package``).
+        sha256: lowercase hex digest of the file at ``url`` (``None`` for ``os-package``).
+        kind: ``binary``, ``tar.gz`` or ``os-package``.
+        install: install path (file or directory).
+        package: OS package name for ``os-package``.
+    """
+
+    name: str
+    version: str
+    arch: str
+    source: str
+    url: str | None
+    sha256: str | None
+    kind: str
+    install: str
+    package: str | None = None
+
+    def fetch_url(self, mirror: str | None) -> str:
+        """Where to download this artifact from: ``url``, or its path on ``mirror``.
+
+        Args:
+            mirror: base URL of a mirror laid out as ``<mirror>/<upstream host>/<upstream
+                path>``, or ``None`` for upstream.
+        Returns:
+            an absolute URL.
+        """
+        assert self.url is not None, f"{self.name} is an OS package"
+        return mirror_url(self.url, mirror)
+
+    @property
+    def filename(self) -> str:
+        """The file name of the download (last URL path segment)."""
+        return (self.url or self.name).rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One container image of the kubeadm image set.
+
+    Attributes:
+        name: short name, e.g. ``kube-apiserver``.
+        ref: registry-neutral reference, e.g. ``registry.k8s.io/kube-apiserver:v1.30.12``.
+        tag: the tag.
+        archive_path: path of its OCI archive on a mirror (``bake-images/<arch>/...tar``).
+        archive_sha256: SHA-256 of that archive from a catalog overlay, or ``None``.
+    """
+
+    name: str
+    ref: str
+    tag: str
+    archive_path: str
+    archive_sha256: str | None
+
+    def fetch_url(self, mirror: str | None) -> str:
+        """URL of the image archive on ``mirror``.
+
+        Raises:
+            CatalogError: without a mirror (archives are not published upstream).
+        """
+        if not mirror:
+            raise CatalogError(
+                f"image archive for {self.ref} needs a mirror: pass --mirror URL "
+                "(image archives are not published upstream as files)"
+            )
+        return mirror.rstrip("/") + "/" + self.archive_path
+
+
+@dataclass(frozen=True)
+class Release:
+    """A resolved, pinned release set for one Kubernetes patch version and arch.
+
+    Attributes:
+        kubernetes_version: e.g. ``1.30.12``.
+        minor: e.g. ``1.30``.
+        arch: ``amd64`` or ``arm64``.
+        os: the image OS, ``debian-12``.
+        artifacts: kubeadm, kubelet, kubectl, crictl, containerd, runc, cni-plugins, in install
+            order.
+        images: the kubeadm image set.
+        catalog_sources: the catalog files that were merged, shipped one first.
+    """
+
+    kubernetes_version: str
+    minor: str
+    arch: str
+    os: str
+    artifacts: tuple[Artifact, ...]
+    images: tuple[Image, ...]
+    catalog_sources: tuple[str, ...] = field(default=())
+
+    def artifact(self, name: str) -> Artifact:
+        """Return the artifact called ``name``; ``KeyError`` if absent."""
+        for a in self.artifacts:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def image(self, name: str) -> Image:
+        """Return the image called ``name``; ``KeyError`` if absent."""
+        for i in self.images:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The merged catalog document (shipped + overlays), validated.
+
+    Attributes:
+        data: the merged ``bake.catalog/v1`` mapping.
+        sources: file names merged, in order.
+    """
+
+    data: dict[str, Any]
+    sources: tuple[str, ...]
+
+    def minors(self) -> list[str]:
+        """Kubernetes minors in the catalog, oldest first."""
+        return sorted(self.data.get("kubernetes", {}), key=_minor_key)
+
+    def patches(self, minor: str, arch: str | None = None) -> list[str]:
+        """Patch versions of ``minor`` with kubeadm, kubelet and kubectl pinned, oldest first.
+
+        Args:
+            minor: e.g. ``"1.30"``.
+            arch: restrict to patches pinned for this arch (default: any arch).
+        """
+        sums = self.data.get("checksums", {})
+        found = []
+        for version in sums.get("kubeadm", {}):
+            if not version.startswith(minor + "."):
+                continue
+            arches = [arch] if arch else list(ARCHES)
+            if any(
+                all(sums.get(n, {}).get(version, {}).get(a) for n in ("kubeadm", "kubelet", "kubectl"))
+                for a in arches
+            ):
+                found.append(version)
+        return sorted(found, key=_patch_key)
+
+
+def _minor_key(v: str) -> tuple[int, int]:
+    a, b = v.split(".")[:2]
+    return int(a), int(b)
+
+
+def _patch_key(v: str) -> tuple[int, int, int]:
+    a, b, c = v.split(".")
+    return int(a), int(b), int(c)
+
+
+def mirror_url(url: str, mirror: str | None) -> str:
+    """Map an upstream URL onto a mirror: ``<mirror>/<host>/<path>``.
+
+    Args:
+        url: upstream URL, e.g. ``https://dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm``.
+        mirror: mirror base URL (``http://...``, ``https://...`` or ``file://...``) or ``None``.
+    Returns:
+        ``url`` itself without a mirror, else e.g. ``http://127.0.0.1:8080/dl.k8s.io/release/...``.
+    """
+    if not mirror:
+        return url
+    parts = urlsplit(url)
+    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
+
+
+# ---------------------------------------------------------------- loading and validation
+
+_CATALOG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "kubernetes": {
+            "type": "object",
+            "propertyNames": {"pattern": MINOR_RE.pattern},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "crictl": {"type": "string"},
+                    "cni-plugins": {"type": "string"},
+                    "containerd": {"$ref": "#/$defs/runtime"},
+                    "runc": {"$ref": "#/$defs/runtime"},
+                    "images": {"$ref": "#/$defs/tags"},
+                    "image_overrides": {
+                        "type": "object",
+                        "propertyNames": {"pattern": PATCH_RE.pattern},
+                        "additionalProperties": {"$ref": "#/$defs/tags"},
+                    },
+                },
+            },
+        },
+        "checksums": {
+            "type": "object",
+            "propertyNames": {"enum": sorted(ARTIFACT_SPECS)},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "propertyNames": {"enum": list(ARCHES)},
+                    "additionalProperties": {"type": "string", "pattern": SHA256_RE.pattern},
+                },
+            },
+        },
+        "image_archives": {
+            "type": "object",
+            "propertyNames": {"enum": list(ARCHES)},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "pattern": SHA256_RE.pattern},
+            },
+        },
+    },
+    "$defs": {
+        "runtime": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "source": {"enum": ["release", "os-package"]},
+                "version": {"type": "string"},
+                "package": {"type": "string"},
+            },
+        },
+        "tags": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "string"} for k in ("pause", "etcd", "coredns")},
+        },
+    },
+}
+
+
+def _validate(doc: Any, source: str) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_CATALOG_SCHEMA)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise CatalogError(f"invalid catalog {source}: at {where}: {err.message}")
+
+
+def _merge(base: dict, overlay: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read(path: Path | None) -> tuple[dict, str]:
+    if path is None:
+        text = resources.files("bake.data").joinpath("catalog.yaml").read_text()
+        source = "bake/data/catalog.yaml (shipped)"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise CatalogError(f"cannot read catalog overlay {path}: {exc.strerror}") from exc
+        source = str(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"catalog overlay {source} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(doc, dict):
+        raise CatalogError(f"catalog {source} must be a mapping with schema: {SCHEMA}")
+    return doc, source
+
+
+def load_catalog(overlays: Sequence[Path] = ()) -> Catalog:
+    """Load the shipped catalog and merge the user's overlays over it, validating each.
+
+    Args:
+        overlays: paths of ``bake.catalog/v1`` YAML files, applied in order (later wins).
+    Returns:
+        the merged ``Catalog``.
+    Raises:
+        CatalogError: unreadable file, bad YAML, or a schema violation (names file and field).
+    """
+    merged: dict[str, Any] = {}
+    sources = []
+    for path in [None, *overlays]:
+        doc, source = _read(path)
+        _validate(doc, source)
+        merged = _merge(merged, doc)
+        sources.append(source)
+    _validate(merged, "(merged)")
+    return Catalog(merged, tuple(sources))
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def supported_summary(catalog: Catalog) -> str:
+    """One line listing supported minors with their newest patch, for error messages."""
+    parts = []
+    for minor in catalog.minors():
+        patches = catalog.patches(minor)
+        if patches:
+            parts.append(f"{minor} (up to {patches[-1]})")
+    return ", ".join(parts)
+
+
+def resolve_version(catalog: Catalog, request: str, arch: str) -> str:
+    """Resolve ``--k8s`` to an exact patch version.
+
+    Args:
+        catalog: the merged catalog.
+        request: ``1.30`` (newest known patch), ``1.30.4`` (exact), optionally with a ``v``.
+        arch: the target arch.
+    Returns:
+        e.g. ``"1.30.12"``.
+    Raises:
+        CatalogError: malformed or unknown version; the message lists what is supported.
+    """
+    v = request.strip().removeprefix("v")
+    supported = supported_summary(catalog)
+    m_minor, m_patch = MINOR_RE.match(v), PATCH_RE.match(v)
+    if not (m_minor or m_patch):
+        raise CatalogError(
+            f"malformed Kubernetes version {request!r}: use MAJOR.MINOR or MAJOR.MINOR.PATCH; "
+            f"supported: {supported}"
+        )
+    minor = v if m_minor else v.rsplit(".", 1)[0]
+    if minor not in catalog.data.get("kubernetes", {}):
+        raise CatalogError(f"Kubernetes {minor} is not in the catalog; supported: {supported}")
+    patches = catalog.patches(minor, arch)
+    if m_minor:
+        if not patches:
+            raise CatalogError(f"no Kubernetes {minor} patch is pinned for {arch}; supported: {supported}")
+        return patches[-1]
+    if v not in patches:
+        raise CatalogError(
+            f"Kubernetes {v} is not pinned for {arch} (known {minor} patches: "
+            f"{', '.join(patches) or 'none'}); add its checksums with --catalog FILE"
+        )
+    return v
+
+
+def _sha(catalog: Catalog, name: str, version: str, arch: str) -> str:
+    value = catalog.data.get("checksums", {}).get(name, {}).get(version, {}).get(arch)
+    if not value:
+        raise CatalogError(
+            f"no SHA-256 for {name} {version} ({arch}) in the catalog; add it with --catalog FILE"
+        )
+    return value
+
+
+def _artifact(catalog: Catalog, name: str, version: str, arch: str) -> Artifact:
+    spec = ARTIFACT_SPECS[name]
+    return Artifact(
+        name=name,
+        version=version,
+        arch=arch,
+        source="release",
+        url=spec.url.format(version=version, arch=arch),
+        sha256=_sha(catalog, name, version, arch),
+        kind=spec.kind,
+        install=spec.install,
+    )
+
+
+def _runtime(catalog: Catalog, name: str, entry: dict, arch: str) -> Artifact:
+    source = entry.get("source", "release")
+    if source == "os-package":
+        package = entry.get("package") or name
+        return Artifact(name, entry.get("version", "os-package"), arch, "os-package", None, None,
+                        "os-package", ARTIFACT_SPECS[name].install, package)
+    if "version" not in entry:
+        raise CatalogError(f"catalog: {name} with source: release needs a version")
+    return _artifact(catalog, name, entry["version"], arch)
+
+
+def resolve(
+    catalog: Catalog, request: str, arch: str = "amd64", os_name: str = "debian-12"
+) -> Release:
+    """Resolve a version request to a pinned ``Release``.
+
+    Args:
+        catalog: merged catalog.
+        request: ``--k8s`` value (``1.30`` or ``1.30.4``).
+        arch: ``amd64`` or ``arm64``.
+        os_name: image OS; only ``debian-12`` today.
+    Returns:
+        the ``Release`` with every artifact's URL and SHA-256 and the image set.
+    Raises:
+        CatalogError: unknown arch, OS or version, or a missing checksum.
+    """
+    if arch not in ARCHES:
+        raise CatalogError(f"unknown arch {arch!r}; supported: {', '.join(ARCHES)}")
+    if os_name not in OSES:
+        raise CatalogError(f"unknown OS {os_name!r}; supported: {', '.join(OSES)}")
+    version = resolve_version(catalog, request, arch)
+    minor = version.rsplit(".", 1)[0]
+    entry = catalog.data["kubernetes"][minor]
+    for key in ("crictl", "cni-plugins", "containerd", "runc", "images"):
+        if key not in entry:
+            raise CatalogError(f"catalog entry for Kubernetes {minor} lacks {key!r}")
+    artifacts = (
+        _artifact(catalog, "kubeadm", version, arch),
+        _artifact(catalog, "kubelet", version, arch),
+        _artifact(catalog, "kubectl", version, arch),
+        _artifact(catalog, "crictl", entry["crictl"], arch),
+        _runtime(catalog, "containerd", entry["containerd"], arch),
+        _runtime(catalog, "runc", entry["runc"], arch),
+        _artifact(catalog, "cni-plugins", entry["cni-plugins"], arch),
+    )
+    tags = dict(entry["images"])
+    tags.update(entry.get("image_overrides", {}).get(version, {}))
+    archives = catalog.data.get("image_archives", {}).get(arch, {})
+    images = []
+    for name, tag in [*((n, "v" + version) for n in CONTROL_PLANE_IMAGES),
+                      ("etcd", tags["etcd"]), ("coredns", tags["coredns"]), ("pause", tags["pause"])]:
+        repo = f"{REGISTRY}/coredns/coredns" if name == "coredns" else f"{REGISTRY}/{name}"
+        ref = f"{repo}:{tag}"
+        images.append(Image(name, ref, tag, IMAGE_ARCHIVE_PATH.format(arch=arch, name=name, tag=tag),
+                            archives.get(ref)))
+    return Release(version, minor, arch, os_name, artifacts, tuple(images), catalog.sources)
+
+
+def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict[str, Any]]:
+    """Rows for ``bake catalog list``: one per minor.
+
+    Returns:
+        ``[{"minor", "latest", "patches": [...], "arches": [...], "crictl", "containerd",
+        "runc", "cni_plugins", "images": {...}}]``, oldest minor first.
+    """
+    rows = []
+    for minor in catalog.minors():
+        entry = catalog.data["kubernetes"][minor]
+        arch_list = [a for a in arches if catalog.patches(minor, a)]
+        patches = catalog.patches(minor)
+        if not patches:
+            continue
+        rt = {k: entry.get(k, {}) for k in ("containerd", "runc")}
+        rows.append({
+            "minor": minor,
+            "latest": patches[-1],
+            "patches": patches,
+            "arches": arch_list,
+            "crictl": entry.get("crictl"),
+            "containerd": rt["containerd"].get("version") or rt["containerd"].get("source"),
+            "runc": rt["runc"].get("version") or rt["runc"].get("source"),
+            "cni_plugins": entry.get("cni-plugins"),
+            "images": dict(entry.get("images", {})),
+        })
+    return rows

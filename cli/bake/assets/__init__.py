@@ -1,0 +1,1 @@
+"""Data folders shipped in the wheel (components, image-recipes, ...); load them via bake.templates."""

@@ -33,8 +33,8 @@ ARCHES: tuple[str, ...] = ("amd64", "arm64")
 OSES: tuple[str, ...] = ("debian-12",)
 SCHEMA = "bake.catalog/v1"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-MINOR_RE = re.compile(r"^1\.(\d+)$")
-PATCH_RE = re.compile(r"^1\.(\d+)\.(\d+)$")
+MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
+PATCH_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 # The kubeadm image set (``kubeadm config images list``): control-plane images carry the
 # Kubernetes version as tag; etcd, coredns and pause carry the catalog's tags.

@@ -1,0 +1,170 @@
+"""The release catalog: resolution, overlays and the errors a user sees."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bake.catalog import ARCHES, load_catalog, mirror_url, resolve
+from bake.errors import CatalogError
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "upstream"
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+def test_minor_resolves_to_newest_known_patch(catalog):
+    release = resolve(catalog, "1.30", "amd64")
+    assert release.kubernetes_version == catalog.patches("1.30")[-1]
+    assert release.kubernetes_version == "1.30.12"
+
+
+def test_exact_patch_is_kept(catalog):
+    assert resolve(catalog, "v1.30.4", "arm64").kubernetes_version == "1.30.4"
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("minor", ["1.30", "1.31", "1.32", "1.34", "1.35", "1.36"])
+def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
+    release = resolve(catalog, minor, arch)
+    names = [a.name for a in release.artifacts]
+    assert names == ["kubeadm", "kubelet", "kubectl", "crictl", "containerd", "runc", "cni-plugins"]
+    for artifact in release.artifacts:
+        assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256), artifact
+        assert artifact.url.startswith("https://")
+        assert f"{arch}" in artifact.url
+    images = {i.name: i.ref for i in release.images}
+    assert set(images) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                           "kube-proxy", "etcd", "coredns", "pause"}
+    assert images["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:v{release.kubernetes_version}"
+    assert images["coredns"].startswith("registry.k8s.io/coredns/coredns:v")
+
+
+def test_checksums_match_upstream_reference_data(catalog):
+    """Spot-check the derived catalog against kubespray's tables (when shared/ is present)."""
+    ref = SHARED / "kubespray-checksums-2025-05-08.yml"
+    if not ref.exists():
+        pytest.skip(f"reference data not found at {ref}")
+    data = yaml.safe_load(ref.read_text())
+    release = resolve(catalog, "1.30.12", "arm64")
+    assert "sha256:" + release.artifact("kubelet").sha256 == data["kubelet_checksums"]["arm64"]["1.30.12"]
+    assert "sha256:" + release.artifact("runc").sha256 == data["runc_checksums"]["arm64"]["1.2.6"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "pattern"),
+    [
+        ("1.29", r"Kubernetes 1\.29 is not in the catalog; supported: 1\.30 \(up to 1\.30\.12\)"),
+        ("1.30.99", r"Kubernetes 1\.30\.99 is not pinned for amd64 .*--catalog FILE"),
+        ("banana", r"malformed Kubernetes version 'banana'.*supported: 1\.30"),
+        ("1.30.1.2", r"malformed"),
+        ("2.0", r"not in the catalog"),
+    ],
+    ids=["unknown-minor", "unknown-patch", "garbage", "too-many-parts", "major-2"],
+)
+def test_bad_versions_fail_listing_what_is_supported(catalog, request_, pattern):
+    with pytest.raises(CatalogError) as exc:
+        resolve(catalog, request_, "amd64")
+    message = exc.value.format_message()
+    assert re.search(pattern, message), message
+    assert "\n" not in message
+
+
+def test_unknown_arch(catalog):
+    with pytest.raises(CatalogError, match="unknown arch 's390x'; supported: amd64, arm64"):
+        resolve(catalog, "1.30", "s390x")
+
+
+def test_overlay_adds_a_patch_without_a_new_bake(tmp_path, catalog):
+    sums = {a: "ab" * 32 for a in ARCHES}
+    overlay = tmp_path / "more.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "schema": "bake.catalog/v1",
+        "checksums": {n: {"1.30.13": sums} for n in ("kubeadm", "kubelet", "kubectl")},
+    }))
+    merged = load_catalog([overlay])
+    release = resolve(merged, "1.30", "amd64")
+    assert release.kubernetes_version == "1.30.13"
+    assert release.artifact("kubeadm").sha256 == "ab" * 32
+    assert release.catalog_sources[-1] == str(overlay)
+    # the shipped catalog is untouched
+    assert resolve(catalog, "1.30", "amd64").kubernetes_version == "1.30.12"
+
+
+def test_overlay_can_switch_the_runtime_to_os_packages(tmp_path):
+    overlay = tmp_path / "os.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "schema": "bake.catalog/v1",
+        "kubernetes": {"1.30": {"containerd": {"source": "os-package", "package": "containerd"}}},
+    }))
+    release = resolve(load_catalog([overlay]), "1.30", "amd64")
+    containerd = release.artifact("containerd")
+    assert (containerd.source, containerd.package, containerd.url) == ("os-package", "containerd", None)
+
+
+@pytest.mark.parametrize(
+    ("doc", "pattern"),
+    [
+        ({"schema": "bake.catalog/v1", "checksums": {"kubeadm": {"1.30.13": {"amd64": "nothex"}}}},
+         r"at checksums\.kubeadm\.1\.30\.13\.amd64: 'nothex' does not match"),
+        ({"schema": "bake.catalog/v2"}, r"at schema: 'bake.catalog/v1' was expected"),
+        ({"schema": "bake.catalog/v1", "checksums": {"kubeadmm": {}}}, r"kubeadmm"),
+        ({"schema": "bake.catalog/v1", "kubernetes": {"1.30": {"cri": "x"}}}, r"'cri' was unexpected"),
+    ],
+    ids=["bad-sha", "bad-schema", "unknown-artifact", "unknown-field"],
+)
+def test_invalid_overlays_fail_naming_file_and_field(tmp_path, doc, pattern):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump(doc))
+    with pytest.raises(CatalogError) as exc:
+        load_catalog([overlay])
+    assert str(overlay) in exc.value.format_message()
+    assert re.search(pattern, exc.value.format_message()), exc.value.format_message()
+
+
+def test_overlay_not_yaml_or_missing(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("schema: [unclosed")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog([bad])
+    with pytest.raises(CatalogError, match="cannot read catalog overlay"):
+        load_catalog([tmp_path / "missing.yaml"])
+
+
+def test_mirror_layout():
+    url = "https://dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm"
+    assert mirror_url(url, None) == url
+    assert mirror_url(url, "http://127.0.0.1:8080/m/") == (
+        "http://127.0.0.1:8080/m/dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm")
+
+
+def test_cli_catalog_list(run_bake):
+    result = run_bake("catalog", "list")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["MINOR", "LATEST", "PATCHES"]
+    assert any(line.startswith("1.30   1.30.12") for line in lines)
+
+
+def test_cli_catalog_list_json(run_bake, tmp_path):
+    result = run_bake("catalog", "list", "--output", "json")
+    data = json.loads(result.stdout)
+    minors = [r["minor"] for r in data["releases"]]
+    assert minors == ["1.30", "1.31", "1.32", "1.34", "1.35", "1.36"]
+    assert data["releases"][0]["images"]["pause"] == "3.9"
+
+
+def test_cli_bad_overlay_is_one_line(run_bake, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: bake.catalog/v9\n")
+    result = run_bake("catalog", "list", "--catalog", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("bake: error: invalid catalog")
+    assert "Traceback" not in result.stderr

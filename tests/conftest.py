@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]  # standin_mirror, standin_factory
+
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the kernel's choice)."""

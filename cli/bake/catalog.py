@@ -457,7 +457,8 @@ def _runtime(catalog: Catalog, name: str, entry: dict, arch: str) -> Artifact:
     source = entry.get("source", "release")
     if source == "os-package":
         package = entry.get("package") or name
-        return Artifact(name, entry.get("version", "os-package"), arch, "os-package", None, None,
+        # the installed dpkg version is recorded in the image manifest at build time
+        return Artifact(name, "os-package", arch, "os-package", None, None,
                         "os-package", ARTIFACT_SPECS[name].install, package)
     if "version" not in entry:
         raise CatalogError(f"catalog: {name} with source: release needs a version")

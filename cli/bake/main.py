@@ -25,6 +25,12 @@ COMMANDS: dict[str, str] = {
     "images": "bake.commands.images:images",
     "verify": "bake.commands.verify:verify",
     "sandbox": "bake.commands.sandbox:sandbox",
+    "stage": "bake.commands.stage:stage",
+    "prune": "bake.commands.prune:prune",
+    "init": "bake.commands.cluster:init",
+    "validate": "bake.commands.cluster:validate",
+    "launch": "bake.commands.cluster:launch",
+    "destroy": "bake.commands.cluster:destroy",
 }
 
 # one-line summaries for `bake --help`, so that help does not import every command module
@@ -35,6 +41,12 @@ SUMMARIES: dict[str, str] = {
     "images": "List baked images from SSM Parameter Store and EC2.",
     "verify": "Run the testinfra checks against a baked image or a live node.",
     "sandbox": "Start, stop or inspect the embedded AWS (moto server on 127.0.0.1).",
+    "stage": "Verify a release's artifacts and upload them to S3 for offline builds.",
+    "prune": "Deregister older bake AMIs and their snapshots (never a published one).",
+    "init": "Write a commented cluster.yaml to start from.",
+    "validate": "Check a cluster file and render its stack, without AWS.",
+    "launch": "Deploy a cluster stack through a change set (CloudFormation).",
+    "destroy": "Delete a cluster stack.",
 }
 
 

@@ -105,7 +105,7 @@ def call(action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     except bce.ClientError as exc:
         raise AwsError(describe_client_error(exc, action)) from exc
     except (bce.NoCredentialsError, bce.NoRegionError, bce.EndpointConnectionError, bce.ProfileNotFound, bce.PartialCredentialsError) as exc:
-        raise AwsError(translate_unexpected(exc) or str(exc)) from exc
+        raise AwsError(f"{action}: {translate_unexpected(exc) or exc}") from exc
 
 
 def error_code(exc: BaseException) -> str | None:

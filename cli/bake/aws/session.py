@@ -21,12 +21,34 @@ class AwsTarget:
         profile: shared-config profile or ``None``.
         endpoint_url: endpoint for every service, or ``None``.
         max_attempts: total attempts per call in botocore's standard retry mode.
+        access_key_id: explicit access key, or ``None`` for the standard credential chain.
+            Only the embedded AWS sets it (to moto's dummy ``testing``), so that no environment
+            variable has to be written; never put a real key here.
+        secret_access_key: the matching secret (hidden from ``repr``), or ``None``.
     """
 
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
     max_attempts: int = 8
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+
+def target_from_options(options: Any) -> AwsTarget:
+    """Build the ``AwsTarget`` of a command run from its ``bake.context.GlobalOptions``.
+
+    Args:
+        options: any object with ``region``, ``profile`` and ``endpoint_url`` attributes
+            (``GlobalOptions``), each ``None`` when not given on the command line.
+
+    Returns:
+        a target that uses boto3's own chain (credentials, region, ``AWS_ENDPOINT_URL``) for
+        whatever the options leave unset.
+    """
+    return AwsTarget(
+        region=options.region, profile=options.profile, endpoint_url=options.endpoint_url
+    )
 
 
 @dataclass
@@ -48,7 +70,10 @@ class AwsClients:
             import boto3
 
             self._session = boto3.session.Session(
-                profile_name=self.target.profile, region_name=self.target.region
+                profile_name=self.target.profile,
+                region_name=self.target.region,
+                aws_access_key_id=self.target.access_key_id,
+                aws_secret_access_key=self.target.secret_access_key,
             )
         return self._session
 

@@ -1,0 +1,148 @@
+"""``bake render``: write the documents bake would upload or run, for review.
+
+``bake render ami`` renders the EC2 Image Builder documents of one release (components, image
+recipe, infrastructure and distribution configurations) into a directory, without any AWS call
+(boto3 is never imported on this path). Other ``render`` sub-commands are attached at the bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from bake.commands.common import arch_option, catalog_option, k8s_option
+
+
+@dataclass(frozen=True)
+class RenderAmiOptions:
+    """Options of ``bake render ami``.
+
+    Attributes:
+        k8s: version request (``1.30`` or ``1.30.12``).
+        arch: ``amd64`` or ``arm64``.
+        mirror: artifact mirror base URL, or ``None`` for upstream URLs.
+        catalogs: catalog overlay files.
+        ssm_prefix: SSM hierarchy of the published image id.
+        out_dir: output directory.
+        cloudformation: also write the Image Builder resources as a CloudFormation template
+            (``cloudformation/imagebuilder.yaml``), for teams that deploy through stacks.
+    """
+
+    k8s: str
+    arch: str
+    mirror: str | None
+    catalogs: tuple[Path, ...]
+    ssm_prefix: str
+    out_dir: Path
+    cloudformation: bool = False
+
+
+def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
+    """Resolve the release, render its documents and write them under ``options.out_dir``.
+
+    Returns:
+        ``(paths written, notes for the user)``.
+    Raises:
+        CatalogError: unknown version/arch, bad overlay, image archives without a mirror.
+        RenderError: a template failed.
+    """
+    from bake.catalog import load_catalog, resolve
+    from bake.render import RenderOptions, render_image_documents
+
+    release = resolve(load_catalog(options.catalogs), options.k8s, options.arch)
+    docs = render_image_documents(
+        release, RenderOptions(mirror=options.mirror, ssm_prefix=options.ssm_prefix)
+    )
+    paths = docs.write(options.out_dir)
+    if options.cloudformation:
+        from bake.render_cfn import render_cloudformation
+
+        cfn = options.out_dir / "cloudformation" / "imagebuilder.yaml"
+        cfn.parent.mkdir(parents=True, exist_ok=True)
+        cfn.write_text(render_cloudformation(docs), encoding="utf-8")
+        paths.append(cfn)
+    notes = []
+    missing = [i.ref for i in release.images if not i.archive_sha256]
+    if missing:
+        notes.append(
+            f"note: no image archive SHA-256 in the catalog for {len(missing)} of "
+            f"{len(release.images)} images, so bake-images stages none of them; add an "
+            "image_archives section with --catalog FILE and pass --mirror URL"
+        )
+    notes.append(
+        f"rendered Kubernetes {release.kubernetes_version} ({release.arch}), "
+        f"content {docs.content_hash[:12]}"
+    )
+    return paths, notes
+
+
+@click.group()
+def render() -> None:
+    """Render Image Builder documents (or cluster templates) for review."""
+
+
+@render.command("ami")
+@k8s_option
+@arch_option
+@click.option(
+    "--mirror",
+    metavar="URL",
+    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
+)
+@click.option(
+    "--ssm-prefix",
+    default="/bake/k8s",
+    show_default=True,
+    help="SSM hierarchy the image id is published under.",
+)
+@catalog_option
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write components/ and image-recipes/ into.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["documents", "cloudformation"]),
+    multiple=True,
+    default=("documents",),
+    show_default=True,
+    help="documents: the Image Builder documents; cloudformation: also the Image Builder "
+    "resources as a CloudFormation template. Repeatable.",
+)
+def ami(
+    k8s: str,
+    arch: str,
+    mirror: str | None,
+    ssm_prefix: str,
+    catalogs: tuple[Path, ...],
+    out_dir: Path,
+    formats: tuple[str, ...],
+) -> None:
+    """Render the Image Builder documents of one release into a directory.
+
+    \b
+    Example:
+      bake render ami --k8s 1.30 --arch amd64 -o out/
+    """
+    paths, notes = render_ami(
+        RenderAmiOptions(k8s, arch, mirror, tuple(catalogs), ssm_prefix, out_dir,
+                         cloudformation="cloudformation" in formats)
+    )
+    for path in paths:
+        click.echo(str(path))
+    for note in notes:
+        click.echo(note, err=True)
+
+
+# Other `bake render` sub-commands are attached here, e.g.:
+# render.add_command(...)  # `bake render cluster` (cluster engineer)
+from bake.commands.render_cluster import cluster as _render_cluster  # noqa: E402
+
+render.add_command(_render_cluster)

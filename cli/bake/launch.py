@@ -1,0 +1,429 @@
+"""Render a ``ClusterSpec`` into CloudFormation + cloud-init user-data, and deploy or destroy it.
+
+``render_cluster(spec)`` is pure (no AWS): it builds the template context in Python, renders
+``cloudformation/cluster.yaml.j2`` and ``userdata/node.cloud-config.yaml.j2`` through
+``bake.templates`` and parses both. ``launch(options, cfn, ...)`` deploys through a change set
+(shown before it is executed), streams stack events and returns the outputs; ``destroy`` deletes
+the stack. Failures name the first failing resource and its reason.
+
+Facts encoded: EC2 user data limit 16384 bytes (EC2 user guide, "instance user data");
+CloudFormation inline template body limit 51,200 bytes (CloudFormation quotas);
+``AWS::Lambda::Function`` ``Code.ZipFile`` limit 4096 characters (CloudFormation user guide).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bake import __version__
+from bake.cluster import ClusterSpec
+from bake.errors import BakeError, RenderError
+from bake.templates import render_text, render_yaml
+
+USER_DATA_LIMIT = 16384
+TEMPLATE_BODY_LIMIT = 51200
+ZIPFILE_LIMIT = 4096
+INTERFACE_ENDPOINTS = (
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+    "ec2",
+    "kms",
+    "logs",
+    "sts",
+    "autoscaling",
+    "elasticloadbalancing",
+)
+GATEWAY_ENDPOINTS = ("s3", "dynamodb")
+ROLES = ("control-plane", "worker")
+# the CloudFormation reference to the API load balancer's DNS name, resolved by Fn::Sub
+API_HOST_PLACEHOLDER = "${ApiLoadBalancer.DNSName}"
+HOOK_TIMEOUT_SECONDS = 300
+LAMBDA_TIMEOUT_SECONDS = 240
+WAIT_SECONDS = 180
+
+
+class LaunchError(BakeError):
+    """The stack failed to deploy or delete; the message names the first failing resource."""
+
+
+@dataclass(frozen=True)
+class ClusterDocuments:
+    """Everything ``bake render cluster`` writes.
+
+    Attributes:
+        spec: the cluster spec rendered.
+        template: CloudFormation template text (YAML, under 51,200 bytes).
+        template_data: the parsed template.
+        user_data: ``{role: #cloud-config text}`` exactly as embedded in the launch templates
+            (``${ApiLoadBalancer.DNSName}`` is resolved by CloudFormation's ``Fn::Sub``).
+        lambda_source: the etcd member cleanup handler as shipped inline.
+        stack_version: ``<bake version>+<sha256[:12] of the rendered inputs>``.
+    """
+
+    spec: ClusterSpec
+    template: str
+    template_data: Any
+    user_data: dict[str, str]
+    lambda_source: str
+    stack_version: str
+
+    def files(self) -> dict[str, str]:
+        """``{relative path: text}`` of every artifact."""
+        out = {"cloudformation/cluster.yaml": self.template}
+        for role, text in self.user_data.items():
+            out[f"userdata/{role}.cloud-config.yaml"] = text
+        out["lambdas/etcd_member_cleanup.py"] = self.lambda_source
+        return out
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write every artifact under ``out_dir``; returns the paths written, sorted."""
+        written = []
+        for rel, text in sorted(self.files().items()):
+            path = Path(out_dir) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        return written
+
+
+def node_config(spec: ClusterSpec, role: str, api_host: str) -> dict[str, Any]:
+    """The ``/etc/bake/node.yaml`` mapping (docs/node-config.md, apiVersion bake.node/v1).
+
+    Args:
+        spec: the cluster.
+        role: ``control-plane`` or ``worker``.
+        api_host: the API load balancer's DNS name (or the ``Fn::Sub`` placeholder).
+
+    Returns:
+        the mapping, keys in documentation order; holds no secret.
+    """
+    return {
+        "apiVersion": "bake.node/v1",
+        "clusterName": spec.name,
+        "role": role,
+        "region": spec.region,
+        "controlPlaneEndpoint": f"{api_host}:6443",
+        "lockTable": spec.lock_table,
+        "ssmPrefix": spec.ssm_prefix,
+        "kmsKeyId": spec.kms_alias,
+        "podCIDR": spec.pod_cidr,
+        "serviceCIDR": spec.service_cidr,
+        "vpcCIDR": spec.network.vpc_cidr,
+        "cni": spec.cni,
+    }
+
+
+def render_user_data(spec: ClusterSpec, role: str, api_host: str = API_HOST_PLACEHOLDER) -> str:
+    """The ``#cloud-config`` user-data of one node role.
+
+    Args:
+        spec: the cluster.
+        role: ``control-plane`` or ``worker``.
+        api_host: the API endpoint host; default the CloudFormation placeholder.
+
+    Returns:
+        the text (parsed once to check it is YAML).
+
+    Raises:
+        RenderError: invalid output, or larger than 16384 bytes (EC2 user data limit).
+    """
+    node_yaml = yaml.safe_dump(node_config(spec, role, api_host), sort_keys=False).rstrip("\n")
+    text, _ = render_yaml(
+        "userdata",
+        "node.cloud-config.yaml.j2",
+        {"role": role, "cluster_name": spec.name, "node_yaml": node_yaml},
+    )
+    size = len(text.encode())
+    if size > USER_DATA_LIMIT:
+        raise RenderError(f"user-data for {role} is {size} bytes, over EC2's {USER_DATA_LIMIT}")
+    return text
+
+
+def lambda_source() -> str:
+    """The etcd member cleanup handler, compacted for ``ZipFile`` (< 4096 chars).
+
+    Raises:
+        RenderError: the compacted handler is over the limit (a bake bug).
+    """
+    from bake.lambdas import etcd_member_cleanup
+
+    source = etcd_member_cleanup.compact_source()
+    if len(source) >= ZIPFILE_LIMIT:
+        raise RenderError(
+            f"etcd member cleanup Lambda is {len(source)} chars, over ZipFile's {ZIPFILE_LIMIT}"
+        )
+    return source
+
+
+def _subnets(spec: ClusterSpec) -> tuple[list[dict[str, Any]], str]:
+    """Three private subnets (and one small public NAT subnet) carved from the VPC CIDR."""
+    vpc = ipaddress.IPv4Network(spec.network.vpc_cidr)
+    blocks = list(vpc.subnets(prefixlen_diff=2))
+    private = [
+        {"logical": f"PrivateSubnet{i}", "cidr": str(blocks[i]), "index": i} for i in range(3)
+    ]
+    public = next(blocks[3].subnets(new_prefix=min(28, blocks[3].prefixlen + 4)))
+    return private, str(public)
+
+
+def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version: str) -> dict:
+    create = spec.network.mode == "create"
+    private, public = _subnets(spec)
+    subnet_refs: list[Any] = (
+        [{"Ref": s["logical"]} for s in private] if create else list(spec.network.subnet_ids)
+    )
+    groups = [
+        {
+            "logical": "ControlPlane",
+            "role": "control-plane",
+            "profile": "ControlPlaneInstanceProfile",
+            "instance_type": spec.control_plane.instance_types[0],
+            "instance_types": spec.control_plane.instance_types,
+            "volume_size_gib": spec.control_plane.volume_size_gib,
+            "min_size": spec.control_plane.min_size,
+            "max_size": spec.control_plane.max_size,
+            "desired": spec.control_plane.desired,
+            "user_data": user_data["control-plane"],
+        },
+        {
+            "logical": "Worker",
+            "role": "worker",
+            "profile": "WorkerInstanceProfile",
+            "instance_type": spec.workers.instance_types[0],
+            "instance_types": spec.workers.instance_types,
+            "volume_size_gib": spec.workers.volume_size_gib,
+            "min_size": spec.workers.min_size,
+            "max_size": spec.workers.max_size,
+            "desired": spec.workers.desired,
+            "user_data": user_data["worker"],
+        },
+    ]
+    cluster_config = {
+        "clusterName": spec.name,
+        "kubernetes": spec.kubernetes_minor,
+        "controlPlaneEndpoint": f"{API_HOST_PLACEHOLDER}:6443",
+        "podCIDR": spec.pod_cidr,
+        "serviceCIDR": spec.service_cidr,
+        "cni": spec.cni,
+        "lockTable": spec.lock_table,
+        "kmsKeyId": spec.kms_alias,
+    }
+    return {
+        "name": spec.name,
+        "minor": spec.kubernetes_minor,
+        "bake_version": __version__,
+        "stack_version": version,
+        "image_parameter": spec.image_ssm_parameter,
+        "create_vpc": create,
+        "air_gapped": spec.network.air_gapped,
+        "vpc_cidr": spec.network.vpc_cidr,
+        "vpc_ref": {"Ref": "Vpc"} if create else spec.network.vpc_id,
+        "subnets": private,
+        "public_subnet_cidr": public,
+        "subnet_refs": subnet_refs,
+        "interface_endpoints": [
+            {"name": n, "logical": "Endpoint" + n.capitalize()} for n in INTERFACE_ENDPOINTS
+        ],
+        "gateway_endpoints": [
+            {"name": n, "logical": "Endpoint" + n.capitalize()} for n in GATEWAY_ENDPOINTS
+        ],
+        "allowed_api_cidrs": list(spec.network.allowed_api_cidrs),
+        "kms_alias": spec.kms_alias,
+        "lock_table": spec.lock_table,
+        "ssm_prefix": spec.ssm_prefix,
+        "kubeconfig_parameter": spec.kubeconfig_parameter,
+        "cluster_config_json": json.dumps(cluster_config, sort_keys=True),
+        "groups": groups,
+        "hook_timeout_seconds": HOOK_TIMEOUT_SECONDS,
+        "lambda_timeout_seconds": LAMBDA_TIMEOUT_SECONDS,
+        "wait_seconds": WAIT_SECONDS,
+        "lambda_source": source,
+    }
+
+
+def render_cluster(spec: ClusterSpec) -> ClusterDocuments:
+    """Render the cluster's CloudFormation template and user-data (no AWS calls).
+
+    Args:
+        spec: a validated ``ClusterSpec``.
+
+    Returns:
+        the ``ClusterDocuments``.
+
+    Raises:
+        RenderError: a template failed, or a size limit (user data, template body, ZipFile)
+            was exceeded.
+    """
+    user_data = {role: render_user_data(spec, role) for role in ROLES}
+    source = lambda_source()
+    draft = render_text("cloudformation", "cluster.yaml.j2", _context(spec, user_data, source, ""))
+    version = f"{__version__}+{hashlib.sha256(draft.encode()).hexdigest()[:12]}"
+    text, data = render_yaml(
+        "cloudformation", "cluster.yaml.j2", _context(spec, user_data, source, version)
+    )
+    size = len(text.encode())
+    if size > TEMPLATE_BODY_LIMIT:
+        raise RenderError(
+            f"cluster template is {size} bytes, over CloudFormation's inline {TEMPLATE_BODY_LIMIT}"
+        )
+    return ClusterDocuments(spec, text, data, user_data, source, version)
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What ``bake launch`` was asked to do.
+
+    Attributes:
+        spec: the cluster.
+        yes: execute the change set without asking.
+        timeout_seconds: how long to follow the stack before giving up.
+        poll_seconds: seconds between event polls.
+    """
+
+    spec: ClusterSpec
+    yes: bool = False
+    timeout_seconds: float = 3600
+    poll_seconds: float = 5
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """Outcome: ``status`` (final stack status, or ``NO_CHANGES``/``DECLINED``), ``outputs``."""
+
+    stack_name: str
+    status: str
+    outputs: dict[str, str]
+
+
+def format_change(change: dict) -> str:
+    """One line for a DescribeChangeSet ``Changes`` entry: action, logical id, type, replacement."""
+    rc = change.get("ResourceChange", {})
+    action = rc.get("Action", "?")
+    replace = rc.get("Replacement")
+    extra = (
+        " (replacement)"
+        if replace == "True"
+        else " (may replace)"
+        if replace == "Conditional"
+        else ""
+    )
+    return (
+        f"  {action:<7} {rc.get('LogicalResourceId', '?'):<34} {rc.get('ResourceType', '')}{extra}"
+    )
+
+
+def format_event(event) -> str:
+    """One progress line for a stack event."""
+    stamp = event.timestamp.strftime("%H:%M:%S") if hasattr(event.timestamp, "strftime") else ""
+    reason = f"  {event.reason}" if event.reason else ""
+    return f"{stamp} {event.status:<20} {event.logical_id} ({event.resource_type}){reason}"
+
+
+def launch(
+    options: LaunchOptions,
+    cfn,
+    echo: Callable[[str], None],
+    confirm: Callable[[str], bool],
+    docs: ClusterDocuments | None = None,
+) -> LaunchResult:
+    """Deploy (create or update) the cluster stack through a change set.
+
+    Args:
+        options: the launch options.
+        cfn: a ``bake.aws.cloudformation.CloudFormation``.
+        echo: prints one line of progress.
+        confirm: asks the user; not called when ``options.yes``.
+        docs: pre-rendered documents (default: rendered here).
+
+    Returns:
+        the ``LaunchResult`` (outputs empty unless the stack completed).
+
+    Raises:
+        LaunchError: the change set or the stack failed (names the first failing resource
+            and its reason; a failed create leaves CloudFormation's rollback to clean up).
+    """
+    from bake.aws.cloudformation import TERMINAL_OK, first_failure
+
+    spec = options.spec
+    docs = docs or render_cluster(spec)
+    stack = spec.stack_name
+    status = cfn.stack_status(stack)
+    if status == "ROLLBACK_COMPLETE":
+        raise LaunchError(
+            f"stack {stack} is in ROLLBACK_COMPLETE from a failed create: "
+            f"run `bake destroy -f {spec.source}` first"
+        )
+    if status is not None and status.endswith("_IN_PROGRESS"):
+        raise LaunchError(f"stack {stack} is busy ({status}); wait for it to finish and retry")
+    kind = "CREATE" if status is None else "UPDATE"
+    name = "bake-" + docs.stack_version.replace(".", "-").replace("+", "-")
+    tags = {"bake:cluster": spec.name, "bake:stack-version": docs.stack_version}
+    seen = set(cfn.iter_event_ids(stack))
+    cs_id = cfn.create_change_set(stack, name, docs.template, kind, tags)
+    cs = cfn.wait_change_set(cs_id)
+    if cs["Status"] == "FAILED":
+        reason = cs.get("StatusReason", "")
+        cfn.delete_change_set(cs_id)
+        if "didn't contain changes" in reason or "No updates" in reason:
+            echo(f"stack {stack} is up to date ({docs.stack_version})")
+            return LaunchResult(stack, "NO_CHANGES", cfn.outputs(stack))
+        raise LaunchError(f"change set for {stack} failed: {reason}")
+    echo(f"change set {name} for stack {stack} ({kind.lower()}):")
+    for change in cs.get("Changes", []):
+        echo(format_change(change))
+    if not options.yes and not confirm(f"apply {len(cs.get('Changes', []))} changes to {stack}?"):
+        cfn.delete_change_set(cs_id)
+        echo("not applied; change set deleted")
+        return LaunchResult(stack, "DECLINED", {})
+    cfn.execute_change_set(cs_id)
+    final, events = cfn.follow(
+        stack,
+        lambda e: echo(format_event(e)),
+        since=seen,
+        timeout=options.timeout_seconds,
+        poll=options.poll_seconds,
+    )
+    if final not in TERMINAL_OK:
+        bad = first_failure(events)
+        where = f": {bad.logical_id} ({bad.resource_type}): {bad.reason}" if bad else ""
+        raise LaunchError(f"stack {stack} ended {final}{where}")
+    outputs = cfn.outputs(stack)
+    return LaunchResult(stack, final, outputs)
+
+
+def destroy(
+    spec: ClusterSpec, cfn, echo: Callable[[str], None], timeout: float = 3600, poll: float = 5
+) -> str:
+    """Delete the cluster stack and follow it until gone.
+
+    Returns:
+        ``"DELETE_COMPLETE"`` or ``"NOT_FOUND"`` when there was no stack.
+
+    Raises:
+        LaunchError: the deletion failed (names the first failing resource and reason).
+    """
+    from bake.aws.cloudformation import first_failure
+
+    stack = spec.stack_name
+    if cfn.stack_status(stack) is None:
+        echo(f"no stack {stack}: nothing to delete")
+        return "NOT_FOUND"
+    seen = set(cfn.iter_event_ids(stack))
+    cfn.delete_stack(stack)
+    final, events = cfn.follow(
+        stack, lambda e: echo(format_event(e)), since=seen, timeout=timeout, poll=poll
+    )
+    if final != "DELETE_COMPLETE":
+        bad = first_failure(events)
+        where = f": {bad.logical_id} ({bad.resource_type}): {bad.reason}" if bad else ""
+        raise LaunchError(f"deleting stack {stack} ended {final}{where}")
+    return final

@@ -1,0 +1,507 @@
+"""Render the EC2 Image Builder documents of one release: components, image recipe, configurations.
+
+The same byte-exact documents feed both builders: the AWS driver uploads them to EC2 Image
+Builder, the local builder's runner executes them in a chroot. Every value comes from the
+``Release`` (``bake.catalog``); this module builds each template's context in Python and parses
+each rendered document straight away (``bake.templates.render_yaml``), so templates hold no logic
+beyond loops over prepared lists.
+
+Components (AWSTOE documents, schemaVersion 1.0, phases build/validate/test), in recipe order:
+``bake-os-prep``, ``bake-container-runtime``, ``bake-kubernetes``, ``bake-images``,
+``bake-image-manifest``, ``bake-hygiene``. Every download is an AWSTOE ``WebDownload`` with the
+catalog's SHA-256 as ``checksum`` and ``algorithm: SHA256`` (AWSTOE verifies the file before the
+step succeeds; AWSTOE "Action modules", WebDownload).
+
+Placeholders (``${...}``) left in the request bodies for the AWS driver to fill in with
+account-specific values (none of them is a secret):
+
+- ``${component:<name>}``: ARN of the component created from ``components/<name>.yaml``
+  (image recipe ``components[].componentArn``).
+- ``${kms_key_id}``: KMS key for the encrypted gp3 root volume (image recipe
+  ``blockDeviceMappings[].ebs.kmsKeyId``; drop the key to use the account's default EBS key).
+- ``${instance_profile}``, ``${subnet_id}``, ``${security_group_id}``, ``${log_bucket}``:
+  infrastructure configuration ``instanceProfileName``, ``subnetId``, ``securityGroupIds``,
+  ``logging.s3Logs.s3BucketName``.
+- ``${region}``: distribution configuration ``distributions[].region``.
+
+``{{imagebuilder:buildDate}}`` in the AMI name is Image Builder's own variable, left literal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bake.catalog import Artifact, Release
+from bake.errors import RenderError
+from bake.templates import read_text, render_text, render_yaml
+
+COMPONENTS: tuple[str, ...] = (
+    "bake-os-prep",
+    "bake-container-runtime",
+    "bake-kubernetes",
+    "bake-images",
+    "bake-image-manifest",
+    "bake-hygiene",
+)
+PLACEHOLDERS: tuple[str, ...] = (
+    "${component:<name>}",
+    "${kms_key_id}",
+    "${instance_profile}",
+    "${subnet_id}",
+    "${security_group_id}",
+    "${log_bucket}",
+    "${region}",
+)
+# Image Builder's own variable (Image Builder user guide, "Manage AMI distribution settings").
+IMAGEBUILDER_BUILD_DATE = "{{imagebuilder:buildDate}}"
+# Debian's public SSM parameters for its official AMIs (wiki.debian.org/Cloud/AmazonEC2Image).
+DEFAULT_PARENT_IMAGE = "ssm:/aws/service/debian/release/12/latest/{arch}"
+ROOT_DEVICE = "/dev/xvda"  # root device name of Debian's official AMIs
+WORKING_DIRECTORY = "/var/tmp"
+DOWNLOADS_DIR = "/var/tmp/bake-downloads"
+IMAGES_DIR = "/var/lib/bake/images"
+MANIFEST_DIR = "/etc/bake"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+# Build instance types (Image Builder needs Nitro instances for IMDSv2-only; 2 vCPU, 8 GiB).
+INSTANCE_TYPES = {"amd64": ("m7i.large", "m6i.large"), "arm64": ("m7g.large", "m6g.large")}
+# IMDSv2 hop limit for the build instance: 1 (no containers run there that need IMDS).
+IMDS_HOP_LIMIT = 1
+# Debian 12 ships containerd 1.6 and runc 1.1 (packages.debian.org, bookworm).
+OS_PACKAGE_CONTAINERD_MAJOR = 1
+# Files each artifact installs (what the image manifest hashes). The CNI plugins are globbed.
+ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
+    "kubeadm": ("/usr/bin/kubeadm",),
+    "kubelet": ("/usr/bin/kubelet",),
+    "kubectl": ("/usr/bin/kubectl",),
+    "crictl": ("/usr/bin/crictl",),
+    "containerd": ("/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2"),
+    "runc": ("/usr/sbin/runc",),
+    "cni-plugins": ("/opt/cni/bin/*",),
+}
+_SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How to render a release's documents.
+
+    Attributes:
+        mirror: artifact base URL laid out as ``<mirror>/<upstream host>/<path>`` (``None``:
+            upstream URLs). Image archives always come from a mirror.
+        ssm_prefix: SSM hierarchy; the parameter is
+            ``f"{ssm_prefix}/{minor}/{os}/{arch}/image_id"``.
+        parent_image: Image Builder parent image (AMI ID, image ARN or ``ssm:<parameter>``);
+            default ``ssm:/aws/service/debian/release/12/latest/<amd64|arm64>``.
+        volume_size_gib: root volume size in GiB.
+    """
+
+    mirror: str | None = None
+    ssm_prefix: str = "/bake/k8s"
+    parent_image: str | None = None
+    volume_size_gib: int = 20
+
+
+@dataclass(frozen=True)
+class Document:
+    """One rendered document.
+
+    Attributes:
+        kind: ``component``, ``image-recipe``, ``infrastructure-configuration`` or
+            ``distribution-configuration``.
+        name: e.g. ``bake-container-runtime``.
+        path: relative output path, e.g. ``components/bake-container-runtime.yaml``.
+        text: the rendered text, byte-exact (uploaded to AWS, run by the local runner).
+        data: the parsed YAML.
+    """
+
+    kind: str
+    name: str
+    path: str
+    text: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class ImageDocuments:
+    """Everything Image Builder needs for one release.
+
+    Attributes:
+        release: the release rendered.
+        components: the component documents, in recipe order.
+        recipe: the CreateImageRecipe request body.
+        infrastructure: the CreateInfrastructureConfiguration request body.
+        distribution: the CreateDistributionConfiguration request body.
+    """
+
+    release: Release
+    components: tuple[Document, ...]
+    recipe: Document
+    infrastructure: Document
+    distribution: Document
+
+    @property
+    def documents(self) -> tuple[Document, ...]:
+        """All documents: components in recipe order, then recipe, infrastructure, distribution."""
+        return (*self.components, self.recipe, self.infrastructure, self.distribution)
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """Write every document under ``out_dir`` at its ``path`` (each file replaced atomically).
+
+        Returns:
+            the paths written, in ``documents`` order.
+        Raises:
+            OSError: the directory cannot be written.
+        """
+        written = []
+        for doc in self.documents:
+            target = Path(out_dir) / doc.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(doc.text)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            written.append(target)
+        return written
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 hex over the component and recipe texts (with their paths), in order.
+
+        Two renders with the same hash build the same image contents.
+        """
+        h = hashlib.sha256()
+        for doc in (*self.components, self.recipe):
+            h.update(doc.path.encode() + b"\0" + doc.text.encode() + b"\0")
+        return h.hexdigest()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _safe(value: str) -> str:
+    """Return ``value`` if it can be pasted into shell and YAML unquoted; else ``RenderError``."""
+    if not _SAFE.match(value):
+        raise RenderError(f"refusing to render unsafe value {value!r} into a component")
+    return value
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def _download(artifact: Artifact, mirror: str | None) -> dict[str, str]:
+    """WebDownload input for a release artifact, into ``DOWNLOADS_DIR``."""
+    assert artifact.sha256 is not None
+    return {
+        "step": f"Download{_camel(artifact.name)}",
+        "source": artifact.fetch_url(mirror),
+        "destination": _safe(f"{DOWNLOADS_DIR}/{artifact.filename}"),
+        "sha256": _safe(artifact.sha256),
+        "install": _safe(artifact.install),
+    }
+
+
+def _install_commands(artifact: Artifact) -> list[str]:
+    """Shell lines that install a downloaded, already verified release artifact."""
+    src = _safe(f"{DOWNLOADS_DIR}/{artifact.filename}")
+    dest = _safe(artifact.install)
+    if artifact.kind == "binary":
+        return [f"install -D -m 0755 -o root -g root {src} {dest}"]
+    if artifact.name == "crictl":
+        return [f"tar -xzf {src} -C {dest} --no-same-owner crictl", f"chmod 0755 {dest}/crictl"]
+    return [f"mkdir -p {dest}", f"tar -xzf {src} -C {dest} --no-same-owner"]
+
+
+def _containerd_major(artifact: Artifact) -> int:
+    if artifact.source == "os-package":
+        return OS_PACKAGE_CONTAINERD_MAJOR
+    return int(artifact.version.split(".")[0])
+
+
+def _component(name: str, context: dict[str, Any]) -> Document:
+    text, data = render_yaml("components", f"{name}.yaml.j2", context)
+    if not isinstance(data, dict) or data.get("name") != name:
+        raise RenderError(f"component template {name} did not render a component named {name}")
+    return Document("component", name, f"components/{name}.yaml", text, data)
+
+
+def _request(kind: str, name: str, context: dict[str, Any]) -> Document:
+    text, data = render_yaml("image-recipes", f"{kind}.yaml.j2", context)
+    return Document(kind, name, f"image-recipes/{kind}.yaml", text, data)
+
+
+# ---------------------------------------------------------------- contexts
+
+
+def _os_prep(base: dict[str, Any]) -> dict[str, Any]:
+    # kubernetes.io "Container Runtimes", "Install and configure prerequisites".
+    return {
+        **base,
+        "modules": ["overlay", "br_netfilter"],
+        "sysctls": [
+            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("net.bridge.bridge-nf-call-ip6tables", "1"),
+            ("net.ipv4.ip_forward", "1"),
+        ],
+        # kubeadm preflight checks (kubeadm "Installing kubeadm": conntrack, iptables)
+        "packages": ["iptables", "conntrack"],
+        "tools": ["iptables", "conntrack"],
+    }
+
+
+def _runtime(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+    names = ("containerd", "runc", "cni-plugins", "crictl")
+    arts = [release.artifact(n) for n in names]
+    releases = [a for a in arts if a.source == "release"]
+    containerd, runc = release.artifact("containerd"), release.artifact("runc")
+    major = _containerd_major(containerd)
+    config_version = 3 if major >= 2 else 2
+    pause_ref = _safe(release.image("pause").ref)
+    from_package = containerd.source == "os-package"
+    executables = [
+        *ARTIFACT_FILES["containerd"],
+        *ARTIFACT_FILES["runc"],
+        *ARTIFACT_FILES["crictl"],
+    ]
+    return {
+        **base,
+        "containerd_version": containerd.version,
+        "runc_version": runc.version,
+        "downloads": [_download(a, mirror) for a in releases],
+        "install_commands": [line for a in releases for line in _install_commands(a)],
+        "os_packages": [_safe(a.package or a.name) for a in arts if a.source == "os-package"],
+        "containerd_config": render_text(
+            "components",
+            f"files/containerd-config-v{config_version}.toml.j2",
+            {"pause_ref": pause_ref},
+        ),
+        "config_version": config_version,
+        "pause_ref": pause_ref,
+        "containerd_socket": f"unix://{CONTAINERD_SOCKET}",
+        # Debian's package ships and enables its own unit in /lib/systemd/system.
+        "containerd_unit": None
+        if from_package
+        else read_text("components", "files/containerd.service"),
+        "containerd_unit_path": "/lib/systemd/system/containerd.service"
+        if from_package
+        else "/etc/systemd/system/containerd.service",
+        "executables": executables,
+        "sha_checks": [
+            {"path": a.install, "sha256": a.sha256} for a in releases if a.kind == "binary"
+        ],
+    }
+
+
+def _kubernetes(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+    arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
+    return {
+        **base,
+        "downloads": [_download(a, mirror) for a in arts],
+        "install_commands": [line for a in arts for line in _install_commands(a)],
+        "sha_checks": [{"path": _safe(a.install), "sha256": a.sha256} for a in arts],
+        "kubelet_unit": read_text("components", "files/kubelet.service"),
+        "kubelet_unit_path": "/lib/systemd/system/kubelet.service",
+        "kubeadm_dropin": read_text("components", "files/10-kubeadm.conf"),
+        "kubelet_dropin_dir": "/etc/systemd/system/kubelet.service.d",
+    }
+
+
+def staged_images(release: Release) -> list[dict[str, str]]:
+    """The images the image stages: those whose archive SHA-256 the catalog knows.
+
+    Args:
+        release: the resolved release.
+    Returns:
+        ``[{"name", "ref", "archive", "sha256", "path"}]`` where ``archive`` is the path on the
+        image (``/var/lib/bake/images/<name>_<tag>.tar``) and ``path`` the mirror path.
+    """
+    out = []
+    for image in release.images:
+        if not image.archive_sha256:
+            continue
+        out.append(
+            {
+                "name": _safe(image.name),
+                "ref": _safe(image.ref),
+                "archive": _safe(f"{IMAGES_DIR}/{image.name}_{image.tag}.tar"),
+                "sha256": _safe(image.archive_sha256),
+                "path": image.archive_path,
+            }
+        )
+    return out
+
+
+def _images(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+    images = staged_images(release)
+    by_ref = {i.ref: i for i in release.images}
+    downloads = [
+        {
+            "step": f"Download{_camel(i['name'])}Image",
+            "source": by_ref[i["ref"]].fetch_url(mirror),
+            "destination": i["archive"],
+            "sha256": i["sha256"],
+        }
+        for i in images
+    ]
+    ctx = {
+        "images": images,
+        "images_dir": IMAGES_DIR,
+        "containerd_address": CONTAINERD_SOCKET,
+        "import_script": "/usr/local/sbin/bake-images-import",
+    }
+    return {
+        **base,
+        **ctx,
+        "downloads": downloads,
+        "import_script_text": render_text("components", "files/bake-images-import.sh.j2", ctx),
+        "import_unit": render_text("components", "files/bake-images-import.service.j2", ctx),
+        "import_unit_path": "/etc/systemd/system/bake-images-import.service",
+    }
+
+
+def _manifest(base: dict[str, Any], release: Release) -> dict[str, Any]:
+    artifacts = []
+    for a in release.artifacts:
+        if a.source == "os-package":
+            # the installed dpkg version, recorded on the target at build time
+            version_shell = f'"$(dpkg-query -W -f="\\${{Version}}" {_safe(a.package or a.name)})"'
+        else:
+            version_shell = _safe(a.version)
+        artifacts.append(
+            {
+                "name": _safe(a.name),
+                "source": _safe(a.source),
+                "version_shell": version_shell,
+                "url_json": json.dumps(_safe(a.url)) if a.url else "null",
+                "sha256_json": json.dumps(_safe(a.sha256)) if a.sha256 else "null",
+                "files": list(ARTIFACT_FILES[a.name]),
+            }
+        )
+    header = [
+        ("schema", "bake.image-manifest/v1"),
+        ("kubernetes_version", release.kubernetes_version),
+        ("minor", release.minor),
+        ("arch", release.arch),
+        ("os", release.os),
+    ]
+    return {
+        **base,
+        "manifest_dir": MANIFEST_DIR,
+        "manifest_path": f"{MANIFEST_DIR}/image-manifest.json",
+        "header": [(k, json.dumps(_safe(v))) for k, v in header],
+        "artifacts": artifacts,
+        "images": staged_images(release),
+        # pasted inside single quotes in shell: a quote in a path is escaped JSON-style
+        "catalog_sources_json": json.dumps(list(release.catalog_sources)).replace("'", "\\u0027"),
+    }
+
+
+def ssm_parameter_name(release: Release, ssm_prefix: str) -> str:
+    """The SSM parameter the image id is published to.
+
+    Returns:
+        ``<ssm_prefix>/<minor>/<os>/<arch>/image_id``, e.g.
+        ``/bake/k8s/1.30/debian-12/amd64/image_id``.
+    """
+    return f"{ssm_prefix.rstrip('/')}/{release.minor}/{release.os}/{release.arch}/image_id"
+
+
+def render_image_documents(release: Release, options: RenderOptions) -> ImageDocuments:
+    """Render and parse every Image Builder document for ``release``.
+
+    Args:
+        release: the resolved release (``bake.catalog.resolve``).
+        options: mirror, SSM prefix, parent image, volume size.
+    Returns:
+        the ``ImageDocuments`` (components in recipe order, recipe, infrastructure,
+        distribution); nothing is written.
+    Raises:
+        RenderError: a template failed (undefined value, invalid YAML) or a catalog value is not
+            safe to paste into shell.
+        CatalogError: an image archive SHA-256 is known but no mirror was given.
+    """
+    base = {
+        "kubernetes_version": _safe(release.kubernetes_version),
+        "minor": release.minor,
+        "arch": _safe(release.arch),
+        "os": release.os,
+        "downloads_dir": DOWNLOADS_DIR,
+    }
+    contexts = {
+        "bake-os-prep": _os_prep(base),
+        "bake-container-runtime": _runtime(base, release, options.mirror),
+        "bake-kubernetes": _kubernetes(base, release, options.mirror),
+        "bake-images": _images(base, release, options.mirror),
+        "bake-image-manifest": _manifest(base, release),
+        "bake-hygiene": base,
+    }
+    components = tuple(_component(name, contexts[name]) for name in COMPONENTS)
+
+    target = f"{release.os}, {release.arch}"
+    ami_description = f"Kubernetes {release.kubernetes_version} node image ({target}) by bake"
+    dashed = f"{release.kubernetes_version.replace('.', '-')}-{release.os}-{release.arch}"
+    tags = [
+        ("bake:managed", "true"),
+        ("bake:kubernetes-version", release.kubernetes_version),
+        ("bake:arch", release.arch),
+        ("bake:os", release.os),
+    ]
+    recipe = _request(
+        "image-recipe",
+        f"bake-k8s-{dashed}",
+        {
+            "name": f"bake-k8s-{dashed}",
+            "description": ami_description,
+            "semantic_version": release.kubernetes_version,
+            "parent_image": options.parent_image or DEFAULT_PARENT_IMAGE.format(arch=release.arch),
+            "components": COMPONENTS,
+            "root_device": ROOT_DEVICE,
+            "volume_size_gib": int(options.volume_size_gib),
+            "working_directory": WORKING_DIRECTORY,
+            "tags": tags,
+        },
+    )
+    infrastructure = _request(
+        "infrastructure-configuration",
+        f"bake-k8s-{release.arch}",
+        {
+            "name": f"bake-k8s-{release.arch}",
+            "description": f"bake build instances for {release.arch}: IMDSv2 only, "
+            "terminated on failure",
+            "instance_types": INSTANCE_TYPES[release.arch],
+            "hop_limit": IMDS_HOP_LIMIT,
+            "log_prefix": f"bake/imagebuilder/{release.kubernetes_version}-{release.arch}",
+            "tags": tags,
+        },
+    )
+    content_hash = ImageDocuments(
+        release, components, recipe, infrastructure, infrastructure
+    ).content_hash
+    minor_dashed = f"{release.minor.replace('.', '-')}-{release.os}-{release.arch}"
+    distribution = _request(
+        "distribution-configuration",
+        f"bake-k8s-{minor_dashed}",
+        {
+            "name": f"bake-k8s-{minor_dashed}",
+            "description": f"bake AMIs for Kubernetes {release.minor} ({target}), published to SSM",
+            "ami_name": f"bake-k8s-{release.kubernetes_version}-{release.os}-{release.arch}-"
+            + IMAGEBUILDER_BUILD_DATE,
+            "ami_description": ami_description,
+            "ami_tags": [*tags, ("bake:content-hash", content_hash)],
+            "ssm_parameter": ssm_parameter_name(release, options.ssm_prefix),
+            "tags": tags,
+        },
+    )
+    return ImageDocuments(release, components, recipe, infrastructure, distribution)

@@ -1,0 +1,396 @@
+"""The agent's three phases: config -> bootstrap -> post, with state in /var/lib/bake-node.
+
+- **config**: read /etc/bake/node.yaml and the instance identity, validate everything, pick the
+  Kubernetes version (node.yaml, else /etc/bake/image-manifest.json).
+- **bootstrap**: control planes take the ``control-plane`` lease (so init and control-plane
+  joins never overlap: etcd must not take two joins at once); under it the first one runs
+  ``kubeadm init --upload-certs`` and publishes join material, later ones reconcile etcd members
+  and ``kubeadm join --control-plane``. A taker-over whose predecessor died mid-init resets
+  (``kubeadm reset``, stale material deleted) before its own init. Workers wait for valid
+  material (one ``GetParameters`` per look) and join in parallel, without any lock.
+- **post**: the node that ran init applies the CNI and add-on manifests baked into the image.
+
+A node whose state says it joined does nothing on later boots. ``state.json`` records the
+phases with their durations (seconds) and outcome; ``bake-node status`` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bake_node.aws import Clients
+from bake_node.config import NodeConfig, load_config
+from bake_node.errors import ConfigError, LeaseLost, NodeError
+from bake_node.etcd import EtcdCtl, EtcdMembers
+from bake_node.identity import Identity, discover
+from bake_node.joinmaterial import CERT_KEY_TTL, DEFAULT_TOKEN_TTL, JoinMaterial, Material, Secret
+from bake_node.kubeadm import Kubeadm, new_certificate_key, render_config
+from bake_node.lease import Lease
+
+log = logging.getLogger("bake_node")
+CLUSTER_KEY = {"pk": {"S": "cluster"}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the agent runs (the CLI builds it; defaults are the on-image paths).
+
+    Times are seconds. ``kubeadm_env`` is passed to kubeadm/kubectl/etcdctl (stand-ins in tests).
+    """
+
+    config_path: Path = Path("/etc/bake/node.yaml")
+    state_dir: Path = Path("/var/lib/bake-node")
+    image_manifest: Path = Path("/etc/bake/image-manifest.json")
+    manifests_dir: Path = Path("/usr/share/bake-node/manifests")
+    kubernetes_dir: Path = Path("/etc/kubernetes")
+    identity_override: Path | None = None
+    kubeadm: str = "kubeadm"
+    kubectl: str = "kubectl"
+    etcdctl: str = "etcdctl"
+    kubeadm_env: dict[str, str] = field(default_factory=dict)
+    lease_ttl: float = 60.0
+    token_ttl: float = DEFAULT_TOKEN_TTL
+    poll: float = 2.0
+    max_poll: float = 15.0
+    wait_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything the config phase established."""
+
+    config: NodeConfig
+    identity: Identity
+    kubernetes_version: str
+
+
+class State:
+    """``<state_dir>/state.json``: ``{instance_id, role, mode, joined, phases: {name: {status,
+    seconds}}, updated}``; written atomically (temp file + rename)."""
+
+    def __init__(self, state_dir: Path):
+        self.path = Path(state_dir) / "state.json"
+        self.data: dict[str, Any] = {"joined": False, "phases": {}}
+        if self.path.exists():
+            self.data = json.loads(self.path.read_text())
+
+    def save(self, **updates: Any) -> None:
+        self.data.update(updates, updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    def phase(self, name: str, status: str, seconds: float, **extra: Any) -> None:
+        self.data.setdefault("phases", {})[name] = {
+            "status": status,
+            "seconds": round(seconds, 3),
+            **extra,
+        }
+        self.save()
+
+
+class Agent:
+    """One node's agent.
+
+    Args:
+        settings: ``Settings``.
+        clients: ``bake_node.aws.Clients`` (built from node.yaml when None).
+        kubeadm: the adapter (built from settings when None; the benchmark passes an in-process
+            stand-in).
+    """
+
+    def __init__(
+        self, settings: Settings, clients: Clients | None = None, kubeadm: Kubeadm | None = None
+    ):
+        self.s = settings
+        self._clients = clients
+        self.kubeadm = kubeadm or Kubeadm(
+            settings.kubeadm,
+            settings.kubectl,
+            dict(settings.kubeadm_env),
+            admin_kubeconfig=str(settings.kubernetes_dir / "admin.conf"),
+        )
+        self.state = State(settings.state_dir)
+
+    # -- phases ---------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run config, bootstrap and post. Returns the mode: ``init``, ``join`` or ``noop``.
+
+        Raises:
+            NodeError: any phase failed (recorded in state.json).
+        """
+        ctx = self._timed("config", self.config_phase)
+        if self.state.data.get("joined"):
+            log.info("already a member of %s: nothing to do", ctx.config.cluster_name)
+            self.state.phase("bootstrap", "skipped", 0.0, reason="already joined")
+            return "noop"
+        mode = self._timed("bootstrap", lambda: self.bootstrap_phase(ctx))
+        self._timed("post", lambda: self.post_phase(ctx, mode))
+        return mode
+
+    def _timed(self, name: str, fn):
+        start = time.monotonic()
+        log.info("phase %s: start", name)
+        try:
+            result = fn()
+        except Exception as exc:
+            self.state.phase(name, "failed", time.monotonic() - start, error=str(exc))
+            log.error("phase %s: failed after %.2f s: %s", name, time.monotonic() - start, exc)
+            raise
+        self.state.phase(name, "done", time.monotonic() - start)
+        log.info("phase %s: done in %.2f s", name, time.monotonic() - start)
+        return result
+
+    def config_phase(self) -> Context:
+        """Load node.yaml and identity; check the region and the Kubernetes version."""
+        config = load_config(self.s.config_path)
+        identity = discover(self.s.identity_override)
+        if identity.region and identity.region != config.region:
+            raise ConfigError(
+                f"node.yaml region {config.region} differs from this instance's {identity.region}"
+            )
+        version = config.kubernetes_version
+        if not version:
+            try:
+                version = json.loads(self.s.image_manifest.read_text())["kubernetes_version"]
+            except (OSError, ValueError, KeyError):
+                raise ConfigError(
+                    f"no kubernetesVersion in {self.s.config_path} and none in "
+                    f"{self.s.image_manifest}: set kubernetesVersion"
+                ) from None
+        self.state.save(
+            instance_id=identity.instance_id,
+            role=config.role,
+            cluster=config.cluster_name,
+            kubernetes_version=version,
+        )
+        return Context(config, identity, version)
+
+    def clients(self, config: NodeConfig) -> Clients:
+        if self._clients is None:
+            self._clients = Clients(config.region, dict(config.endpoints))
+        return self._clients
+
+    def bootstrap_phase(self, ctx: Context) -> str:
+        """Init or join (see the module docstring). Returns ``"init"`` or ``"join"``."""
+        if ctx.config.is_control_plane:
+            mode = self._control_plane(ctx)
+        else:
+            self._worker(ctx)
+            mode = "join"
+        self.state.save(joined=True, mode=mode)
+        return mode
+
+    def post_phase(self, ctx: Context, mode: str) -> None:
+        """On the node that ran init: apply manifests/cni/<cni>/*.yaml then manifests/addons/."""
+        if mode != "init":
+            return
+        cni_dir = self.s.manifests_dir / "cni" / ctx.config.cni
+        files = sorted(cni_dir.glob("*.yaml"))
+        if not files:
+            raise ConfigError(f"CNI {ctx.config.cni!r} has no manifests in {cni_dir}")
+        files += sorted((self.s.manifests_dir / "addons").glob("*.yaml"))
+        for path in files:
+            self.kubeadm.apply(path)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _material(self, ctx: Context) -> JoinMaterial:
+        c = ctx.config
+        return JoinMaterial(self.clients(c).client("ssm"), c.ssm_prefix, c.kms_key_id)
+
+    def _write_config(self, kind: str, ctx: Context, **values: Any) -> Path:
+        c, ident = ctx.config, ctx.identity
+        text, _docs = render_config(
+            kind,
+            ctx.kubernetes_version,
+            node_name=ident.hostname,
+            advertise_address=ident.private_ip,
+            control_plane_endpoint=c.control_plane_endpoint,
+            **values,
+        )
+        path = self.s.state_dir / f"kubeadm-{kind}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def _worker(self, ctx: Context) -> None:
+        material = self._material(ctx).wait(
+            control_plane=False,
+            timeout=self.s.wait_timeout,
+            poll=self.s.poll,
+            max_poll=self.s.max_poll,
+        )
+        path = self._write_config(
+            "join",
+            ctx,
+            token=material.token.value,
+            ca_hash=material.ca_hash.value,
+            control_plane=False,
+        )
+        try:
+            self.kubeadm.join(path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _etcd(self, endpoints: list[str]) -> EtcdCtl:
+        pki = self.s.kubernetes_dir / "pki"
+        tls = {}
+        if (pki / "etcd" / "ca.crt").exists():
+            tls = {
+                "cacert": pki / "etcd" / "ca.crt",
+                "cert": pki / "apiserver-etcd-client.crt",
+                "key": pki / "apiserver-etcd-client.key",
+            }
+        return EtcdCtl(endpoints, self.s.etcdctl, **tls)
+
+    def _register_self(self, ctx: Context, members: EtcdMembers) -> None:
+        etcd = self._etcd([f"https://{ctx.identity.private_ip}:2379"])
+        for m in etcd.members():
+            if m.name == ctx.identity.hostname:
+                members.register(ctx.identity.instance_id, m)
+                return
+        raise NodeError(f"this node ({ctx.identity.hostname}) is not in the etcd member list")
+
+    def _control_plane(self, ctx: Context) -> str:
+        c, me = ctx.config, ctx.identity.instance_id
+        clients = self.clients(c)
+        db = clients.client("dynamodb")
+        lease = Lease(db, c.lock_table, "control-plane", ttl=self.s.lease_ttl)
+        held = lease.acquire(me, timeout=self.s.wait_timeout, poll=self.s.poll)
+        material = self._material(ctx)
+        members = EtcdMembers(db, c.lock_table, clients.client("ec2"))
+        try:
+            with lease.keep_alive(held) as beat:
+                item = db.get_item(TableName=c.lock_table, Key=CLUSTER_KEY, ConsistentRead=True)
+                cluster = {k: v.get("S") for k, v in item.get("Item", {}).items()}
+                if cluster.get("state") != "initialized":
+                    self._init(ctx, lease, held, beat, cluster, material, members)
+                    return "init"
+                self._join_control_plane(ctx, beat, material, members)
+                return "join"
+        finally:
+            lease.release(held)
+
+    def _init(self, ctx, lease, held, beat, cluster, material, members) -> None:
+        c, me = ctx.config, ctx.identity.instance_id
+        if cluster.get("init_started_by"):
+            log.warning(
+                "an init by %s did not finish (lease expired): resetting and taking over",
+                cluster["init_started_by"],
+            )
+            material.delete_all()
+            self.kubeadm.reset()
+        lease.fenced_put(
+            held,
+            {
+                **CLUSTER_KEY,
+                "state": {"S": "initializing"},
+                "init_started_by": {"S": me},
+                "fence": {"N": str(held.fence)},
+            },
+        )
+        cert_key = new_certificate_key()
+        sans = sorted({c.endpoint_host, ctx.identity.private_ip, ctx.identity.hostname})
+        path = self._write_config(
+            "init",
+            ctx,
+            cluster_name=c.cluster_name,
+            pod_cidr=c.pod_cidr,
+            service_cidr=c.service_cidr,
+            cert_sans=sans,
+            certificate_key=cert_key,
+        )
+        try:
+            self.kubeadm.init(path)
+        finally:
+            path.unlink(missing_ok=True)
+        beat.check()
+        issued = time.time()
+        token, ca_hash = self.kubeadm.token_create(self.s.token_ttl)
+        material.publish(
+            Material(
+                token=Secret(token, issued + self.s.token_ttl, issued),
+                ca_hash=Secret(ca_hash),
+                certificate_key=Secret(cert_key, issued + CERT_KEY_TTL, issued),
+            )
+        )
+        self._register_self(ctx, members)
+        beat.check()
+        lease.fenced_put(
+            held,
+            {
+                **CLUSTER_KEY,
+                "state": {"S": "initialized"},
+                "initialized_by": {"S": me},
+                "init_started_by": {"S": me},
+                "fence": {"N": str(held.fence)},
+            },
+        )
+
+    def _join_control_plane(self, ctx, beat, material, members) -> None:
+        m = material.wait(
+            control_plane=True,
+            timeout=self.s.wait_timeout,
+            poll=self.s.poll,
+            max_poll=self.s.max_poll,
+        )
+        path = self._write_config(
+            "join",
+            ctx,
+            token=m.token.value,
+            ca_hash=m.ca_hash.value,
+            control_plane=True,
+            certificate_key=m.certificate_key.value,
+        )
+        try:
+            self.kubeadm.prepare_control_plane(path)
+            endpoints = members.client_urls()
+            if endpoints:
+                result = members.reconcile(self._etcd(endpoints))
+                self.state.save(etcd_removed=result.removed)
+            beat.check()
+            self.kubeadm.join(path)
+        finally:
+            path.unlink(missing_ok=True)
+        self._register_self(ctx, members)
+
+
+def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
+    """The rotation timer's work on a control plane: under the lease, refresh join material.
+
+    Returns the parts rotated; ``[]`` when the cluster is not initialized yet.
+
+    Raises:
+        LeaseLost: the lease could not be taken within ``settings.wait_timeout``.
+    """
+    agent = Agent(settings, clients)
+    ctx = agent.config_phase()
+    c = ctx.config
+    if not c.is_control_plane:
+        raise ConfigError("rotate runs on control planes only")
+    db = agent.clients(c).client("dynamodb")
+    item = db.get_item(TableName=c.lock_table, Key=CLUSTER_KEY, ConsistentRead=True).get("Item", {})
+    if item.get("state", {}).get("S") != "initialized":
+        return []
+    lease = Lease(db, c.lock_table, "control-plane", ttl=settings.lease_ttl)
+    held = lease.acquire(
+        ctx.identity.instance_id, timeout=settings.wait_timeout, poll=settings.poll
+    )
+    try:
+        with lease.keep_alive(held) as beat:
+            done = agent._material(ctx).rotate(agent.kubeadm, settings.token_ttl)
+            beat.check()
+            return done
+    except LeaseLost:
+        raise
+    finally:
+        lease.release(held)

@@ -1,0 +1,243 @@
+"""``Lease``: a leader lock in DynamoDB with an expiry and a fencing counter.
+
+One item per lease (``pk = "lease#<name>"``) holds ``owner``, ``expires`` (epoch seconds) and
+``fence`` (a counter incremented on every acquisition). Acquisition is one conditional
+``UpdateItem`` (the item is free, expired, or already ours); renewal and release are
+conditional on ``owner`` and ``fence`` still being ours, so a holder whose lease expired and was
+taken over can no longer renew it (DynamoDB developer guide, "Condition expressions"). Writes
+that must only happen under the lease use ``fenced_put`` (``TransactWriteItems`` with a
+``ConditionCheck`` on the lease item), so a paused, stale leader cannot overwrite its
+successor's work. Times come from the node clock (Amazon Time Sync on EC2); TTLs are far larger
+than clock skew.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bake_node.aws import error_code
+from bake_node.errors import LeaseLost
+
+log = logging.getLogger("bake_node.lease")
+
+
+def ensure_table(dynamodb, name: str) -> None:
+    """Create the lock table (``pk`` string hash key, on-demand) if missing, and wait for it.
+
+    ``bake launch`` creates it in CloudFormation; tests and the benchmark use this helper.
+    """
+    try:
+        dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except Exception as exc:  # noqa: BLE001 - only "already exists" is expected
+        if error_code(exc) != "ResourceInUseException":
+            raise
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held lease: ``fence`` is this acquisition's counter; ``previous_owner`` the last holder
+    (None when the lease was never held), so a taker-over knows someone died mid-work."""
+
+    name: str
+    owner: str
+    fence: int
+    previous_owner: str | None
+
+
+class Lease:
+    """A named lease in ``table``.
+
+    Args:
+        dynamodb: a boto3 DynamoDB client.
+        table: the lock table name (``NodeConfig.lock_table``).
+        name: the lease name, e.g. ``"control-plane"``.
+        ttl: lease duration in seconds; a holder renews every ``ttl / 3``.
+        clock: returns epoch seconds (tests may pass their own).
+    """
+
+    def __init__(self, dynamodb, table: str, name: str, ttl: float = 60.0, clock=time.time):
+        self.db, self.table, self.name, self.ttl, self.clock = dynamodb, table, name, ttl, clock
+        self.key = {"pk": {"S": f"lease#{name}"}}
+
+    def try_acquire(self, owner: str) -> Held | None:
+        """One attempt: take the lease if free, expired or already ``owner``'s.
+
+        Returns:
+            ``Held`` on success, ``None`` when someone else holds a live lease.
+        """
+        now = self.clock()
+        try:
+            out = self.db.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="SET #o = :me, expires = :exp ADD fence :one",
+                ConditionExpression="attribute_not_exists(pk) OR expires < :now OR #o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":exp": {"N": repr(now + self.ttl)},
+                    ":now": {"N": repr(now)},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        attrs = out["Attributes"]
+        previous = attrs.get("previous_owner", {}).get("S")
+        held = Held(self.name, owner, int(attrs["fence"]["N"]), previous)
+        self._set_previous(held)
+        log.info("lease %s acquired by %s (fence %d)", self.name, owner, held.fence)
+        return held
+
+    def _set_previous(self, held: Held) -> None:
+        # remembered for the next taker (who then knows whose work may be half-done)
+        self.db.update_item(
+            TableName=self.table,
+            Key=self.key,
+            UpdateExpression="SET previous_owner = :me",
+            ConditionExpression="#o = :me AND fence = :f",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":me": {"S": held.owner}, ":f": {"N": str(held.fence)}},
+        )
+
+    def acquire(self, owner: str, timeout: float = 3600.0, poll: float = 2.0) -> Held:
+        """Wait until the lease is ours (polling every ~``poll`` s with jitter).
+
+        Raises:
+            LeaseLost: not acquired within ``timeout`` seconds.
+        """
+        deadline = self.clock() + timeout
+        while True:
+            held = self.try_acquire(owner)
+            if held:
+                return held
+            if self.clock() > deadline:
+                raise LeaseLost(f"lease {self.name} not acquired within {timeout:.0f} s")
+            time.sleep(poll * random.uniform(0.5, 1.5))
+
+    def _owned(self, held: Held) -> dict[str, Any]:
+        return {
+            "ConditionExpression": "#o = :me AND fence = :f",
+            "ExpressionAttributeNames": {"#o": "owner"},
+        }
+
+    def renew(self, held: Held) -> None:
+        """Extend the lease by ``ttl`` from now.
+
+        Raises:
+            LeaseLost: the lease expired and another node took it (fence moved on).
+        """
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="SET expires = :exp",
+                **self._owned(held),
+                ExpressionAttributeValues={
+                    ":me": {"S": held.owner},
+                    ":f": {"N": str(held.fence)},
+                    ":exp": {"N": repr(self.clock() + self.ttl)},
+                },
+            )
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over") from None
+            raise
+
+    def release(self, held: Held) -> None:
+        """Give the lease up (expires now); a no-op if it was already taken over."""
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="SET expires = :zero",
+                **self._owned(held),
+                ExpressionAttributeValues={
+                    ":me": {"S": held.owner},
+                    ":f": {"N": str(held.fence)},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def fenced_put(self, held: Held, item: dict[str, Any]) -> None:
+        """Put ``item`` (DynamoDB attribute-value map) into the table only while ``held`` is
+        still the current holder, atomically.
+
+        Raises:
+            LeaseLost: the lease moved on; nothing was written.
+        """
+        try:
+            self.db.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": self.key,
+                            "ConditionExpression": "#o = :me AND fence = :f",
+                            "ExpressionAttributeNames": {"#o": "owner"},
+                            "ExpressionAttributeValues": {
+                                ":me": {"S": held.owner},
+                                ":f": {"N": str(held.fence)},
+                            },
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": item}},
+                ]
+            )
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "TransactionCanceledException":
+                raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over") from None
+            raise
+
+    def keep_alive(self, held: Held) -> Heartbeat:
+        """Return a context manager renewing ``held`` every ``ttl / 3`` s in a thread."""
+        return Heartbeat(self, held)
+
+
+class Heartbeat:
+    """Renews a held lease in a daemon thread; ``lost`` is set when a renewal fails."""
+
+    def __init__(self, lease: Lease, held: Held):
+        self.lease, self.held = lease, held
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease.ttl / 3):
+            try:
+                self.lease.renew(self.held)
+            except Exception:  # noqa: BLE001 - any failure means we can no longer vouch
+                log.exception("lease %s renewal failed", self.lease.name)
+                self.lost.set()
+                return
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` if a renewal failed."""
+        if self.lost.is_set():
+            raise LeaseLost(f"lease {self.lease.name} lost while working; stopping")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

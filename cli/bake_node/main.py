@@ -1,0 +1,120 @@
+"""``bake-node``: the command line of the node agent (argparse: the node has no click).
+
+Commands: ``run`` (config -> bootstrap -> post; what the systemd unit starts), ``status``
+(print state.json), ``rotate`` (the control-plane timer: refresh join material) and
+``validate`` (the config phase only, touching nothing). Errors print one line
+``bake-node: error: ...`` and exit 1; ``--debug`` shows tracebacks. Logs go to stderr, which
+systemd sends to the journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bake_node.agent import Agent, Settings, State, rotate
+from bake_node.errors import NodeError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bake-node", description="Join this node to its kubeadm cluster."
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument(
+        "--config", type=Path, default=Settings.config_path, help="node config (node.yaml)"
+    )
+    p.add_argument(
+        "--state-dir", type=Path, default=Settings.state_dir, help="agent state directory"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "config, bootstrap (init or join) and post phases"),
+        ("rotate", "refresh join material (control planes; run by a timer)"),
+        ("validate", "the config phase only: validate node.yaml and identity"),
+        ("status", "print the agent's state"),
+    ):
+        s = sub.add_parser(name, help=text, description=text)
+        if name == "status":
+            continue
+        s.add_argument("--identity", type=Path, help="identity override JSON (tests, labs)")
+        s.add_argument("--image-manifest", type=Path, default=Settings.image_manifest)
+        s.add_argument("--manifests-dir", type=Path, default=Settings.manifests_dir)
+        s.add_argument("--kubernetes-dir", type=Path, default=Settings.kubernetes_dir)
+        s.add_argument("--kubeadm", default="kubeadm", help="kubeadm executable")
+        s.add_argument("--kubectl", default="kubectl", help="kubectl executable")
+        s.add_argument("--etcdctl", default="etcdctl", help="etcdctl executable")
+        s.add_argument("--lease-ttl", type=float, default=Settings.lease_ttl, help="seconds")
+        s.add_argument("--token-ttl", type=float, default=Settings.token_ttl, help="seconds")
+        s.add_argument("--poll", type=float, default=Settings.poll, help="seconds between looks")
+        s.add_argument("--max-poll", type=float, default=Settings.max_poll, help="seconds")
+        s.add_argument("--wait-timeout", type=float, default=Settings.wait_timeout, help="seconds")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return replace(
+        Settings(),
+        config_path=args.config,
+        state_dir=args.state_dir,
+        identity_override=args.identity,
+        image_manifest=args.image_manifest,
+        manifests_dir=args.manifests_dir,
+        kubernetes_dir=args.kubernetes_dir,
+        kubeadm=args.kubeadm,
+        kubectl=args.kubectl,
+        etcdctl=args.etcdctl,
+        lease_ttl=args.lease_ttl,
+        token_ttl=args.token_ttl,
+        poll=args.poll,
+        max_poll=args.max_poll,
+        wait_timeout=args.wait_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bake-node`` console script; exits 0 on success, 1 on error."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if not args.debug:
+        logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        if args.command == "status":
+            state = State(args.state_dir)
+            print(json.dumps(state.data, indent=2, sort_keys=True))
+            return
+        settings = _settings(args)
+        if args.command == "validate":
+            ctx = Agent(settings).config_phase()
+            print(
+                f"{args.config}: valid ({ctx.config.role} of {ctx.config.cluster_name}, "
+                f"Kubernetes {ctx.kubernetes_version}, instance {ctx.identity.instance_id})"
+            )
+        elif args.command == "rotate":
+            done = rotate(settings)
+            print("rotated: " + (", ".join(done) or "nothing due"))
+        else:
+            mode = Agent(settings).run()
+            print(f"bake-node: {mode}")
+    except NodeError as exc:
+        if args.debug:
+            raise
+        print(f"bake-node: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # botocore and OS errors: one line unless --debug
+        if args.debug:
+            raise
+        print(f"bake-node: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

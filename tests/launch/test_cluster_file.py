@@ -1,0 +1,143 @@
+"""The cluster file: `bake init` output, validation messages that name the field, and
+`bake validate` without AWS."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bake.cluster import ClusterFileError, init_text, parse_cluster
+
+
+def base() -> dict:
+    return yaml.safe_load(init_text())
+
+
+def test_init_text_is_commented_and_valid():
+    text = init_text(name="lab", region="eu-central-1", minor="1.31")
+    assert text.count("#") > 15
+    spec = parse_cluster(yaml.safe_load(text))
+    assert (spec.name, spec.region, spec.kubernetes_minor) == ("lab", "eu-central-1", "1.31")
+    assert spec.image_ssm_parameter == "/bake/k8s/1.31/debian-12/amd64/image_id"
+    assert spec.control_plane.desired == 3 and spec.network.air_gapped
+
+
+def _set(doc: dict, dotted: str, value) -> dict:
+    node = doc
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is ...:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("apiVersion", "bake.cluster/v0", "apiVersion: must be bake.cluster/v1"),
+        ("name", "Demo_1", "name: must be 2-28 chars"),
+        ("name", ..., "name: is required"),
+        ("region", "mars-1", "region: must be an AWS region"),
+        ("kubernetes", "1.30.4", "kubernetes: must be a Kubernetes minor"),
+        ("arch", "s390x", "arch: must be one of amd64, arm64"),
+        (
+            "controlPlane.count",
+            4,
+            "controlPlane.count: must be odd (1, 3, 5, 7) to keep etcd quorum, got 4",
+        ),
+        ("controlPlane.count", 9, "controlPlane.count: must be between 1 and 7"),
+        ("controlPlane.count", "three", "controlPlane.count: must be a int"),
+        (
+            "controlPlane.instanceType",
+            "large",
+            "controlPlane.instanceType: must be an EC2 instance type",
+        ),
+        (
+            "workers.desired",
+            9,
+            "workers.desired: must be between workers.min (1) and workers.max (5), got 9",
+        ),
+        ("workers.instanceTypes", [], "workers.instanceTypes: needs at least one instance type"),
+        ("network.mode", "shared", "network.mode: must be create or existing"),
+        ("network.mode", "existing", "network.vpcId: mode existing needs a VPC id"),
+        (
+            "network.vpcId",
+            "vpc-0123456789abcdef0",
+            "network.vpcId: only allowed with mode: existing",
+        ),
+        ("network.vpcCIDR", "10.0.0.0/8", "network.vpcCIDR: prefix must be /16 to /24"),
+        ("network.vpcCIDR", "10.0.0.1/16", "network.vpcCIDR: not an IPv4 CIDR"),
+        (
+            "network.allowedApiCIDRs",
+            ["0.0.0.0/0"],
+            "network.allowedApiCIDRs[0]: 0.0.0.0/0 would open the API server",
+        ),
+        ("network.allowedApiCIDRs", [], "network.allowedApiCIDRs: needs at least one CIDR"),
+        ("network.airGapped", "yes", "network.airGapped: must be a bool"),
+        (
+            "kubernetesNetwork.podCIDR",
+            "10.0.128.0/17",
+            "kubernetesNetwork.podCIDR: 10.0.128.0/17 overlaps network.vpcCIDR",
+        ),
+        (
+            "kubernetesNetwork.serviceCIDR",
+            "10.244.0.0/20",
+            "overlaps kubernetesNetwork.serviceCIDR",
+        ),
+        (
+            "kubernetesNetwork.cni",
+            "weave",
+            "kubernetesNetwork.cni: must be one of flannel, calico, cilium",
+        ),
+        ("workers.spot", True, "workers.spot: unknown field"),
+        ("extra", 1, "extra: unknown field"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_invalid_field_is_named(field, value, message):
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), field, value), "cluster.yaml")
+    assert message in err.value.format_message()
+    assert err.value.format_message().startswith("cluster.yaml: ")
+
+
+def test_existing_vpc_needs_subnets():
+    doc = _set(base(), "network.mode", "existing")
+    doc["network"]["vpcId"] = "vpc-0123456789abcdef0"
+    doc["network"]["subnetIds"] = ["subnet-0aaaaaaaaaaaaaaaa"]
+    with pytest.raises(ClusterFileError, match="network.subnetIds: mode existing needs 2 or more"):
+        parse_cluster(doc)
+
+
+def test_cli_init_validate(run_bake, tmp_path):
+    path = tmp_path / "cluster.yaml"
+    result = run_bake("init", "-f", str(path), "--name", "lab")
+    assert result.exit_code == 0 and path.exists()
+    again = run_bake("init", "-f", str(path))
+    assert again.exit_code == 2 and "pass --force" in again.stderr
+    ok = run_bake("validate", "-f", str(path))
+    assert ok.exit_code == 0, ok.stderr
+    assert "ok: cluster lab in us-east-1, Kubernetes 1.30, 3 control planes" in ok.stdout
+    path.write_text(path.read_text().replace("count: 3", "count: 2"))
+    bad = run_bake("validate", "-f", str(path))
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == (
+        f"bake: error: {path}: controlPlane.count: "
+        "must be odd (1, 3, 5, 7) to keep etcd quorum, got 2"
+    )
+
+
+def test_cli_validate_reports_yaml_and_missing_file(run_bake, tmp_path):
+    missing = run_bake("validate", "-f", str(tmp_path / "nope.yaml"))
+    assert missing.exit_code == 2 and "create one with `bake init`" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    result = run_bake("validate", "-f", str(broken))
+    assert (
+        result.exit_code == 2
+        and "invalid YAML" in result.stderr
+        and "Traceback" not in result.stderr
+    )

@@ -1,0 +1,275 @@
+"""The rendered cluster template: golden files, cfn-lint, checkov, and the security properties
+issue 5 asks for, read from the parsed template the way a reviewer would check them."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bake.launch import GATEWAY_ENDPOINTS, INTERFACE_ENDPOINTS
+
+GOLDEN = Path(__file__).parent / "golden"
+CHECKOV = (
+    "import sys, update_checker; update_checker.UpdateChecker.check = lambda *a, **k: None\n"
+    "from checkov.main import Checkov; sys.exit(Checkov().run())"
+)
+VARIANTS = ["airgapped", "nat", "existing-vpc"]
+
+
+def resources(docs, kind=None):
+    res = docs.template_data["Resources"]
+    return {k: v for k, v in res.items() if kind is None or v["Type"] == kind}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_golden_cluster_artifacts(rendered, variant):
+    """Every rendered artifact matches tests/launch/golden/<variant>/ (BAKE_UPDATE_GOLDEN=1)."""
+    update = os.environ.get("BAKE_UPDATE_GOLDEN") == "1"
+    problems = []
+    for rel, text in rendered[variant].files().items():
+        path = GOLDEN / variant / rel
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            continue
+        want = path.read_text() if path.exists() else ""
+        if want != text:
+            diff = difflib.unified_diff(
+                want.splitlines(True), text.splitlines(True), f"golden/{variant}/{rel}", "rendered"
+            )
+            problems.append("".join(diff))
+    assert not problems, "rendered artifacts differ (make golden):\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cfn_lint_has_no_errors(rendered, specs, variant):
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(rendered[variant].template, config=ManualArgs(regions=[specs[variant].region]))
+    errors = [f"{m.rule.id} {m.path}: {m.message}" for m in matches if m.rule.id.startswith("E")]
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_checkov_has_no_failed_checks_and_every_skip_has_a_reason(rendered, variant, tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(rendered[variant].template)
+    got = subprocess.run(
+        # checkov's CLI, with its PyPI update check switched off and --skip-download (no call to
+        # the Bridgecrew/Prisma platform): the scan itself is offline
+        [
+            sys.executable,
+            "-c",
+            CHECKOV,
+            "-f",
+            str(path),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--quiet",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+    )
+    report = json.loads(got.stdout[got.stdout.index("{") :])
+    summary = report.get("summary", report)
+    assert summary["failed"] == 0, json.dumps(
+        report.get("results", {}).get("failed_checks"), indent=1
+    )[:4000]
+    assert summary["passed"] > 50
+    for name, res in resources(rendered[variant]).items():
+        for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "")) > 20, (
+                f"{name}: {skip['id']} suppressed without a reason"
+            )
+
+
+def _ingress_rules(docs):
+    rules = []
+    for name, res in resources(docs, "AWS::EC2::SecurityGroup").items():
+        for rule in res["Properties"].get("SecurityGroupIngress", []):
+            rules.append((name, rule))
+    for res in resources(docs, "AWS::EC2::SecurityGroupIngress").values():
+        rules.append((res["Properties"]["GroupId"]["Ref"], res["Properties"]))
+    return rules
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_security_groups(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    rules = _ingress_rules(docs)
+    assert rules
+    for group, rule in rules:
+        assert rule.get("CidrIp") != "0.0.0.0/0", f"{group} open to the world: {rule}"
+        assert rule.get("CidrIpv6") is None
+    # the self-referencing rule: node-to-node, pod and DNS traffic
+    assert any(
+        g == "NodeSecurityGroup"
+        and r.get("SourceSecurityGroupId") == {"Ref": "NodeSecurityGroup"}
+        and r["IpProtocol"] == "-1"
+        for g, r in rules
+    )
+    # 6443 from outside the cluster only through the NLB group, and only from allowed CIDRs
+    api_cidrs = sorted(
+        r["CidrIp"] for g, r in rules if g == "ApiLoadBalancerSecurityGroup" and "CidrIp" in r
+    )
+    assert api_cidrs == sorted(spec.network.allowed_api_cidrs)
+    assert all(
+        r["FromPort"] == 6443 and r["ToPort"] == 6443
+        for g, r in rules
+        if g == "ApiLoadBalancerSecurityGroup"
+    )
+    node_cidr_rules = [r for g, r in rules if g == "NodeSecurityGroup" and "CidrIp" in r]
+    assert node_cidr_rules == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_network_mode(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    res = resources(docs)
+    types = {r["Type"] for r in res.values()}
+    endpoints = {
+        r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]: r["Properties"]
+        for r in resources(docs, "AWS::EC2::VPCEndpoint").values()
+    }
+    if spec.network.air_gapped:
+        assert "AWS::EC2::InternetGateway" not in types and "AWS::EC2::NatGateway" not in types
+        for name in INTERFACE_ENDPOINTS:
+            assert endpoints[name]["VpcEndpointType"] == "Interface"
+            assert endpoints[name]["PrivateDnsEnabled"] is True
+        if spec.network.mode == "create":
+            for name in GATEWAY_ENDPOINTS:
+                assert endpoints[name]["VpcEndpointType"] == "Gateway"
+    else:
+        assert endpoints == {}
+        assert "AWS::EC2::NatGateway" in types
+    if spec.network.mode == "existing":
+        assert "AWS::EC2::VPC" not in types
+        lb = res["ApiLoadBalancer"]["Properties"]
+        assert lb["Subnets"] == list(spec.network.subnet_ids)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nodes_launch_templates_and_groups(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    res = resources(docs)
+    assert docs.template_data["Parameters"]["ImageId"] == {
+        "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+        "Default": spec.image_ssm_parameter,
+        "Description": docs.template_data["Parameters"]["ImageId"]["Description"],
+    }
+    for role in ("ControlPlane", "Worker"):
+        data = res[f"{role}LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+        assert data["ImageId"] == {"Ref": "ImageId"}
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        ebs = data["BlockDeviceMappings"][0]["Ebs"]
+        assert ebs["VolumeType"] == "gp3" and ebs["Encrypted"] is True
+        assert ebs["KmsKeyId"] == {"Fn::GetAtt": ["ClusterKey", "Arn"]}
+        user_data = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        assert user_data == docs.user_data["control-plane" if role == "ControlPlane" else "worker"]
+    cp = res["ControlPlaneGroup"]["Properties"]
+    assert (
+        cp["MinSize"] == cp["MaxSize"] == cp["DesiredCapacity"] == str(spec.control_plane.desired)
+    )
+    assert cp["TargetGroupARNs"] == [{"Ref": "ApiTargetGroup"}]
+    assert len(cp["VPCZoneIdentifier"]) >= 2  # spread over AZs
+    (hook,) = cp["LifecycleHookSpecificationList"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["DefaultResult"] == "CONTINUE"
+    wk = res["WorkerGroup"]["Properties"]
+    tags = {t["Key"]: t["Value"] for t in wk["Tags"]}
+    assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
+    assert tags[f"k8s.io/cluster-autoscaler/{spec.name}"] == "owned"
+    overrides = wk["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert [o["InstanceType"] for o in overrides] == list(spec.workers.instance_types)
+    listener = res["ApiListener"]["Properties"]
+    assert (listener["Protocol"], listener["Port"]) == ("TCP", 6443)
+    lb = res["ApiLoadBalancer"]["Properties"]
+    assert (lb["Type"], lb["Scheme"]) == ("network", "internal")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_data_stores_are_encrypted_and_recoverable(rendered, variant):
+    res = resources(rendered[variant])
+    table = res["LockTable"]["Properties"]
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["KMSMasterKeyId"] == {"Ref": "ClusterKey"}
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]  # bake_node's lease
+    assert res["ClusterKey"]["Properties"]["EnableKeyRotation"] is True
+
+
+# actions whose IAM definition supports no resource-level permission (Service Authorization
+# Reference), the only ones allowed on "*"
+UNSCOPABLE = {
+    "ec2:DescribeInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "ssm:GetCommandInvocation",
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_iam_roles_are_separate_and_scoped(rendered, variant):
+    roles = resources(rendered[variant], "AWS::IAM::Role")
+    assert {"ControlPlaneRole", "WorkerRole", "EtcdMemberCleanupRole"} <= set(roles)
+    for name, role in roles.items():
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if st["Resource"] == "*" and "Condition" not in st:
+                    assert set(actions) <= UNSCOPABLE, f"{name}/{st.get('Sid')}: {actions} on *"
+    worker_actions = {
+        a
+        for p in roles["WorkerRole"]["Properties"]["Policies"]
+        for st in p["PolicyDocument"]["Statement"]
+        for a in st["Action"]
+    }
+    assert "ssm:PutParameter" not in worker_actions and "dynamodb:PutItem" not in worker_actions
+
+
+def test_outputs(rendered, specs):
+    outputs = rendered["airgapped"].template_data["Outputs"]
+    assert outputs["ApiEndpoint"]["Value"] == {"Fn::Sub": "https://${ApiLoadBalancer.DNSName}:6443"}
+    assert outputs["AdminKubeconfigParameter"]["Value"] == "/bake/clusters/demo/admin-kubeconfig"
+    assert outputs["StackVersion"]["Value"] == rendered["airgapped"].stack_version
+
+
+def test_lambda_is_inline_and_under_the_zipfile_limit(rendered):
+    fn = resources(rendered["airgapped"])["EtcdMemberCleanupFunction"]["Properties"]
+    code = fn["Code"]["ZipFile"]
+    assert code == rendered["airgapped"].lambda_source
+    assert len(code) < 4096
+    compile(code, "index.py", "exec")
+    assert fn["Handler"] == "index.handler"
+    rule = resources(rendered["airgapped"])["EtcdMemberCleanupRule"]["Properties"]
+    assert rule["EventPattern"]["detail-type"] == ["EC2 Instance-terminate Lifecycle Action"]
+
+
+def test_render_cluster_cli_writes_every_artifact(run_bake, tmp_path):
+    cluster = tmp_path / "cluster.yaml"
+    assert run_bake("init", "-f", str(cluster)).exit_code == 0
+    result = run_bake("render", "cluster", "-f", str(cluster), "-o", str(tmp_path / "out"))
+    if result.exit_code == 2 and "No such command" in result.stderr:
+        pytest.skip("`bake render` group not integrated yet (owned by the render engineer)")
+    assert result.exit_code == 0, result.stderr
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix()
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file()
+    )
+    assert written == [
+        "cloudformation/cluster.yaml",
+        "lambdas/etcd_member_cleanup.py",
+        "userdata/control-plane.cloud-config.yaml",
+        "userdata/worker.cloud-config.yaml",
+    ]

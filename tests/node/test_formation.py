@@ -1,0 +1,169 @@
+"""End to end with processes: bake-node agents (one process per node, each with its own
+instance ID) against one moto server, with the stand-in kubeadm/kubectl/etcdctl.
+
+Asserts end states: exactly one init, control-plane joins never overlap, every worker joined,
+every secret in SSM a SecureString under the cluster's KMS key; a leader killed mid-init is
+replaced; a token that expired before a late worker arrived is rotated and the worker joins.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bake_node.agent import CLUSTER_KEY
+
+
+def start(argv, env, **kw):
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **kw)
+
+
+def finish(proc, timeout=180):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"bake-node failed ({proc.returncode}):\n{err[-3000:]}"
+    return out
+
+
+def windows(calls, nodes, subcommand):
+    """(start, end, node) of finished successful kubeadm <subcommand> calls (no phases)."""
+    return sorted(
+        (c["start"], c["t"], c["node"]) for c in calls
+        if c["event"] == "end" and c["tool"] == "kubeadm" and c["rc"] == 0
+        and c["argv"][0] == subcommand and c["argv"][1] == "--config" and c["node"] in nodes
+    )
+
+
+def assert_secrets_encrypted(cluster):
+    ssm = cluster.clients().client("ssm")
+    params = ssm.describe_parameters()["Parameters"]
+    assert {p["Name"].rsplit("/", 1)[1] for p in params} == {"token", "ca-cert-hash",
+                                                             "certificate-key"}
+    for p in params:
+        assert p["Type"] == "SecureString" and p["KeyId"] == cluster.kms_key_id, p
+
+
+@pytest.mark.slow
+def test_formation_3_control_planes_20_workers(cluster):
+    cps = [f"cp-{i}" for i in range(3)]
+    workers = [f"w-{i:02d}" for i in range(20)]
+    procs = {}
+    for name in cps + workers:
+        argv, env = cluster.node(name, "control-plane" if name in cps else "worker")
+        env["BAKE_STANDIN_DELAY_JOIN"] = "0.5" if name in cps else "0"
+        env["BAKE_STANDIN_DELAY_INIT"] = "1"
+        procs[name] = start(argv, env)
+    outputs = {name: finish(p) for name, p in procs.items()}
+
+    modes = sorted(out.strip() for out in outputs.values())
+    assert modes.count("bake-node: init") == 1
+    assert modes.count("bake-node: join") == 22
+    calls = cluster.standins.calls()
+    st = cluster.standins.state()
+    assert st["inits"] == 1
+    # init and control-plane joins: never two at once (etcd takes one join at a time)
+    spans = windows(calls, cps, "init") + windows(calls, cps, "join")
+    assert len(spans) == 3
+    for (s1, e1, n1), (s2, _e2, n2) in zip(spans, spans[1:], strict=False):
+        assert e1 <= s2, f"{n1} and {n2} overlapped"
+    # every worker joined (the stand-in cluster saw it) and recorded it
+    assert sorted(n for n in st["nodes"] if n.startswith("w-")) == workers
+    assert all(cluster.state(w)["joined"] for w in workers)
+    # etcd: three members, each registered against its instance
+    assert sorted(m["name"] for m in st["members"]) == cps
+    from bake_node.etcd import EtcdMembers
+
+    db = cluster.clients().client("dynamodb")
+    registry = EtcdMembers(db, cluster.table, None).registry()
+    assert sorted(r["name"] for r in registry.values()) == cps
+    item = db.get_item(TableName=cluster.table, Key=CLUSTER_KEY)["Item"]
+    assert item["state"]["S"] == "initialized"
+    # CNI applied once, by the node that ran init
+    assert st["applied"].count("DaemonSet/kube-flannel-ds") == 1
+    assert_secrets_encrypted(cluster)
+    # a joined node that reboots does nothing
+    before = len(cluster.standins.calls())
+    argv, env = cluster.node("w-00", "worker", instance_id=cluster.state("w-00")["instance_id"])
+    assert finish(start(argv, env)).strip() == "bake-node: noop"
+    assert len(cluster.standins.calls()) == before
+
+
+@pytest.mark.slow
+def test_leader_killed_mid_init_is_replaced(cluster):
+    argv1, env1 = cluster.node("cp-0", "control-plane", lease_ttl="3")
+    env1["BAKE_STANDIN_DELAY_INIT"] = "60"
+    leader = start(argv1, env1)
+    deadline = time.monotonic() + 60
+    while not any(c["event"] == "start" and c["argv"][:1] == ["init"]
+                  for c in cluster.standins.calls()):
+        assert time.monotonic() < deadline and leader.poll() is None, "init never started"
+        time.sleep(0.2)
+    os.killpg(leader.pid, signal.SIGKILL)  # the node dies mid-init (agent and kubeadm)
+    leader.wait()
+    argv2, env2 = cluster.node("cp-1", "control-plane", lease_ttl="3")
+    argv3, env3 = cluster.node("w-0", "worker")
+    second, worker = start(argv2, env2), start(argv3, env3)
+    assert finish(second).strip() == "bake-node: init"
+    assert finish(worker).strip() == "bake-node: join"
+    cp1 = [c["argv"][0] for c in cluster.standins.calls()
+           if c["node"] == "cp-1" and c["event"] == "end" and c["tool"] == "kubeadm"]
+    assert cp1[:2] == ["reset", "init"]  # half-done state reset before taking over
+    assert cluster.standins.state()["inits"] == 1
+    db = cluster.clients().client("dynamodb")
+    item = db.get_item(TableName=cluster.table, Key=CLUSTER_KEY)["Item"]
+    assert item["initialized_by"]["S"] == cluster.state("cp-1")["instance_id"]
+    assert item["fence"]["N"] == "2"
+    assert_secrets_encrypted(cluster)
+
+
+@pytest.mark.slow
+def test_expired_token_is_rotated_for_a_late_worker(cluster):
+    argv, env = cluster.node("cp-0", "control-plane", token_ttl="3")
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    time.sleep(3.5)  # the published token has expired
+    argv_w, env_w = cluster.node("w-late", "worker")
+    late = start(argv_w, env_w)
+    time.sleep(2)
+    assert late.poll() is None  # waiting: expired material is never used
+    rotate_argv, env = cluster.node("cp-0", "control-plane", command="rotate",
+                                    instance_id=cluster.state("cp-0")["instance_id"],
+                                    token_ttl="600")
+    assert "token" in finish(start(rotate_argv, env))
+    assert finish(late).strip() == "bake-node: join"
+    assert cluster.state("w-late")["joined"]
+    assert len(cluster.standins.state()["tokens"]) == 2
+
+
+@pytest.mark.slow
+def test_stale_member_removed_before_control_plane_join(cluster):
+    import json
+
+    from bake_node.etcd import EtcdMembers, Member
+
+    argv, env = cluster.node("cp-0", "control-plane")
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    # a control plane that died after joining: its member stays, its instance is terminated
+    path = cluster.standins.cluster_dir / "state.json"
+    st = json.loads(path.read_text())
+    st["members"].append({"ID": 0xDEAD, "name": "cp-dead", "peerURLs": ["https://cp-dead:2380"],
+                          "clientURLs": ["https://cp-dead:2379"]})
+    path.write_text(json.dumps(st))
+    clients = cluster.clients()
+    dead = cluster.new_instance()
+    EtcdMembers(clients.client("dynamodb"), cluster.table, None).register(
+        dead, Member("dead", "cp-dead", ("https://cp-dead:2380",), ("https://cp-dead:2379",)))
+    clients.client("ec2").terminate_instances(InstanceIds=[dead])
+
+    argv, env = cluster.node("cp-1", "control-plane")
+    assert finish(start(argv, env)).strip() == "bake-node: join"
+
+    calls = [c for c in cluster.standins.calls() if c["node"] == "cp-1" and c["event"] == "end"]
+    removed = next(i for i, c in enumerate(calls) if c["argv"][-3:-1] == ["member", "remove"])
+    joined = next(i for i, c in enumerate(calls) if c["argv"][:2] == ["join", "--config"])
+    assert removed < joined and calls[removed]["argv"][-1] == "dead"
+    assert sorted(m["name"] for m in cluster.standins.state()["members"]) == ["cp-0", "cp-1"]
+    assert cluster.state("cp-1")["etcd_removed"] == ["dead"]

@@ -1,0 +1,245 @@
+"""The component documents: real AWSTOE documents with verified downloads and clean shell.
+
+The action table below encodes the AWSTOE reference ("Action modules supported by AWSTOE
+component manager", docs.aws.amazon.com/imagebuilder/latest/userguide/toe-action-modules.html):
+which inputs each action takes, which are required, and whether ``inputs`` is a list of
+mappings (file actions, WebDownload) or one mapping (ExecuteBash). Step keys and the
+``schemaVersion``/``phases`` layout follow "Use documents in AWSTOE"
+(toe-use-documents.html).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from bake.catalog import load_catalog, resolve
+from bake.render import COMPONENTS, RenderOptions, render_image_documents
+
+MIRROR = "http://127.0.0.1:8999"  # never contacted: rendering makes no requests
+
+# action -> (inputs shape, required inputs, optional inputs)
+AWSTOE_ACTIONS: dict[str, tuple[str, set[str], set[str]]] = {
+    "ExecuteBash": ("mapping", {"commands"}, set()),
+    "WebDownload": (
+        "list",
+        {"source", "destination"},
+        {"expectedBucketOwner", "overwrite", "checksum", "algorithm", "ignoreCertificateErrors"},
+    ),
+    "CreateFile": (
+        "list",
+        {"path"},
+        {"content", "encoding", "owner", "group", "permissions", "overwrite"},
+    ),
+    "CreateFolder": ("list", {"path"}, {"owner", "group", "permissions", "overwrite"}),
+    "SetFilePermissions": ("list", {"path", "permissions"}, set()),
+    "DeleteFile": ("list", {"path"}, set()),
+    "MoveFile": ("list", {"source", "destination"}, {"overwrite"}),
+}
+STEP_KEYS = {"name", "action", "inputs", "onFailure", "timeoutSeconds", "maxAttempts", "if", "loop"}
+PHASES = ("build", "validate", "test")
+TOP_KEYS = {"name", "description", "schemaVersion", "phases", "parameters", "constants"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def awstoe_errors(doc: dict) -> list[str]:
+    """Every way ``doc`` departs from the AWSTOE document rules bake relies on."""
+    errors = []
+    if doc.get("schemaVersion") != 1.0:
+        errors.append(f"schemaVersion is {doc.get('schemaVersion')!r}, want 1.0")
+    if set(doc) - TOP_KEYS:
+        errors.append(f"unknown top-level keys {sorted(set(doc) - TOP_KEYS)}")
+    names = [p.get("name") for p in doc.get("phases", [])]
+    if names != list(PHASES):
+        errors.append(f"phases {names}, want {list(PHASES)}")
+    for phase in doc.get("phases", []):
+        seen = set()
+        if not phase.get("steps"):
+            errors.append(f"phase {phase.get('name')} has no steps")
+        for step in phase.get("steps", []):
+            where = f"{phase['name']}/{step.get('name')}"
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", str(step.get("name"))):
+                errors.append(f"{where}: step name must be alphanumeric")
+            if step.get("name") in seen:
+                errors.append(f"{where}: duplicate step name")
+            seen.add(step.get("name"))
+            if set(step) - STEP_KEYS:
+                errors.append(f"{where}: unknown step keys {sorted(set(step) - STEP_KEYS)}")
+            action = step.get("action")
+            if action not in AWSTOE_ACTIONS:
+                errors.append(f"{where}: action {action!r} is not one bake may use")
+                continue
+            shape, required, optional = AWSTOE_ACTIONS[action]
+            inputs = step.get("inputs")
+            items = [inputs] if shape == "mapping" else inputs
+            if (
+                not isinstance(items, list)
+                or not items
+                or not all(isinstance(i, dict) for i in items)
+            ):
+                errors.append(f"{where}: {action} inputs must be a {shape}")
+                continue
+            for item in items:
+                if required - set(item):
+                    errors.append(f"{where}: {action} lacks {sorted(required - set(item))}")
+                unknown = set(item) - required - optional
+                if unknown:
+                    errors.append(f"{where}: {action} unknown inputs {sorted(unknown)}")
+            if action == "ExecuteBash" and not all(
+                isinstance(c, str) for c in inputs.get("commands", [])
+            ):
+                errors.append(f"{where}: commands must be strings")
+    return errors
+
+
+def test_the_validator_catches_bad_documents():
+    bad = {
+        "schemaVersion": 1.0,
+        "phases": [
+            {
+                "name": "build",
+                "steps": [
+                    {"name": "A", "action": "ExecutePowerShell", "inputs": {"commands": ["x"]}},
+                    {"name": "B", "action": "WebDownload", "inputs": [{"source": "s"}]},
+                    {
+                        "name": "C",
+                        "action": "CreateFile",
+                        "inputs": [{"path": "/x", "mode": "0644"}],
+                    },
+                ],
+            },
+        ],
+    }
+    errors = "\n".join(awstoe_errors(bad))
+    assert "ExecutePowerShell" in errors
+    assert "lacks ['destination']" in errors
+    assert "unknown inputs ['mode']" in errors
+    assert "phases ['build']" in errors
+
+
+def _releases(images_overlay, os_package_overlay):
+    plain = load_catalog([images_overlay])
+    os_pkg = load_catalog([images_overlay, os_package_overlay])
+    return {
+        "1.30.12-amd64": resolve(plain, "1.30.12", "amd64"),
+        "1.30.12-arm64": resolve(plain, "1.30.12", "arm64"),
+        "1.34-amd64": resolve(plain, "1.34", "amd64"),
+        "1.34-arm64": resolve(plain, "1.34", "arm64"),
+        "1.30.12-amd64-os-packages": resolve(os_pkg, "1.30.12", "amd64"),
+    }
+
+
+@pytest.fixture(scope="module")
+def rendered(images_overlay, os_package_overlay):
+    """Rendered documents for 1.30 and 1.34 on both arches, and 1.30 with Debian's runtime."""
+    return {
+        key: render_image_documents(release, RenderOptions(mirror=MIRROR))
+        for key, release in _releases(images_overlay, os_package_overlay).items()
+    }
+
+
+def _steps(doc, action=None):
+    for phase in doc.data["phases"]:
+        for step in phase["steps"]:
+            if action is None or step["action"] == action:
+                yield phase["name"], step
+
+
+def test_components_are_valid_awstoe_documents_in_recipe_order(rendered):
+    for key, docs in rendered.items():
+        assert [c.name for c in docs.components] == list(COMPONENTS), key
+        for component in docs.components:
+            assert component.path == f"components/{component.name}.yaml"
+            assert component.data["name"] == component.name
+            assert awstoe_errors(component.data) == [], (key, component.name)
+            assert "{{" not in component.text, f"{component.name} must not use AWSTOE variables"
+
+
+def test_every_download_is_pinned_to_the_catalog_sha256(rendered):
+    for key, docs in rendered.items():
+        release = docs.release
+        expected = {a.fetch_url(MIRROR): a.sha256 for a in release.artifacts if a.sha256}
+        expected.update({i.fetch_url(MIRROR): i.archive_sha256 for i in release.images})
+        seen = {}
+        for component in docs.components:
+            for _, step in _steps(component, "WebDownload"):
+                for item in step["inputs"]:
+                    assert item["algorithm"] == "SHA256"
+                    assert SHA256.match(item["checksum"]), item
+                    seen[item["source"]] = item["checksum"]
+        assert seen == expected, key  # every artifact and image archive, each with its own SHA-256
+
+
+def test_os_package_runtime_installs_debian_packages(rendered):
+    docs = rendered["1.30.12-amd64-os-packages"]
+    runtime = docs.components[1]
+    sources = [i["source"] for _, s in _steps(runtime, "WebDownload") for i in s["inputs"]]
+    assert not any("containerd-" in s or "runc." in s for s in sources)
+    assert "apt-get install -y --no-install-recommends containerd runc" in runtime.text
+    manifest = docs.components[4].text
+    assert 'dpkg-query -W -f="\\${Version}" containerd' in manifest
+    assert "/lib/systemd/system/containerd.service" in runtime.text
+
+
+@pytest.mark.parametrize(
+    "key, version, sandbox",
+    [
+        ("1.30.12-amd64", 2, 'sandbox_image = "registry.k8s.io/pause:3.9"'),
+        ("1.34-arm64", 3, 'sandbox = "registry.k8s.io/pause:3.10.1"'),
+    ],
+)
+def test_containerd_config_matches_the_containerd_major(rendered, key, version, sandbox):
+    import tomllib
+
+    runtime = rendered[key].components[1]
+    (config,) = [
+        i
+        for _, s in _steps(runtime, "CreateFile")
+        for i in s["inputs"]
+        if i["path"] == "/etc/containerd/config.toml"
+    ]
+    parsed = tomllib.loads(config["content"])
+    assert parsed["version"] == version
+    assert sandbox in config["content"]
+    assert "SystemdCgroup = true" in config["content"]
+
+
+def test_arm64_downloads_arm64_files(rendered):
+    docs = rendered["1.30.12-arm64"]
+    sources = [
+        i["source"]
+        for c in docs.components
+        for _, s in _steps(c, "WebDownload")
+        for i in s["inputs"]
+    ]
+    assert sources and all("arm64" in s for s in sources)
+
+
+def _bash_scripts(docs):
+    for component in docs.components:
+        for phase, step in _steps(component, "ExecuteBash"):
+            yield f"{component.name}/{phase}/{step['name']}", "\n".join(step["inputs"]["commands"])
+        for _, step in _steps(component, "CreateFile"):
+            for item in step["inputs"]:
+                if item.get("content", "").startswith("#!/bin/bash"):
+                    yield f"{component.name}:{item['path']}", item["content"]
+
+
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None, reason="shellcheck not installed (Makefile DEB_PACKAGES)"
+)
+def test_every_bash_step_passes_shellcheck(rendered, tmp_path):
+    failures = []
+    for key in ("1.30.12-amd64", "1.34-arm64", "1.30.12-amd64-os-packages"):
+        for where, script in _bash_scripts(rendered[key]):
+            path = tmp_path / "step.sh"
+            path.write_text("#!/bin/bash\n" + script if not script.startswith("#!") else script)
+            result = subprocess.run(
+                ["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                failures.append(f"{key} {where}:\n{result.stdout}")
+    assert not failures, "\n".join(failures)

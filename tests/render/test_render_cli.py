@@ -1,0 +1,138 @@
+"""``bake render ami``: the files a user gets, golden copies of them, and the errors they see.
+
+Golden files live in tests/render/golden/ami-1.30.12-amd64/; ``BAKE_UPDATE_GOLDEN=1`` (``make
+golden``) rewrites them. A mismatch shows a unified diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import pytest
+
+from bake.errors import RenderError
+
+GOLDEN = Path(__file__).parent / "golden" / "ami-1.30.12-amd64"
+EXPECTED = [
+    "components/bake-os-prep.yaml",
+    "components/bake-container-runtime.yaml",
+    "components/bake-kubernetes.yaml",
+    "components/bake-images.yaml",
+    "components/bake-image-manifest.yaml",
+    "components/bake-hygiene.yaml",
+    "image-recipes/image-recipe.yaml",
+    "image-recipes/infrastructure-configuration.yaml",
+    "image-recipes/distribution-configuration.yaml",
+]
+
+
+def test_render_ami_golden(run_bake, tmp_path):
+    result = run_bake("render", "ami", "--k8s", "1.30.12", "--arch", "amd64", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / p) for p in EXPECTED]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(EXPECTED)
+    if os.environ.get("BAKE_UPDATE_GOLDEN") == "1":
+        for rel in EXPECTED:
+            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / rel).write_text((tmp_path / rel).read_text())
+    diffs = []
+    for rel in EXPECTED:
+        want = (GOLDEN / rel).read_text() if (GOLDEN / rel).exists() else ""
+        got = (tmp_path / rel).read_text()
+        if want != got:
+            diffs.extend(
+                difflib.unified_diff(
+                    want.splitlines(True), got.splitlines(True), f"golden/{rel}", f"rendered/{rel}"
+                )
+            )
+    assert not diffs, (
+        "rendered output differs from golden (BAKE_UPDATE_GOLDEN=1 to accept):\n" + "".join(diffs)
+    )
+
+
+@pytest.mark.parametrize("args", [("--k8s", "1.30"), ("--k8s", "1.34", "--arch", "arm64")])
+def test_render_ami_other_releases(run_bake, tmp_path, args):
+    result = run_bake("render", "ami", *args, "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == len(EXPECTED)
+    assert "bake-images stages none" in result.stderr  # the shipped catalog has no image archives
+
+
+def test_render_ami_with_mirror_and_image_archives(run_bake, tmp_path, images_overlay):
+    out = tmp_path / "out"
+    result = run_bake(
+        "render",
+        "ami",
+        "--k8s",
+        "1.30.12",
+        "--mirror",
+        "http://127.0.0.1:8999/",
+        "--catalog",
+        str(images_overlay),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.stderr
+    images = (out / "components/bake-images.yaml").read_text()
+    assert "http://127.0.0.1:8999/bake-images/amd64/pause_3.9.tar" in images
+    runtime = (out / "components/bake-container-runtime.yaml").read_text()
+    assert (
+        "http://127.0.0.1:8999/github.com/containerd/containerd/releases/download/v1.7.27/"
+        in runtime
+    )
+    assert "stages none" not in result.stderr
+
+
+def test_image_archives_need_a_mirror(run_bake, tmp_path, images_overlay):
+    result = run_bake(
+        "render", "ami", "--k8s", "1.30.12", "--catalog", str(images_overlay), "-o", str(tmp_path)
+    )
+    assert result.exit_code != 0
+    assert "needs a mirror: pass --mirror URL" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--k8s", "1.29"), "Kubernetes 1.29 is not in the catalog; supported: 1.30"),
+        (("--k8s", "1.30", "--arch", "s390x"), "unknown arch 's390x'; supported: amd64, arm64"),
+        (("--k8s", "latest"), "malformed Kubernetes version 'latest'"),
+    ],
+)
+def test_bad_input_is_one_line(run_bake, tmp_path, args, message):
+    result = run_bake("render", "ami", *args, "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_strict_undefined_catches_a_missing_value():
+    from bake.templates import render_yaml
+
+    with pytest.raises(
+        RenderError, match="components/bake-hygiene.yaml.j2: 'downloads_dir' is undefined"
+    ):
+        render_yaml("components", "bake-hygiene.yaml.j2", {"kubernetes_version": "1.30.12"})
+
+
+def test_render_path_does_not_import_boto3(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bake.main import main\n"
+        "try:\n main(['render', 'ami', '--k8s', '1.30', '-o', sys.argv[1]])\n"
+        "except SystemExit: pass\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,1 @@
+"""Shared test support: the stand-in mirror fixtures and a fake baked-image tree builder."""

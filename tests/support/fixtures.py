@@ -1,0 +1,77 @@
+"""pytest fixtures serving stand-in Kubernetes release files from a mirror on 127.0.0.1.
+
+Registered for the whole suite from tests/conftest.py (``pytest_plugins``). The real release
+files and registry images cannot be downloaded here, so these fixtures generate stand-ins with
+``tools/standins.py`` (small sh scripts answering version queries, tiny OCI archives; see that
+module) and a catalog overlay pinning their SHA-256.
+
+- ``standin_mirror`` (session): Kubernetes 1.30, amd64, release runtime, served over HTTP.
+- ``standin_factory`` (session): ``standin_factory(k8s="1.30", arch="amd64",
+  runtime="release", tamper=None) -> StandinMirror`` for variants (a tampered kubelet, Debian's
+  containerd and runc via ``runtime="os-package"``); each variant is generated and served once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class StandinMirror:
+    """A generated and served stand-in mirror.
+
+    Attributes:
+        url: base URL on 127.0.0.1 (pass as ``--mirror``).
+        overlay: the catalog overlay pinning the stand-ins (pass as ``--catalog``).
+        dir: the generator's output dir (``dir/mirror`` is what is served).
+        release: the ``bake.catalog.Release`` resolved with the overlay.
+        files: mirror-relative path -> SHA-256 as generated (before any tampering).
+        tamper: the artifact or image name altered after the overlay was written, if any.
+    """
+
+    url: str
+    overlay: Path
+    dir: Path
+    release: object
+    files: dict[str, str] = field(default_factory=dict)
+    tamper: str | None = None
+
+    @property
+    def mirror(self) -> Path:
+        """The served directory, ``dir/mirror``."""
+        return self.dir / "mirror"
+
+
+@pytest.fixture(scope="session")
+def standin_factory(tmp_path_factory) -> Iterator[Callable[..., StandinMirror]]:
+    """Factory of stand-in mirrors, one per (k8s, arch, runtime, tamper), served until the
+    session ends."""
+    import standins
+
+    made: dict[tuple, StandinMirror] = {}
+    stops: list[Callable[[], None]] = []
+
+    def make(k8s: str = "1.30", arch: str = "amd64", runtime: str = "release",
+             tamper: str | None = None) -> StandinMirror:
+        key = (k8s, arch, runtime, tamper)
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"standins-{k8s}-{arch}-{runtime}-{tamper or 'ok'}")
+            gen = standins.generate(k8s, arch, out, runtime=runtime, tamper=tamper)
+            url, stop = standins.serve_in_thread(out)
+            stops.append(stop)
+            made[key] = StandinMirror(url, gen.overlay, gen.dir, gen.release, gen.files, tamper)
+        return made[key]
+
+    yield make
+    for stop in stops:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def standin_mirror(standin_factory) -> StandinMirror:
+    """Stand-ins for Kubernetes 1.30 amd64 (release containerd and runc) on 127.0.0.1."""
+    return standin_factory()

@@ -51,6 +51,7 @@ golden: venv ## Regenerate the golden files of rendered artifacts (review the di
 
 bench: deps ## Print local bake and CLI latency figures (bench/bake_local.py)
 	$(BIN)/python bench/bake_local.py
+	$(BIN)/python bench/join_formation.py
 
 wheel: venv ## Build the wheel into dist/
 	$(BIN)/pip wheel -q --no-deps -w dist .

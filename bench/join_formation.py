@@ -132,8 +132,9 @@ def main() -> None:
         total = args.control_planes + args.workers
         ids = [
             i["InstanceId"]
-            for i in admin.client("ec2").run_instances(
-                ImageId=ami, MinCount=total, MaxCount=total)["Instances"]
+            for i in admin.client("ec2").run_instances(ImageId=ami, MinCount=total, MaxCount=total)[
+                "Instances"
+            ]
         ]
         world = World()
         calls: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -144,23 +145,42 @@ def main() -> None:
             name = f"{'cp' if n < args.control_planes else 'w'}-{n:03d}"
             base = tmp / name
             base.mkdir()
-            (base / "node.yaml").write_text(json.dumps({
-                "apiVersion": "bake.node/v1", "clusterName": "bench", "role": role,
-                "region": "us-east-1", "controlPlaneEndpoint": "bench-api.example:6443",
-                "lockTable": "bake-bench", "ssmPrefix": "/bake/clusters/bench",
-                "kmsKeyId": key, "podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12",
-                "cni": "flannel", "kubernetesVersion": "1.30.12", "endpoints": endpoints,
-            }))
-            (base / "id.json").write_text(json.dumps(
-                {"instance_id": iid, "region": "us-east-1", "hostname": name}))
-            settings = replace(Settings(), config_path=base / "node.yaml", state_dir=base / "st",
-                               identity_override=base / "id.json", manifests_dir=ROOT / "manifests",
-                               kubernetes_dir=base / "k8s")
+            (base / "node.yaml").write_text(
+                json.dumps(
+                    {
+                        "apiVersion": "bake.node/v1",
+                        "clusterName": "bench",
+                        "role": role,
+                        "region": "us-east-1",
+                        "controlPlaneEndpoint": "bench-api.example:6443",
+                        "lockTable": "bake-bench",
+                        "ssmPrefix": "/bake/clusters/bench",
+                        "kmsKeyId": key,
+                        "podCIDR": "10.244.0.0/16",
+                        "serviceCIDR": "10.96.0.0/12",
+                        "cni": "flannel",
+                        "kubernetesVersion": "1.30.12",
+                        "endpoints": endpoints,
+                    }
+                )
+            )
+            (base / "id.json").write_text(
+                json.dumps({"instance_id": iid, "region": "us-east-1", "hostname": name})
+            )
+            settings = replace(
+                Settings(),
+                config_path=base / "node.yaml",
+                state_dir=base / "st",
+                identity_override=base / "id.json",
+                manifests_dir=ROOT / "manifests",
+                kubernetes_dir=base / "k8s",
+            )
             counter = calls[name]
             hook = ("before-call", lambda model, _c=counter, **_: _c.update([model.name]))
             clients = Clients("us-east-1", endpoints, hooks=[hook])
-            agents.append((name, role, BenchAgent(settings, clients, InProcessKubeadm(world, name),
-                                                  world)))
+            agents.append(
+                (name, role, BenchAgent(settings, clients, InProcessKubeadm(world, name), world))
+            )
 
         def run(name, agent):
             try:
@@ -191,16 +211,22 @@ def main() -> None:
     errors = {n: r for n, r in results.items() if r not in ("init", "join")}
     overhead = wall - world.kubeadm_s
     per_worker = worker_calls / max(1, len(workers))
-    print(f"agents: {args.control_planes} control planes + {args.workers} workers "
-          f"(threads) against moto at {endpoint}")
+    print(
+        f"agents: {args.control_planes} control planes + {args.workers} workers "
+        f"(threads) against moto at {endpoint}"
+    )
     print(f"wall time: {wall:.2f} s; kubeadm stand-in time: {world.kubeadm_s:.3f} s")
     print(f"worker API calls by operation: {dict(ops)}")
-    print(f"control-plane API calls: "
-          f"{sum(sum(calls[n].values()) for n, r, _a in agents if r != 'worker')}")
+    print(
+        f"control-plane API calls: "
+        f"{sum(sum(calls[n].values()) for n, r, _a in agents if r != 'worker')}"
+    )
     if errors:
         print(f"FAILED agents: {errors}")
-    print(f"nodes={len(agents) - len(errors)} formation_overhead_s={overhead:.2f} "
-          f"calls_per_worker_join={per_worker:.2f} inits={world.inits}")
+    print(
+        f"nodes={len(agents) - len(errors)} formation_overhead_s={overhead:.2f} "
+        f"calls_per_worker_join={per_worker:.2f} inits={world.inits}"
+    )
 
 
 if __name__ == "__main__":

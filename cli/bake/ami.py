@@ -51,6 +51,9 @@ class AmiOptions:
         keep_failed: keep a failed build's staging directory for inspection.
         debian_mirror: Debian archive URL for the local parent image (``None``: the host's apt
             configuration).
+        artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``: the components fetch
+            every artifact from there with S3Download (``RenderOptions.artifacts_s3``), or
+            ``None`` for WebDownload from ``mirror``/upstream.
     """
 
     k8s: str
@@ -62,6 +65,7 @@ class AmiOptions:
     data_dir: Path = Path(".bake")
     keep_failed: bool = False
     debian_mirror: str | None = None
+    artifacts_s3: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,12 @@ def resolve_release(options: AmiOptions) -> Release:
 def render_for(release: Release, options: AmiOptions) -> ImageDocuments:
     """Render the Image Builder documents for ``release`` (same call for local and AWS)."""
     return render_image_documents(
-        release, RenderOptions(mirror=options.mirror, ssm_prefix=options.ssm_prefix)
+        release,
+        RenderOptions(
+            mirror=options.mirror,
+            ssm_prefix=options.ssm_prefix,
+            artifacts_s3=options.artifacts_s3,
+        ),
     )
 
 
@@ -371,6 +380,9 @@ def bake_aws(
         bake_with_image_builder,
     )
 
+    # the documents fetch from --artifacts (S3Download) exactly as the driver checks
+    if aws.artifacts_s3:
+        options = replace(options, artifacts_s3=aws.artifacts_s3)
     # resolve and render every arch first: a bad version fails before any AWS call
     plans = []
     for arch in aws.arches:

@@ -12,6 +12,16 @@ Components (AWSTOE documents, schemaVersion 1.0, phases build/validate/test), in
 catalog's SHA-256 as ``checksum`` and ``algorithm: SHA256`` (AWSTOE verifies the file before the
 step succeeds; AWSTOE "Action modules", WebDownload).
 
+With ``RenderOptions.artifacts_s3`` (builds without internet, artifacts staged by ``bake stage``)
+every download is instead an AWSTOE ``S3Download`` from ``bake.stage.s3_source`` /
+``s3_image_source`` (inputs ``source``, ``destination``, ``overwrite``; S3Download has no
+checksum input: AWSTOE "Action modules", S3Download). The step right after a component's
+downloads, ``VerifyDownloads`` (ExecuteBash), checks every file with ``sha256sum`` against the
+catalog and fails the build (deleting the bad files, naming their S3 objects) before any later
+step uses them. One check step per component, not per file, keeps ``bake-images`` under the
+16,000-character limit of a component document (CreateComponent ``data``). A release whose
+runtime comes from OS packages (``apt-get``) cannot be rendered this way.
+
 Placeholders (``${...}``) left in the request bodies for the AWS driver to fill in with
 account-specific values (none of them is a secret):
 
@@ -39,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from bake.catalog import Artifact, Release
-from bake.errors import RenderError
+from bake.errors import RenderError, UsageError
+from bake.stage import s3_image_source, s3_source
 from bake.templates import read_text, render_text, render_yaml
 
 COMPONENTS: tuple[str, ...] = (
@@ -86,6 +97,9 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "cni-plugins": ("/opt/cni/bin/*",),
 }
 _SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
+# s3://<bucket>[/<prefix>]: bucket naming rules (Amazon S3 user guide, "Bucket naming rules"),
+# prefix limited to characters that paste into shell and YAML unquoted.
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~+=@/-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -100,12 +114,18 @@ class RenderOptions:
         parent_image: Image Builder parent image (AMI ID, image ARN or ``ssm:<parameter>``);
             default ``ssm:/aws/service/debian/release/12/latest/<amd64|arm64>``.
         volume_size_gib: root volume size in GiB.
+        artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``; when set, every binary,
+            tarball and image archive is fetched with AWSTOE ``S3Download`` from there (the
+            mirror layout, ``bake.stage.s3_source``) and checked against the catalog's SHA-256
+            by the step right after the downloads (``VerifyDownloads``), so the build needs no
+            internet. ``None``: ``WebDownload``.
     """
 
     mirror: str | None = None
     ssm_prefix: str = "/bake/k8s"
     parent_image: str | None = None
     volume_size_gib: int = 20
+    artifacts_s3: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,16 +221,58 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
-def _download(artifact: Artifact, mirror: str | None) -> dict[str, str]:
-    """WebDownload input for a release artifact, into ``DOWNLOADS_DIR``."""
+def _download(
+    artifact: Artifact, mirror: str | None, artifacts_s3: str | None = None
+) -> dict[str, Any]:
+    """Download step input for a release artifact, into ``DOWNLOADS_DIR``.
+
+    Returns:
+        ``{"step", "source", "destination", "sha256", "install", "s3"}``; ``s3`` is true when
+        ``source`` is an ``s3://`` URI (an S3Download step; the component's ``VerifyDownloads``
+        step checks the SHA-256), false for a ``WebDownload`` URL (checksum input).
+    """
     assert artifact.sha256 is not None
+    name = _camel(artifact.name)
     return {
-        "step": f"Download{_camel(artifact.name)}",
-        "source": artifact.fetch_url(mirror),
+        "step": f"Download{name}",
+        "source": _safe(s3_source(artifacts_s3, artifact.url))
+        if artifacts_s3
+        else artifact.fetch_url(mirror),
         "destination": _safe(f"{DOWNLOADS_DIR}/{artifact.filename}"),
         "sha256": _safe(artifact.sha256),
         "install": _safe(artifact.install),
+        "s3": bool(artifacts_s3),
     }
+
+
+def check_artifacts_s3(release: Release, artifacts_s3: str) -> str:
+    """Check that ``release`` can be built from ``artifacts_s3`` alone, without internet.
+
+    Args:
+        release: the resolved release.
+        artifacts_s3: ``s3://bucket/prefix`` as given to ``--artifacts``.
+    Returns:
+        ``artifacts_s3`` without a trailing slash.
+    Raises:
+        UsageError: not an ``s3://bucket[/prefix]`` URI, or an artifact comes from an OS
+            package: ``apt-get`` needs the Debian archive, which a build in a private subnet
+            without internet cannot reach (and ``bake stage`` does not stage packages).
+    """
+    uri = artifacts_s3.rstrip("/")
+    if not _S3_URI.match(uri):
+        raise UsageError(
+            f"--artifacts {artifacts_s3!r} must look like s3://bucket/prefix (lowercase bucket "
+            "name; letters, digits and ._~+=@/- in the prefix)"
+        )
+    packaged = [a.name for a in release.artifacts if a.source == "os-package"]
+    if packaged:
+        raise UsageError(
+            f"--artifacts {uri}: {', '.join(packaged)} for Kubernetes "
+            f"{release.kubernetes_version} come from Debian packages (apt-get), which a build "
+            "without internet cannot install; use the release files (source: release in a "
+            "catalog overlay) or drop --artifacts"
+        )
+    return uri
 
 
 def _install_commands(artifact: Artifact) -> list[str]:
@@ -261,7 +323,9 @@ def _os_prep(base: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _runtime(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+def _runtime(
+    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
     names = ("containerd", "runc", "cni-plugins", "crictl")
     arts = [release.artifact(n) for n in names]
     releases = [a for a in arts if a.source == "release"]
@@ -279,7 +343,8 @@ def _runtime(base: dict[str, Any], release: Release, mirror: str | None) -> dict
         **base,
         "containerd_version": containerd.version,
         "runc_version": runc.version,
-        "downloads": [_download(a, mirror) for a in releases],
+        "downloads": [_download(a, mirror, artifacts_s3) for a in releases],
+        "verify_downloads": bool(artifacts_s3 and releases),
         "install_commands": [line for a in releases for line in _install_commands(a)],
         "os_packages": [_safe(a.package or a.name) for a in arts if a.source == "os-package"],
         "containerd_config": render_text(
@@ -304,11 +369,14 @@ def _runtime(base: dict[str, Any], release: Release, mirror: str | None) -> dict
     }
 
 
-def _kubernetes(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+def _kubernetes(
+    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
     arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
     return {
         **base,
-        "downloads": [_download(a, mirror) for a in arts],
+        "downloads": [_download(a, mirror, artifacts_s3) for a in arts],
+        "verify_downloads": bool(artifacts_s3 and arts),
         "install_commands": [line for a in arts for line in _install_commands(a)],
         "sha_checks": [{"path": _safe(a.install), "sha256": a.sha256} for a in arts],
         "kubelet_unit": read_text("components", "files/kubelet.service"),
@@ -343,15 +411,20 @@ def staged_images(release: Release) -> list[dict[str, str]]:
     return out
 
 
-def _images(base: dict[str, Any], release: Release, mirror: str | None) -> dict[str, Any]:
+def _images(
+    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
     images = staged_images(release)
     by_ref = {i.ref: i for i in release.images}
     downloads = [
         {
             "step": f"Download{_camel(i['name'])}Image",
-            "source": by_ref[i["ref"]].fetch_url(mirror),
+            "source": _safe(s3_image_source(artifacts_s3, by_ref[i["ref"]]))
+            if artifacts_s3
+            else by_ref[i["ref"]].fetch_url(mirror),
             "destination": i["archive"],
             "sha256": i["sha256"],
+            "s3": bool(artifacts_s3),
         }
         for i in images
     ]
@@ -365,6 +438,8 @@ def _images(base: dict[str, Any], release: Release, mirror: str | None) -> dict[
         **base,
         **ctx,
         "downloads": downloads,
+        "verify_downloads": bool(artifacts_s3 and downloads),
+        "offline": bool(artifacts_s3),
         "import_script_text": render_text("components", "files/bake-images-import.sh.j2", ctx),
         "import_unit": render_text("components", "files/bake-images-import.service.j2", ctx),
         "import_unit_path": "/etc/systemd/system/bake-images-import.service",
@@ -423,15 +498,21 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
 
     Args:
         release: the resolved release (``bake.catalog.resolve``).
-        options: mirror, SSM prefix, parent image, volume size.
+        options: mirror, SSM prefix, parent image, volume size, S3 artifacts.
     Returns:
         the ``ImageDocuments`` (components in recipe order, recipe, infrastructure,
         distribution); nothing is written.
     Raises:
         RenderError: a template failed (undefined value, invalid YAML) or a catalog value is not
             safe to paste into shell.
-        CatalogError: an image archive SHA-256 is known but no mirror was given.
+        CatalogError: an image archive SHA-256 is known but neither a mirror nor
+            ``artifacts_s3`` was given.
+        UsageError: ``artifacts_s3`` is malformed, or set for a release with an OS-package
+            runtime (see ``check_artifacts_s3``).
     """
+    artifacts_s3 = (
+        check_artifacts_s3(release, options.artifacts_s3) if options.artifacts_s3 else None
+    )
     base = {
         "kubernetes_version": _safe(release.kubernetes_version),
         "minor": release.minor,
@@ -440,10 +521,10 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
         "downloads_dir": DOWNLOADS_DIR,
     }
     contexts = {
-        "bake-os-prep": _os_prep(base),
-        "bake-container-runtime": _runtime(base, release, options.mirror),
-        "bake-kubernetes": _kubernetes(base, release, options.mirror),
-        "bake-images": _images(base, release, options.mirror),
+        "bake-os-prep": {**_os_prep(base), "offline": bool(artifacts_s3)},
+        "bake-container-runtime": _runtime(base, release, options.mirror, artifacts_s3),
+        "bake-kubernetes": _kubernetes(base, release, options.mirror, artifacts_s3),
+        "bake-images": _images(base, release, options.mirror, artifacts_s3),
         "bake-image-manifest": _manifest(base, release),
         "bake-hygiene": base,
     }

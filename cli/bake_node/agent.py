@@ -26,7 +26,7 @@ from typing import Any
 
 from bake_node.aws import Clients
 from bake_node.config import NodeConfig, load_config
-from bake_node.errors import ConfigError, LeaseLost, NodeError
+from bake_node.errors import ConfigError, NodeError
 from bake_node.etcd import EtcdCtl, EtcdMembers
 from bake_node.identity import Identity, discover
 from bake_node.joinmaterial import CERT_KEY_TTL, DEFAULT_TOKEN_TTL, JoinMaterial, Material, Secret
@@ -129,7 +129,7 @@ class Agent:
         ctx = self._timed("config", self.config_phase)
         if self.state.data.get("joined"):
             log.info("already a member of %s: nothing to do", ctx.config.cluster_name)
-            self.state.phase("bootstrap", "skipped", 0.0, reason="already joined")
+            self.state.save(last_run="noop: already joined")  # first boot's phases stay
             return "noop"
         mode = self._timed("bootstrap", lambda: self.bootstrap_phase(ctx))
         self._timed("post", lambda: self.post_phase(ctx, mode))
@@ -260,18 +260,32 @@ class Agent:
                 return
         raise NodeError(f"this node ({ctx.identity.hostname}) is not in the etcd member list")
 
+    @staticmethod
+    def _cluster(db, config: NodeConfig) -> dict[str, str | None]:
+        """The ``cluster`` item of the lock table as {attribute: string value} ({} if none)."""
+        item = db.get_item(TableName=config.lock_table, Key=CLUSTER_KEY, ConsistentRead=True)
+        return {k: v.get("S") for k, v in item.get("Item", {}).items()}
+
     def _control_plane(self, ctx: Context) -> str:
         c, me = ctx.config, ctx.identity.instance_id
         clients = self.clients(c)
         db = clients.client("dynamodb")
         lease = Lease(db, c.lock_table, "control-plane", ttl=self.s.lease_ttl)
-        held = lease.acquire(me, timeout=self.s.wait_timeout, poll=self.s.poll)
         material = self._material(ctx)
+        if self._cluster(db, c).get("state") == "initialized":
+            # wait for valid material BEFORE taking the lease: rotation needs the lease, so
+            # waiting under it for a rotated token would block the rotation itself
+            material.wait(
+                control_plane=True,
+                timeout=self.s.wait_timeout,
+                poll=self.s.poll,
+                max_poll=self.s.max_poll,
+            )
+        held = lease.acquire(me, timeout=self.s.wait_timeout, poll=self.s.poll)
         members = EtcdMembers(db, c.lock_table, clients.client("ec2"))
         try:
             with lease.keep_alive(held) as beat:
-                item = db.get_item(TableName=c.lock_table, Key=CLUSTER_KEY, ConsistentRead=True)
-                cluster = {k: v.get("S") for k, v in item.get("Item", {}).items()}
+                cluster = self._cluster(db, c)
                 if cluster.get("state") != "initialized":
                     self._init(ctx, lease, held, beat, cluster, material, members)
                     return "init"
@@ -390,7 +404,5 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
             done = agent._material(ctx).rotate(agent.kubeadm, settings.token_ttl)
             beat.check()
             return done
-    except LeaseLost:
-        raise
     finally:
         lease.release(held)

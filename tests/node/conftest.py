@@ -95,27 +95,56 @@ class Cluster:
         base = self.tmp / "nodes" / name
         base.mkdir(parents=True, exist_ok=True)
         config = {
-            "apiVersion": "bake.node/v1", "clusterName": "demo", "role": role,
-            "region": "us-east-1", "controlPlaneEndpoint": "demo-api.elb.us-east-1.amazonaws.com:6443",
-            "lockTable": self.table, "ssmPrefix": self.prefix, "kmsKeyId": self.kms_key_id,
-            "podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "vpcCIDR": "10.0.0.0/16",
-            "cni": "flannel", "kubernetesVersion": options.pop("version", "1.30.12"),
+            "apiVersion": "bake.node/v1",
+            "clusterName": "demo",
+            "role": role,
+            "region": "us-east-1",
+            "controlPlaneEndpoint": "demo-api.elb.us-east-1.amazonaws.com:6443",
+            "lockTable": self.table,
+            "ssmPrefix": self.prefix,
+            "kmsKeyId": self.kms_key_id,
+            "podCIDR": "10.244.0.0/16",
+            "serviceCIDR": "10.96.0.0/12",
+            "vpcCIDR": "10.0.0.0/16",
+            "cni": "flannel",
+            "kubernetesVersion": options.pop("version", "1.30.12"),
             "endpoints": {s: self.endpoint for s in ("dynamodb", "ssm", "kms", "ec2")},
         }
         (base / "node.yaml").write_text(yaml.safe_dump(config))
-        identity = {"instance_id": options.pop("instance_id", None) or self.new_instance(),
-                    "region": "us-east-1", "private_ip": "10.0.1.10", "hostname": name}
+        identity = {
+            "instance_id": options.pop("instance_id", None) or self.new_instance(),
+            "region": "us-east-1",
+            "private_ip": "10.0.1.10",
+            "hostname": name,
+        }
         (base / "identity.json").write_text(json.dumps(identity))
         argv = [
-            sys.executable, "-m", "bake_node.main", "--config", str(base / "node.yaml"),
-            "--state-dir", str(base / "state"), options.pop("command", "run"),
-            "--identity", str(base / "identity.json"),
-            "--kubernetes-dir", str(base / "root" / "etc" / "kubernetes"),
-            "--manifests-dir", str(REPO / "manifests"),
-            "--kubeadm", str(self.standins.bin / "kubeadm"),
-            "--kubectl", str(self.standins.bin / "kubectl"),
-            "--etcdctl", str(self.standins.bin / "etcdctl"),
-            "--poll", "0.3", "--max-poll", "1", "--wait-timeout", "120",
+            sys.executable,
+            "-m",
+            "bake_node.main",
+            "--config",
+            str(base / "node.yaml"),
+            "--state-dir",
+            str(base / "state"),
+            options.pop("command", "run"),
+            "--identity",
+            str(base / "identity.json"),
+            "--kubernetes-dir",
+            str(base / "root" / "etc" / "kubernetes"),
+            "--manifests-dir",
+            str(REPO / "manifests"),
+            "--kubeadm",
+            str(self.standins.bin / "kubeadm"),
+            "--kubectl",
+            str(self.standins.bin / "kubectl"),
+            "--etcdctl",
+            str(self.standins.bin / "etcdctl"),
+            "--poll",
+            "0.3",
+            "--max-poll",
+            "1",
+            "--wait-timeout",
+            "120",
         ]
         for key, value in options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -143,12 +172,14 @@ def cluster(aws, standins, tmp_path) -> Cluster:
     clients = Clients("us-east-1", {s: aws.endpoint for s in ("dynamodb", "kms", "ec2")})
     ensure_table(clients.client("dynamodb"), "bake-demo")
     key = clients.client("kms").create_key(Description="bake-demo")["KeyMetadata"]["KeyId"]
-    ami = _AMI.get("id") or clients.client("ec2").describe_images(Owners=["amazon"])["Images"][0][
-        "ImageId"
-    ]
+    ami = (
+        _AMI.get("id")
+        or clients.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    )
     _AMI["id"] = ami  # moto's built-in AMIs do not change between resets
-    return Cluster(aws.endpoint, "bake-demo", key, "/bake/clusters/demo", tmp_path, standins,
-                   ami=ami)
+    return Cluster(
+        aws.endpoint, "bake-demo", key, "/bake/clusters/demo", tmp_path, standins, ami=ami
+    )
 
 
 @dataclass
@@ -181,20 +212,43 @@ def etcd3(tmp_path: Path):
         for n in names:
             client, peer = (f"http://127.0.0.1:{p}" for p in ports[n])
             proc = subprocess.Popen(
-                ["etcd", "--name", n, "--data-dir", str(tmp_path / n),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", initial, "--initial-cluster-state", "new",
-                 "--initial-cluster-token", "bake-test", "--log-level", "error"],
-                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{n}.log", "w"),
+                [
+                    "etcd",
+                    "--name",
+                    n,
+                    "--data-dir",
+                    str(tmp_path / n),
+                    "--listen-client-urls",
+                    client,
+                    "--advertise-client-urls",
+                    client,
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    initial,
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    "bake-test",
+                    "--log-level",
+                    "error",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"{n}.log", "w"),
             )
             members[n] = (client, peer, proc)
         etcd = Etcd(members)
         deadline = time.monotonic() + 60
-        while subprocess.run(
-            ["etcdctl", "--endpoints", ",".join(etcd.endpoints), "endpoint", "health"],
-            capture_output=True, env={**os.environ, "ETCDCTL_API": "3"},
-        ).returncode != 0:
+        while (
+            subprocess.run(
+                ["etcdctl", "--endpoints", ",".join(etcd.endpoints), "endpoint", "health"],
+                capture_output=True,
+                env={**os.environ, "ETCDCTL_API": "3"},
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 pytest.fail("etcd cluster did not become healthy in 60 s")
             time.sleep(0.5)

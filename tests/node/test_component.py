@@ -41,8 +41,12 @@ def test_structure(component):
 
 
 def test_units_and_ordering(component):
-    files = {i["path"]: i["content"] for s in steps(component) if s["action"] == "CreateFile"
-             for i in s["inputs"]}
+    files = {
+        i["path"]: i["content"]
+        for s in steps(component)
+        if s["action"] == "CreateFile"
+        for i in s["inputs"]
+    }
     unit = files["/etc/systemd/system/bake-node.service"]
     assert "After=network-online.target containerd.service" in unit
     assert "ExecStart=/usr/sbin/bake-node run" in unit
@@ -63,6 +67,7 @@ def test_shell_passes_shellcheck(component, tmp_path):
     for n, s in enumerate(x for x in steps(component) if x["action"] == "ExecuteBash"):
         script = tmp_path / f"{n}.sh"
         script.write_text("#!/bin/bash\n" + "\n".join(s["inputs"]["commands"]) + "\n")
-        proc = subprocess.run(["shellcheck", "-S", "warning", str(script)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True
+        )
         assert proc.returncode == 0, f"{s['name']}:\n{proc.stdout}"

@@ -11,15 +11,28 @@ from bake_node.config import load_config, load_schema, parse_config, schema_erro
 from bake_node.errors import ConfigError
 
 GOOD = {
-    "apiVersion": "bake.node/v1", "clusterName": "demo", "role": "control-plane",
-    "region": "us-east-1", "controlPlaneEndpoint": "demo-api-0123.elb.us-east-1.amazonaws.com:6443",
-    "lockTable": "bake-demo", "ssmPrefix": "/bake/clusters/demo", "kmsKeyId": "alias/bake-demo",
-    "podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "vpcCIDR": "10.0.0.0/16",
-    "cni": "flannel", "kubernetesVersion": "1.30.12", "endpoints": {},
+    "apiVersion": "bake.node/v1",
+    "clusterName": "demo",
+    "role": "control-plane",
+    "region": "us-east-1",
+    "controlPlaneEndpoint": "demo-api-0123.elb.us-east-1.amazonaws.com:6443",
+    "lockTable": "bake-demo",
+    "ssmPrefix": "/bake/clusters/demo",
+    "kmsKeyId": "alias/bake-demo",
+    "podCIDR": "10.244.0.0/16",
+    "serviceCIDR": "10.96.0.0/12",
+    "vpcCIDR": "10.0.0.0/16",
+    "cni": "flannel",
+    "kubernetesVersion": "1.30.12",
+    "endpoints": {},
 }
 
 BAD_SCHEMA = [
-    ("missing-role", {k: v for k, v in GOOD.items() if k != "role"}, "missing required field 'role'"),
+    (
+        "missing-role",
+        {k: v for k, v in GOOD.items() if k != "role"},
+        "missing required field 'role'",
+    ),
     ("bad-role", {**GOOD, "role": "master"}, "role: must be one of"),
     ("unknown-field", {**GOOD, "token": "abc"}, "token: unknown field"),
     ("bad-name", {**GOOD, "clusterName": "Demo_1"}, "clusterName"),
@@ -33,8 +46,9 @@ def test_doc_example_is_valid():
     assert parse_config(GOOD).endpoint_host == "demo-api-0123.elb.us-east-1.amazonaws.com"
 
 
-@pytest.mark.parametrize("data,message", [(d, m) for _i, d, m in BAD_SCHEMA],
-                         ids=[i for i, _d, _m in BAD_SCHEMA])
+@pytest.mark.parametrize(
+    "data,message", [(d, m) for _i, d, m in BAD_SCHEMA], ids=[i for i, _d, _m in BAD_SCHEMA]
+)
 def test_schema_rules(data, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
@@ -81,8 +95,27 @@ def test_cli_validate(tmp_path, capsys):
     (tmp_path / "node.yaml").write_text(yaml.safe_dump({**GOOD, "podCIDR": "10.96.0.0/16"}))
     (tmp_path / "id.json").write_text('{"instance_id": "i-0123", "region": "us-east-1"}')
     with pytest.raises(SystemExit) as exc:
-        main(["--config", str(tmp_path / "node.yaml"), "validate", "--identity",
-              str(tmp_path / "id.json")])
+        main(
+            [
+                "--config",
+                str(tmp_path / "node.yaml"),
+                "validate",
+                "--identity",
+                str(tmp_path / "id.json"),
+            ]
+        )
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("bake-node: error:") and "overlaps" in err and err.count("\n") == 1
+
+
+def test_agent_does_not_import_bake():
+    """On a node only bake_node is installed: importing every agent module must not need bake."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bake_node.main, bake_node.agent, bake_node.etcd, bake_node.lease; "
+        "assert not [m for m in sys.modules if m == 'bake' or m.startswith('bake.')], 'bake'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,7 +21,9 @@ def etcdctl(etcd, *args):
     while True:
         proc = subprocess.run(
             ["etcdctl", "--endpoints", ",".join(etcd.endpoints), *args],
-            capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"},
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ETCDCTL_API": "3"},
         )
         if proc.returncode == 0:
             return proc.stdout
@@ -49,8 +51,14 @@ def test_stale_member_and_unstarted_learner_removed(cluster, etcd3):
     ctl = EtcdCtl(etcd3.endpoints, timeout=6)
     register_running(cluster, registry, ctl, etcd3)
     # a learner never started, and a member whose node died (its instance is now terminated)
-    etcdctl(etcd3, "member", "add", "learner", "--learner",
-            f"--peer-urls=http://127.0.0.1:{free_port()}")
+    etcdctl(
+        etcd3,
+        "member",
+        "add",
+        "learner",
+        "--learner",
+        f"--peer-urls=http://127.0.0.1:{free_port()}",
+    )
     etcdctl(etcd3, "member", "add", "stale", f"--peer-urls=http://127.0.0.1:{free_port()}")
     stale = next(m for m in ctl.members() if not m.is_learner and not m.started)
     dead = cluster.new_instance()
@@ -85,5 +93,8 @@ def test_quorum_threatening_removal_refused(cluster, etcd3):
 
     assert result.removed == [] and len(result.refused) == 1
     assert sorted(m.name for m in EtcdCtl([etcd3.members["etcd-a"][0]]).members()) == [
-        "etcd-a", "etcd-b", "etcd-c"]
+        "etcd-a",
+        "etcd-b",
+        "etcd-c",
+    ]
     assert len(registry.registry()) == 3

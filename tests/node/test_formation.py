@@ -19,8 +19,15 @@ from bake_node.agent import CLUSTER_KEY
 
 
 def start(argv, env, **kw):
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def finish(proc, timeout=180):
@@ -32,17 +39,25 @@ def finish(proc, timeout=180):
 def windows(calls, nodes, subcommand):
     """(start, end, node) of finished successful kubeadm <subcommand> calls (no phases)."""
     return sorted(
-        (c["start"], c["t"], c["node"]) for c in calls
-        if c["event"] == "end" and c["tool"] == "kubeadm" and c["rc"] == 0
-        and c["argv"][0] == subcommand and c["argv"][1] == "--config" and c["node"] in nodes
+        (c["start"], c["t"], c["node"])
+        for c in calls
+        if c["event"] == "end"
+        and c["tool"] == "kubeadm"
+        and c["rc"] == 0
+        and c["argv"][0] == subcommand
+        and c["argv"][1] == "--config"
+        and c["node"] in nodes
     )
 
 
 def assert_secrets_encrypted(cluster):
     ssm = cluster.clients().client("ssm")
     params = ssm.describe_parameters()["Parameters"]
-    assert {p["Name"].rsplit("/", 1)[1] for p in params} == {"token", "ca-cert-hash",
-                                                             "certificate-key"}
+    assert {p["Name"].rsplit("/", 1)[1] for p in params} == {
+        "token",
+        "ca-cert-hash",
+        "certificate-key",
+    }
     for p in params:
         assert p["Type"] == "SecureString" and p["KeyId"] == cluster.kms_key_id, p
 
@@ -68,7 +83,7 @@ def test_formation_3_control_planes_20_workers(cluster):
     # init and control-plane joins: never two at once (etcd takes one join at a time)
     spans = windows(calls, cps, "init") + windows(calls, cps, "join")
     assert len(spans) == 3
-    for (s1, e1, n1), (s2, _e2, n2) in zip(spans, spans[1:], strict=False):
+    for (_s1, e1, n1), (s2, _e2, n2) in zip(spans, spans[1:], strict=False):
         assert e1 <= s2, f"{n1} and {n2} overlapped"
     # every worker joined (the stand-in cluster saw it) and recorded it
     assert sorted(n for n in st["nodes"] if n.startswith("w-")) == workers
@@ -98,8 +113,9 @@ def test_leader_killed_mid_init_is_replaced(cluster):
     env1["BAKE_STANDIN_DELAY_INIT"] = "60"
     leader = start(argv1, env1)
     deadline = time.monotonic() + 60
-    while not any(c["event"] == "start" and c["argv"][:1] == ["init"]
-                  for c in cluster.standins.calls()):
+    while not any(
+        c["event"] == "start" and c["argv"][:1] == ["init"] for c in cluster.standins.calls()
+    ):
         assert time.monotonic() < deadline and leader.poll() is None, "init never started"
         time.sleep(0.2)
     os.killpg(leader.pid, signal.SIGKILL)  # the node dies mid-init (agent and kubeadm)
@@ -109,8 +125,11 @@ def test_leader_killed_mid_init_is_replaced(cluster):
     second, worker = start(argv2, env2), start(argv3, env3)
     assert finish(second).strip() == "bake-node: init"
     assert finish(worker).strip() == "bake-node: join"
-    cp1 = [c["argv"][0] for c in cluster.standins.calls()
-           if c["node"] == "cp-1" and c["event"] == "end" and c["tool"] == "kubeadm"]
+    cp1 = [
+        c["argv"][0]
+        for c in cluster.standins.calls()
+        if c["node"] == "cp-1" and c["event"] == "end" and c["tool"] == "kubeadm"
+    ]
     assert cp1[:2] == ["reset", "init"]  # half-done state reset before taking over
     assert cluster.standins.state()["inits"] == 1
     db = cluster.clients().client("dynamodb")
@@ -121,21 +140,30 @@ def test_leader_killed_mid_init_is_replaced(cluster):
 
 
 @pytest.mark.slow
-def test_expired_token_is_rotated_for_a_late_worker(cluster):
+def test_expired_token_is_rotated_for_late_nodes(cluster):
     argv, env = cluster.node("cp-0", "control-plane", token_ttl="3")
     assert finish(start(argv, env)).strip() == "bake-node: init"
     time.sleep(3.5)  # the published token has expired
     argv_w, env_w = cluster.node("w-late", "worker")
     late = start(argv_w, env_w)
+    # a late control plane too: it must wait without holding the lease the rotation needs
+    argv_c, env_c = cluster.node("cp-late", "control-plane")
+    late_cp = start(argv_c, env_c)
     time.sleep(2)
-    assert late.poll() is None  # waiting: expired material is never used
-    rotate_argv, env = cluster.node("cp-0", "control-plane", command="rotate",
-                                    instance_id=cluster.state("cp-0")["instance_id"],
-                                    token_ttl="600")
+    assert late.poll() is None and late_cp.poll() is None  # expired material is never used
+    rotate_argv, env = cluster.node(
+        "cp-0",
+        "control-plane",
+        command="rotate",
+        instance_id=cluster.state("cp-0")["instance_id"],
+        token_ttl="600",
+    )
     assert "token" in finish(start(rotate_argv, env))
     assert finish(late).strip() == "bake-node: join"
-    assert cluster.state("w-late")["joined"]
+    assert finish(late_cp).strip() == "bake-node: join"
+    assert cluster.state("w-late")["joined"] and cluster.state("cp-late")["joined"]
     assert len(cluster.standins.state()["tokens"]) == 2
+    assert sorted(m["name"] for m in cluster.standins.state()["members"]) == ["cp-0", "cp-late"]
 
 
 @pytest.mark.slow
@@ -149,13 +177,20 @@ def test_stale_member_removed_before_control_plane_join(cluster):
     # a control plane that died after joining: its member stays, its instance is terminated
     path = cluster.standins.cluster_dir / "state.json"
     st = json.loads(path.read_text())
-    st["members"].append({"ID": 0xDEAD, "name": "cp-dead", "peerURLs": ["https://cp-dead:2380"],
-                          "clientURLs": ["https://cp-dead:2379"]})
+    st["members"].append(
+        {
+            "ID": 0xDEAD,
+            "name": "cp-dead",
+            "peerURLs": ["https://cp-dead:2380"],
+            "clientURLs": ["https://cp-dead:2379"],
+        }
+    )
     path.write_text(json.dumps(st))
     clients = cluster.clients()
     dead = cluster.new_instance()
     EtcdMembers(clients.client("dynamodb"), cluster.table, None).register(
-        dead, Member("dead", "cp-dead", ("https://cp-dead:2380",), ("https://cp-dead:2379",)))
+        dead, Member("dead", "cp-dead", ("https://cp-dead:2380",), ("https://cp-dead:2379",))
+    )
     clients.client("ec2").terminate_instances(InstanceIds=[dead])
 
     argv, env = cluster.node("cp-1", "control-plane")
@@ -167,3 +202,49 @@ def test_stale_member_removed_before_control_plane_join(cluster):
     assert removed < joined and calls[removed]["argv"][-1] == "dead"
     assert sorted(m["name"] for m in cluster.standins.state()["members"]) == ["cp-0", "cp-1"]
     assert cluster.state("cp-1")["etcd_removed"] == ["dead"]
+
+
+def test_worker_joins_through_ssm_throttling(cluster):
+    """SSM answers the worker's first GetParameters calls with ThrottlingException (HTTP 400,
+    injected by a botocore ``before-send`` hook); botocore's standard retry mode retries them
+    and the worker joins."""
+    from botocore.awsrequest import AWSResponse
+
+    from bake_node.agent import Agent, Settings
+    from bake_node.aws import Clients
+
+    argv, env = cluster.node("cp-0", "control-plane")
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+
+    class Raw:
+        def stream(self, **_):
+            yield b""
+
+    throttled = []
+
+    def throttle(request, **_):
+        if b"GetParameters" in (request.headers.get("X-Amz-Target") or b"") and len(throttled) < 4:
+            throttled.append(request.url)
+            resp = AWSResponse(
+                request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, Raw()
+            )
+            resp._content = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+            return resp
+        return None
+
+    argv, env = cluster.node("w-0", "worker")
+    opt = dict(zip(argv[::1], argv[1::1], strict=False))
+    settings = Settings(
+        config_path=cluster.tmp / "nodes/w-0/node.yaml",
+        state_dir=cluster.tmp / "nodes/w-0/state",
+        identity_override=cluster.tmp / "nodes/w-0/identity.json",
+        kubernetes_dir=cluster.tmp / "nodes/w-0/root/etc/kubernetes",
+        kubeadm=opt["--kubeadm"],
+        kubeadm_env={k: v for k, v in env.items() if k.startswith("BAKE_STANDIN_")},
+        poll=0.3,
+    )
+    endpoints = {s: cluster.endpoint for s in ("dynamodb", "ssm", "kms", "ec2")}
+    clients = Clients("us-east-1", endpoints, hooks=[("before-send.ssm", throttle)])
+    assert Agent(settings, clients).run() == "join"
+    assert len(throttled) == 4
+    assert "w-0" in cluster.standins.state()["nodes"]

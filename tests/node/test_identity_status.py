@@ -12,8 +12,12 @@ import pytest
 from bake_node.errors import ConfigError
 from bake_node.identity import from_cloud_init, from_imds
 
-META = {"instance-id": "i-0abc", "placement/region": "eu-west-1", "local-ipv4": "10.0.3.4",
-        "local-hostname": "ip-10-0-3-4.eu-west-1.compute.internal"}
+META = {
+    "instance-id": "i-0abc",
+    "placement/region": "eu-west-1",
+    "local-ipv4": "10.0.3.4",
+    "local-hostname": "ip-10-0-3-4.eu-west-1.compute.internal",
+}
 
 
 class Imds(BaseHTTPRequestHandler):
@@ -54,7 +58,11 @@ def imds():
 def test_imdsv2(imds):
     Imds.seen.clear()
     ident = from_imds(imds)
-    assert (ident.instance_id, ident.region, ident.private_ip) == ("i-0abc", "eu-west-1", "10.0.3.4")
+    assert (ident.instance_id, ident.region, ident.private_ip) == (
+        "i-0abc",
+        "eu-west-1",
+        "10.0.3.4",
+    )
     assert Imds.seen == ["PUT"]  # token first; never an IMDSv1 (token-less) request
 
 
@@ -65,8 +73,9 @@ def test_imds_unreachable_is_one_line():
 
 def test_cloud_init_instance_data(tmp_path):
     path = tmp_path / "instance-data.json"
-    path.write_text(json.dumps({"v1": {"instance_id": "nocloud-1", "region": None,
-                                       "local_hostname": "lab-1"}}))
+    path.write_text(
+        json.dumps({"v1": {"instance_id": "nocloud-1", "region": None, "local_hostname": "lab-1"}})
+    )
     ident = from_cloud_init(path)
     assert (ident.instance_id, ident.hostname, ident.region) == ("nocloud-1", "lab-1", None)
 

@@ -26,8 +26,11 @@ class FakeKubeadm:
 
 
 def material(now, token_ttl=600.0):
-    return Material(Secret("abcdef.0123456789abcdef", now + token_ttl, now),
-                    Secret("sha256:" + "1" * 64), Secret("ab" * 32, now + 7200, now))
+    return Material(
+        Secret("abcdef.0123456789abcdef", now + token_ttl, now),
+        Secret("sha256:" + "1" * 64),
+        Secret("ab" * 32, now + 7200, now),
+    )
 
 
 def test_publish_read_securestring(cluster):
@@ -45,8 +48,9 @@ def test_publish_read_securestring(cluster):
 
 def test_rotation_at_half_ttl_and_before_cert_expiry(cluster):
     now = [1_000_000.0]
-    jm = JoinMaterial(cluster.clients().client("ssm"), cluster.prefix, cluster.kms_key_id,
-                      clock=lambda: now[0])
+    jm = JoinMaterial(
+        cluster.clients().client("ssm"), cluster.prefix, cluster.kms_key_id, clock=lambda: now[0]
+    )
     kubeadm = FakeKubeadm()
     jm.publish(material(now[0], token_ttl=600))
     now[0] += 200
@@ -79,8 +83,9 @@ def test_throttling_is_retried_by_botocore(cluster):
         if b"GetParameters" in (request.headers.get("X-Amz-Target") or b"") and throttled["n"] < 3:
             throttled["n"] += 1
             body = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
-            resp = AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"},
-                               Raw())
+            resp = AWSResponse(
+                request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, Raw()
+            )
             resp._content = body
             return resp
         return None

@@ -16,13 +16,24 @@ import pytest
 from bake_node.kubeadm import api_version, new_certificate_key, new_token, render_config
 
 GOLDEN = Path(__file__).parent / "golden"
-COMMON = {"node_name": "cp-1", "advertise_address": "10.0.1.10",
-          "control_plane_endpoint": "demo-api.elb.us-east-1.amazonaws.com:6443"}
-INIT = {"cluster_name": "demo", "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12",
-        "cert_sans": ["10.0.1.10", "cp-1", "demo-api.elb.us-east-1.amazonaws.com"],
-        "certificate_key": "ab" * 32}
-JOIN = {"token": "abcdef.0123456789abcdef", "ca_hash": "sha256:" + "0" * 64,
-        "control_plane": True, "certificate_key": "ab" * 32}
+COMMON = {
+    "node_name": "cp-1",
+    "advertise_address": "10.0.1.10",
+    "control_plane_endpoint": "demo-api.elb.us-east-1.amazonaws.com:6443",
+}
+INIT = {
+    "cluster_name": "demo",
+    "pod_cidr": "10.244.0.0/16",
+    "service_cidr": "10.96.0.0/12",
+    "cert_sans": ["10.0.1.10", "cp-1", "demo-api.elb.us-east-1.amazonaws.com"],
+    "certificate_key": "ab" * 32,
+}
+JOIN = {
+    "token": "abcdef.0123456789abcdef",
+    "ca_hash": "sha256:" + "0" * 64,
+    "control_plane": True,
+    "certificate_key": "ab" * 32,
+}
 
 
 def assert_golden(name: str, text: str) -> None:
@@ -31,8 +42,11 @@ def assert_golden(name: str, text: str) -> None:
         path.write_text(text)
     expected = path.read_text()
     if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                            str(path), "rendered"))
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True), text.splitlines(True), str(path), "rendered"
+            )
+        )
         pytest.fail(f"rendered output differs from {path}:\n{diff}")
 
 

@@ -29,6 +29,9 @@ AWSTOE_ACTIONS: dict[str, tuple[str, set[str], set[str]]] = {
         {"source", "destination"},
         {"expectedBucketOwner", "overwrite", "checksum", "algorithm", "ignoreCertificateErrors"},
     ),
+    # S3Download: source and destination required; expectedBucketOwner and overwrite optional;
+    # no checksum input (toe-action-modules.html, "S3Download").
+    "S3Download": ("list", {"source", "destination"}, {"expectedBucketOwner", "overwrite"}),
     "CreateFile": (
         "list",
         {"path"},

@@ -311,8 +311,10 @@ class ImageBuilderDriver:
     def check_offline(self, docs: Any) -> None:
         """With ``artifacts_s3``, fail early when the build would still need the internet.
 
-        Checks that no component downloads with ``WebDownload`` (the documents must be rendered
-        with S3 sources) and, with a ``subnet_id``, that the subnet's VPC has the endpoints a
+        Checks that no component downloads with ``WebDownload`` and that every ``S3Download``
+        fetches from under ``artifacts_s3`` (the documents must be rendered with the same
+        ``bake.render.RenderOptions.artifacts_s3``, as ``bake.ami.bake_aws`` does) and, with a
+        ``subnet_id``, that the subnet's VPC has the endpoints a
         build instance without internet needs: interface endpoints for ``ssm``,
         ``ssmmessages``, ``ec2messages`` and ``imagebuilder``, and ``s3`` (gateway or
         interface) for the artifacts, AWSTOE and the logs (Image Builder user guide, "Image
@@ -320,17 +322,42 @@ class ImageBuilderDriver:
         Uses ``ec2:DescribeSubnets`` and ``ec2:DescribeVpcEndpoints``.
 
         Raises:
-            UsageError: names the component that downloads from the internet, or the missing
-                endpoints.
+            UsageError: names the component that downloads from the internet, an S3Download
+                from outside ``artifacts_s3``, or the missing endpoints.
         """
         if not self.options.artifacts_s3:
             return
-        online = [d.name for d in docs.components if "WebDownload" in d.text]
+        online = [
+            d.name
+            for d in docs.components
+            if any(
+                step.get("action") == "WebDownload"
+                for phase in (d.data or {}).get("phases", [])
+                for step in phase.get("steps", [])
+            )
+        ]
         if online:
             raise UsageError(
                 f"--artifacts {self.options.artifacts_s3} was given but component(s) "
                 f"{', '.join(online)} still download from the internet (WebDownload): render the "
                 "documents with S3 sources (RenderOptions.artifacts_s3)"
+            )
+        prefix = self.options.artifacts_s3.rstrip("/") + "/"
+        elsewhere = [
+            (d.name, str(item.get("source", "")))
+            for d in docs.components
+            for phase in (d.data or {}).get("phases", [])
+            for step in phase.get("steps", [])
+            if step.get("action") == "S3Download"
+            for item in step.get("inputs", [])
+            if not str(item.get("source", "")).startswith(prefix)
+        ]
+        if elsewhere:
+            component, source = elsewhere[0]
+            raise UsageError(
+                f"--artifacts {self.options.artifacts_s3} was given but {len(elsewhere)} "
+                f"download(s) come from elsewhere, e.g. {source} in {component}; "
+                "render them with the same --artifacts"
             )
         if not self.options.subnet_id:
             return

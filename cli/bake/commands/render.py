@@ -28,6 +28,8 @@ class RenderAmiOptions:
         out_dir: output directory.
         cloudformation: also write the Image Builder resources as a CloudFormation template
             (``cloudformation/imagebuilder.yaml``), for teams that deploy through stacks.
+        artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``: render the S3Download
+            documents of a build without internet (``RenderOptions.artifacts_s3``).
     """
 
     k8s: str
@@ -37,6 +39,7 @@ class RenderAmiOptions:
     ssm_prefix: str
     out_dir: Path
     cloudformation: bool = False
+    artifacts_s3: str | None = None
 
 
 def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
@@ -47,13 +50,19 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
     Raises:
         CatalogError: unknown version/arch, bad overlay, image archives without a mirror.
         RenderError: a template failed.
+        UsageError: a malformed ``artifacts_s3``, or one with an OS-package runtime.
     """
     from bake.catalog import load_catalog, resolve
     from bake.render import RenderOptions, render_image_documents
 
     release = resolve(load_catalog(options.catalogs), options.k8s, options.arch)
     docs = render_image_documents(
-        release, RenderOptions(mirror=options.mirror, ssm_prefix=options.ssm_prefix)
+        release,
+        RenderOptions(
+            mirror=options.mirror,
+            ssm_prefix=options.ssm_prefix,
+            artifacts_s3=options.artifacts_s3,
+        ),
     )
     paths = docs.write(options.out_dir)
     if options.cloudformation:
@@ -116,6 +125,12 @@ def render() -> None:
     help="documents: the Image Builder documents; cloudformation: also the Image Builder "
     "resources as a CloudFormation template. Repeatable.",
 )
+@click.option(
+    "--artifacts",
+    "artifacts_s3",
+    metavar="s3://BUCKET/PREFIX",
+    help="Fetch every artifact from S3 (staged by `bake stage`) with S3Download + SHA-256 check.",
+)
 def ami(
     k8s: str,
     arch: str,
@@ -124,6 +139,7 @@ def ami(
     catalogs: tuple[Path, ...],
     out_dir: Path,
     formats: tuple[str, ...],
+    artifacts_s3: str | None,
 ) -> None:
     """Render the Image Builder documents of one release into a directory.
 
@@ -133,7 +149,7 @@ def ami(
     """
     paths, notes = render_ami(
         RenderAmiOptions(k8s, arch, mirror, tuple(catalogs), ssm_prefix, out_dir,
-                         cloudformation="cloudformation" in formats)
+                         cloudformation="cloudformation" in formats, artifacts_s3=artifacts_s3)
     )
     for path in paths:
         click.echo(str(path))

@@ -96,8 +96,14 @@ def kubeconfig(name: str) -> str:
 def add_member(state: dict, name: str) -> None:
     members = state.setdefault("members", [])
     if not any(m["name"] == name for m in members):
-        members.append({"ID": secrets.randbits(63), "name": name,
-                        "peerURLs": [f"https://{name}:2380"], "clientURLs": [f"https://{name}:2379"]})
+        members.append(
+            {
+                "ID": secrets.randbits(63),
+                "name": name,
+                "peerURLs": [f"https://{name}:2380"],
+                "clientURLs": [f"https://{name}:2379"],
+            }
+        )
 
 
 def kubeadm(argv: list[str]) -> str:
@@ -133,7 +139,9 @@ def kubeadm(argv: list[str]) -> str:
             st.setdefault("tokens", {})[tok] = time.time() + int(m.group(1))
             ca = st["ca"]
             endpoint = st["endpoint"]
-        return f"kubeadm join {endpoint} --token {tok} --discovery-token-ca-cert-hash {ca_hash(ca)}\n"
+        return (
+            f"kubeadm join {endpoint} --token {tok} --discovery-token-ca-cert-hash {ca_hash(ca)}\n"
+        )
     if args.cmd == "init" and args.phase:
         if args.phase != ["phase", "upload-certs"] or not args.upload_certs:
             raise Fail(f"unknown init phase {args.phase}")
@@ -152,7 +160,7 @@ def kubeadm(argv: list[str]) -> str:
         key = cfg["InitConfiguration"]["certificateKey"]
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise Fail("bad certificateKey")
-        ca = f"-----BEGIN CERTIFICATE-----\nSTANDIN {secrets.token_hex(16)}\n-----END CERTIFICATE-----\n"
+        ca = f"-----BEGIN CERTIFICATE-----\nSTANDIN {secrets.token_hex(16)}\n-----END CERTIFICATE-----\n"  # noqa: E501
         write(K8S / "pki" / "ca.crt", ca, 0o644)
         write(K8S / "pki" / "ca.key", secrets.token_hex(16))
         time.sleep(float(os.environ.get("BAKE_STANDIN_DELAY_INIT", "0")))
@@ -165,9 +173,14 @@ def kubeadm(argv: list[str]) -> str:
         write(K8S / "pki" / "apiserver-etcd-client.crt", "standin", 0o644)
         write(K8S / "pki" / "apiserver-etcd-client.key", "standin")
         with cluster_state() as st:
-            st.update(ca=ca, endpoint=cfg["ClusterConfiguration"]["controlPlaneEndpoint"],
-                      tokens={}, certificate_key=[key, time.time() + CERT_TTL], members=[],
-                      initialized_by=name)
+            st.update(
+                ca=ca,
+                endpoint=cfg["ClusterConfiguration"]["controlPlaneEndpoint"],
+                tokens={},
+                certificate_key=[key, time.time() + CERT_TTL],
+                members=[],
+                initialized_by=name,
+            )
             st["inits"] = st.get("inits", 0) + 1
             add_member(st, name)
         return "Your Kubernetes control-plane has initialized successfully!\n"
@@ -177,20 +190,31 @@ def kubeadm(argv: list[str]) -> str:
     cp = cfg.get("controlPlane")
     with cluster_state() as st:
         if "ca" not in st:
-            raise Fail(f"couldn't validate the identity of the API Server at {bt['apiServerEndpoint']}")
+            raise Fail(
+                f"couldn't validate the identity of the API Server at {bt['apiServerEndpoint']}"
+            )
         expiry = st.get("tokens", {}).get(bt["token"])
         if expiry is None or expiry < time.time():
             raise Fail("token id not found or expired")  # what kubeadm says in substance
         if bt["caCertHashes"] != [ca_hash(st["ca"])]:
-            raise Fail("cluster CA found in cluster-info configmap is invalid: public key pin mismatch")
+            raise Fail(
+                "cluster CA found in cluster-info configmap is invalid: public key pin mismatch"
+            )
         if cp is not None:
             key, key_exp = st["certificate_key"]
             if cp["certificateKey"] != key or key_exp < time.time():
-                raise Fail("error downloading certs: the Secret does not include the required certificate or key")
+                raise Fail(
+                    "error downloading certs: the Secret does not include the required "
+                    "certificate or key"
+                )
         ca = st["ca"]
     name = cfg["nodeRegistration"]["name"]
     if args.phase:
-        if args.phase[:2] != ["phase", "control-plane-prepare"] or args.phase[2:] not in (["download-certs"], ["certs"]) or cp is None:
+        if (
+            args.phase[:2] != ["phase", "control-plane-prepare"]
+            or args.phase[2:] not in (["download-certs"], ["certs"])
+            or cp is None
+        ):
             raise Fail(f"unknown join phase {args.phase}")
         write(K8S / "pki" / "ca.crt", ca, 0o644)
         write(K8S / "pki" / "etcd" / "ca.crt", ca, 0o644)
@@ -230,7 +254,14 @@ def kubectl(argv: list[str]) -> str:
 
 def etcdctl(argv: list[str]) -> str:
     p = argparse.ArgumentParser(prog="etcdctl", exit_on_error=False)
-    for flag in ("--endpoints", "--dial-timeout", "--command-timeout", "--cacert", "--cert", "--key"):
+    for flag in (
+        "--endpoints",
+        "--dial-timeout",
+        "--command-timeout",
+        "--cacert",
+        "--cert",
+        "--key",
+    ):
         p.add_argument(flag)
     p.add_argument("words", nargs="+")
     p.add_argument("-w")

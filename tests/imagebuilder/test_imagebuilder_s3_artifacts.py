@@ -1,0 +1,188 @@
+"""`bake ami --artifacts s3://...`: the driver takes the S3-rendered documents (S3Download +
+SHA-256 check) and uploads them byte for byte; it no longer refuses the option.
+
+Image Builder is botocore's Stubber (requests validated against the real service model); the
+VPC, subnet, endpoints and the parent image's SSM parameter live in moto.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from bake.errors import UsageError
+
+ACCOUNT = "123456789012"  # moto's account, as in conftest.py (imported by fixture only)
+REGION = "us-east-1"
+ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
+BUCKET = "s3://bake-artifacts/offline"
+ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "imagebuilder", "s3")
+
+
+def comp_arn(name: str) -> str:
+    return f"{ARN}:component/{name}/1.0.0/1"
+
+
+@pytest.fixture
+def overlay(tmp_path, release):
+    """Archive SHA-256s for the release's images (made up: no registry images here)."""
+    path = tmp_path / "images.yaml"
+    archives = {
+        i.ref: hashlib.sha256(f"{release.arch}/{i.ref}".encode()).hexdigest()
+        for i in release.images
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {"schema": "bake.catalog/v1", "image_archives": {release.arch: archives}}
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def private_subnet(clients):
+    """A subnet whose VPC has every endpoint a build without internet needs."""
+    ec2_client = clients.client("ec2")
+    vpc = ec2_client.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2_client.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    for service in ENDPOINTS:
+        ec2_client.create_vpc_endpoint(
+            VpcId=vpc,
+            ServiceName=f"com.amazonaws.{REGION}.{service}",
+            VpcEndpointType="Gateway" if service == "s3" else "Interface",
+            SubnetIds=[] if service == "s3" else [subnet],
+        )
+    return subnet
+
+
+def stub_fresh_account(stub, docs) -> None:
+    for doc in docs.components:
+        stub.add_response("list_components", {"componentVersionList": []})
+        stub.add_response("create_component", {"componentBuildVersionArn": comp_arn(doc.name)})
+    stub.add_response("list_image_recipes", {"imageRecipeSummaryList": []})
+    stub.add_response("create_image_recipe", {"imageRecipeArn": f"{ARN}:image-recipe/r/1.0.0"})
+    stub.add_response(
+        "list_infrastructure_configurations", {"infrastructureConfigurationSummaryList": []}
+    )
+    stub.add_response(
+        "create_infrastructure_configuration",
+        {"infrastructureConfigurationArn": f"{ARN}:infrastructure-configuration/i"},
+    )
+    stub.add_response(
+        "list_distribution_configurations", {"distributionConfigurationSummaryList": []}
+    )
+    stub.add_response(
+        "create_distribution_configuration",
+        {"distributionConfigurationArn": f"{ARN}:distribution-configuration/d"},
+    )
+
+
+def _record_components(stub) -> list[str]:
+    sent: list[str] = []
+    stub.client.meta.events.register(
+        "provide-client-params.imagebuilder.CreateComponent",
+        lambda params, **kw: sent.append(params["data"]),
+    )
+    return sent
+
+
+def _actions(text: str) -> list[str]:
+    data = yaml.safe_load(text)
+    return [s["action"] for p in data["phases"] for s in p["steps"]]
+
+
+def test_driver_uploads_the_s3_documents_byte_for_byte(
+    clients, ib_stub, options, release, overlay, private_subnet
+):
+    from bake.builders.imagebuilder import ImageBuilderDriver
+    from bake.catalog import load_catalog, resolve
+    from bake.render import RenderOptions, render_image_documents
+
+    release = resolve(load_catalog([overlay]), release.kubernetes_version, release.arch)
+    docs = render_image_documents(release, RenderOptions(artifacts_s3=BUCKET))
+    parent = f"arn:aws:imagebuilder:{REGION}:aws:image/debian-12-x86/x.x.x"
+    recipe = replace(docs.recipe, data={**docs.recipe.data, "parentImage": parent})
+    docs = replace(docs, recipe=recipe)
+    sent = _record_components(ib_stub)
+    stub_fresh_account(ib_stub, docs)
+    offline = replace(
+        options, artifacts_s3=BUCKET, subnet_id=private_subnet, kms_key_id=None, instance_types=()
+    )
+
+    resources = ImageBuilderDriver(clients, offline, lambda line: None).ensure_resources(docs)
+
+    assert len(resources.created) == len(docs.components) + 3
+    assert sent == [d.text for d in docs.components]
+    actions = [a for text in sent for a in _actions(text)]
+    assert "WebDownload" not in actions
+    # kubeadm, kubelet, kubectl, containerd, runc, CNI plugins, crictl and every image archive
+    expected = sum(1 for a in release.artifacts if a.source == "release") + len(release.images)
+    assert actions.count("S3Download") == expected
+    for text in sent:
+        steps = [s for p in yaml.safe_load(text)["phases"] for s in p["steps"]]
+        fetched = [i for i, s in enumerate(steps) if s["action"] == "S3Download"]
+        if fetched:  # the SHA-256 check comes right after the downloads
+            assert steps[fetched[-1] + 1]["name"] == "VerifyDownloads"
+    assert all(f"{BUCKET}/" in json.dumps(yaml.safe_load(t)) for t in sent[1:4])
+
+
+def test_documents_for_another_bucket_are_refused_before_any_call(
+    clients, options, release, private_subnet
+):
+    from bake.builders.imagebuilder import ImageBuilderDriver
+    from bake.render import RenderOptions, render_image_documents
+
+    docs = render_image_documents(release, RenderOptions(artifacts_s3="s3://other-bucket/x"))
+    offline = replace(options, artifacts_s3=BUCKET, subnet_id=private_subnet)
+    with pytest.raises(UsageError) as info:
+        ImageBuilderDriver(clients, offline, lambda line: None).ensure_resources(docs)
+    message = info.value.format_message()
+    assert message.startswith(f"--artifacts {BUCKET} was given but ")
+    assert "download(s) come from elsewhere, e.g. s3://other-bucket/x/" in message
+    assert message.endswith("render them with the same --artifacts")
+
+
+def test_bake_aws_renders_with_artifacts_and_starts_the_build(
+    clients, ib_stub, release, overlay, private_subnet, monkeypatch
+):
+    """The service path `bake ami --artifacts s3://... --no-wait`: the RenderOptions carry the
+    bucket, so the same S3 documents reach the driver (no refusal) and the build starts."""
+    from bake.ami import AmiOptions, AwsBakeOptions, bake_aws, render_for, resolve_release
+    from bake.builders.imagebuilder import ImageBuilderDriver
+
+    # moto refuses parameters under the reserved /aws/ prefix, so Debian's public parameter
+    # (the default parent image) cannot be created there; the look-up is tested elsewhere.
+    monkeypatch.setattr(ImageBuilderDriver, "check_parent_image", lambda self, parent: None)
+    options = AmiOptions(k8s=release.kubernetes_version, catalogs=(overlay,))
+    expected = render_for(
+        resolve_release(options), replace(options, artifacts_s3=BUCKET)
+    ).components
+    sent = _record_components(ib_stub)
+    stub_fresh_account(ib_stub, type("Docs", (), {"components": expected}))
+    build_arn = f"{ARN}:image/bake-k8s/1.0.0/1"
+    ib_stub.add_response("create_image", {"imageBuildVersionArn": build_arn})
+    lines: list[str] = []
+
+    results = bake_aws(
+        options,
+        AwsBakeOptions(
+            arches=(release.arch,),
+            subnet_id=private_subnet,
+            security_group_ids=("sg-0123456789abcdef0",),
+            instance_profile="bake-imagebuilder",
+            artifacts_s3=BUCKET,
+            wait=False,
+        ),
+        clients,
+        lines.append,
+    )
+
+    assert sent == [d.text for d in expected]
+    assert all("S3Download" in t for t in sent[1:4])
+    assert results[0]["arch"] == release.arch
+    assert build_arn in json.dumps(results)
+    assert f"not waiting; attach with: bake ami wait {build_arn}" in lines

@@ -32,10 +32,14 @@ sys.path.insert(0, str(ROOT / "tools"))
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run ``cmd``; return (wall seconds, exit code). Output goes to a log, not the terminal."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode:
-        print(f"  command failed ({proc.returncode}): {' '.join(cmd)}\n  {proc.stderr.strip()[-500:]}")
+        print(
+            f"  command failed ({proc.returncode}): {' '.join(cmd)}\n  {proc.stderr.strip()[-500:]}"
+        )
     return elapsed, proc.returncode
 
 
@@ -59,15 +63,29 @@ def main() -> None:
     try:
         help_s = median_of([*bake, "--help"], env, args.runs)
         baseline_s = median_of([sys.executable, "-c", "pass"], env, args.runs)
-        render_s = median_of([*bake, "render", "ami", "--k8s", args.k8s, "-o", str(work / "render")], env, args.runs)
-        print(f"bake --help: {help_s:.3f} s (python startup alone: {baseline_s:.3f} s, ratio {help_s / baseline_s:.1f}x)")
+        render_s = median_of(
+            [*bake, "render", "ami", "--k8s", args.k8s, "-o", str(work / "render")], env, args.runs
+        )
+        ratio = help_s / baseline_s
+        print(
+            f"bake --help: {help_s:.3f} s (python startup alone: {baseline_s:.3f} s, {ratio:.1f}x)"
+        )
         print(f"bake render ami: {render_s:.3f} s")
 
         generated = standins.generate(args.k8s, "amd64", work / "standins", runtime="os-package")
         url, stop = standins.serve_in_thread(work / "standins")
         try:
-            ami = [*bake, "ami", "--k8s", args.k8s, "--local", "--mirror", url,
-                   "--catalog", str(generated.overlay)]
+            ami = [
+                *bake,
+                "ami",
+                "--k8s",
+                args.k8s,
+                "--local",
+                "--mirror",
+                url,
+                "--catalog",
+                str(generated.overlay),
+            ]
             cold_s = float("nan")
             if not args.skip_cold:
                 shutil.rmtree(data_dir / "cache" / "rootfs", ignore_errors=True)
@@ -79,9 +97,11 @@ def main() -> None:
             stop()
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"peak RSS of a child process: {peak_mib:.0f} MiB")
-        print(f"targets: warm <= 180 s, cold <= 360 s, render < 1 s, help < 0.3 s")
-        print(f"warm_bake_s={warm_s:.1f} cold_bake_s={cold_s:.1f} render_s={render_s:.3f} "
-              f"help_s={help_s:.3f} peak_rss_mib={peak_mib:.0f}")
+        print("targets: warm <= 180 s, cold <= 360 s, render < 1 s, help < 0.3 s")
+        print(
+            f"warm_bake_s={warm_s:.1f} cold_bake_s={cold_s:.1f} render_s={render_s:.3f} "
+            f"help_s={help_s:.3f} peak_rss_mib={peak_mib:.0f}"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

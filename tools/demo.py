@@ -29,15 +29,30 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path(".bake/demo"))
     args = parser.parse_args()
 
-    print(f"demo: generating STAND-INS for Kubernetes {args.k8s} (not the real binaries: this "
-          "machine cannot reach the release files); Debian 12, containerd and runc are real")
+    print(
+        f"demo: generating STAND-INS for Kubernetes {args.k8s} (not the real binaries: this "
+        "machine cannot reach the release files); Debian 12, containerd and runc are real"
+    )
     generated = standins.generate(args.k8s, args.arch, args.work / "standins", runtime="os-package")
     url, stop = standins.serve_in_thread(args.work / "standins")
     print(f"demo: stand-in mirror at {url}, overlay {generated.overlay}")
     bake = [sys.executable, "-m", "bake"]
     try:
-        code = subprocess.call([*bake, "ami", "--k8s", args.k8s, "--arch", args.arch, "--local",
-                                "--mirror", url, "--catalog", str(generated.overlay)])
+        code = subprocess.call(
+            [
+                *bake,
+                "ami",
+                "--k8s",
+                args.k8s,
+                "--arch",
+                args.arch,
+                "--local",
+                "--mirror",
+                url,
+                "--catalog",
+                str(generated.overlay),
+            ]
+        )
     finally:
         stop()
     if code:
@@ -45,8 +60,10 @@ def main() -> int:
         return code
     print("\ndemo: baked images in the embedded AWS (`bake images list --local`):")
     subprocess.call([*bake, "images", "list", "--local"])
-    print("\ndemo: next: `.venv/bin/bake verify --image <IMAGE ID>`; stop the embedded AWS with "
-          "`.venv/bin/bake sandbox stop`")
+    print(
+        "\ndemo: next: `.venv/bin/bake verify --image <IMAGE ID>`; stop the embedded AWS with "
+        "`.venv/bin/bake sandbox stop`"
+    )
     return 0
 
 

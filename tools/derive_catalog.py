@@ -23,18 +23,54 @@ ARCHES = ("amd64", "arm64")
 # PauseVersion) and cmd/kubeadm/app/constants/constants_unix.go / CoreDNSVersion at each release
 # branch; `kubeadm config images list --kubernetes-version vX.Y.Z` prints the same set.
 MINORS = {
-    "1.30": ("kubespray-checksums-2025-05-08.yml", "1.30.1", "1.7.27", "1.2.6", "1.4.1",
-             {"pause": "3.9", "etcd": "3.5.15-0", "coredns": "v1.11.3"}),
-    "1.31": ("kubespray-checksums-2025-05-08.yml", "1.31.1", "1.7.27", "1.2.6", "1.4.1",
-             {"pause": "3.10", "etcd": "3.5.15-0", "coredns": "v1.11.3"}),
-    "1.32": ("kubespray-checksums-2025-05-08.yml", "1.32.0", "1.7.27", "1.2.6", "1.4.1",
-             {"pause": "3.10", "etcd": "3.5.16-0", "coredns": "v1.11.3"}),
-    "1.34": ("kubespray-checksums-2026-08-21.yml", "1.34.0", "2.1.9", "1.3.6", "1.7.1",
-             {"pause": "3.10.1", "etcd": "3.6.4-0", "coredns": "v1.12.1"}),
-    "1.35": ("kubespray-checksums-2026-08-21.yml", "1.35.0", "2.2.7", "1.4.3", "1.8.0",
-             {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"}),
-    "1.36": ("kubespray-checksums-2026-08-21.yml", "1.36.0", "2.3.4", "1.4.3", "1.9.1",
-             {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"}),
+    "1.30": (
+        "kubespray-checksums-2025-05-08.yml",
+        "1.30.1",
+        "1.7.27",
+        "1.2.6",
+        "1.4.1",
+        {"pause": "3.9", "etcd": "3.5.15-0", "coredns": "v1.11.3"},
+    ),
+    "1.31": (
+        "kubespray-checksums-2025-05-08.yml",
+        "1.31.1",
+        "1.7.27",
+        "1.2.6",
+        "1.4.1",
+        {"pause": "3.10", "etcd": "3.5.15-0", "coredns": "v1.11.3"},
+    ),
+    "1.32": (
+        "kubespray-checksums-2025-05-08.yml",
+        "1.32.0",
+        "1.7.27",
+        "1.2.6",
+        "1.4.1",
+        {"pause": "3.10", "etcd": "3.5.16-0", "coredns": "v1.11.3"},
+    ),
+    "1.34": (
+        "kubespray-checksums-2026-08-21.yml",
+        "1.34.0",
+        "2.1.9",
+        "1.3.6",
+        "1.7.1",
+        {"pause": "3.10.1", "etcd": "3.6.4-0", "coredns": "v1.12.1"},
+    ),
+    "1.35": (
+        "kubespray-checksums-2026-08-21.yml",
+        "1.35.0",
+        "2.2.7",
+        "1.4.3",
+        "1.8.0",
+        {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"},
+    ),
+    "1.36": (
+        "kubespray-checksums-2026-08-21.yml",
+        "1.36.0",
+        "2.3.4",
+        "1.4.3",
+        "1.9.1",
+        {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"},
+    ),
 }
 # per-patch differences from the minor's image tags (kubeadm bumped these within a minor)
 IMAGE_OVERRIDES = {
@@ -58,8 +94,10 @@ def _sha(table: dict, arch: str, version: str) -> str:
 
 
 def derive(upstream: Path) -> dict:
-    data = {name: yaml.safe_load((upstream / name).read_text()) for name in
-            {m[0] for m in MINORS.values()}}
+    data = {
+        name: yaml.safe_load((upstream / name).read_text())
+        for name in {m[0] for m in MINORS.values()}
+    }
     sha: dict[str, dict[str, dict[str, str]]] = {name: {} for name in TABLES}
     kubernetes = {}
     for minor, (src, crictl, containerd, runc, cni, images) in MINORS.items():
@@ -71,8 +109,12 @@ def derive(upstream: Path) -> dict:
         for v in patches:
             for name in ("kubeadm", "kubelet", "kubectl"):
                 sha[name][v] = {a: _sha(d[TABLES[name]], a, v) for a in ARCHES}
-        for name, v in (("crictl", crictl), ("containerd", containerd), ("runc", runc),
-                        ("cni-plugins", cni)):
+        for name, v in (
+            ("crictl", crictl),
+            ("containerd", containerd),
+            ("runc", runc),
+            ("cni-plugins", cni),
+        ):
             sha[name][v] = {a: _sha(d[TABLES[name]], a, v) for a in ARCHES}
         entry = {
             "crictl": crictl,
@@ -86,8 +128,11 @@ def derive(upstream: Path) -> dict:
                 k: v for k, v in IMAGE_OVERRIDES[minor].items() if k in patches
             }
         kubernetes[minor] = entry
-    return {"schema": "bake.catalog/v1", "kubernetes": kubernetes,
-            "checksums": {k: dict(sorted(v.items())) for k, v in sha.items()}}
+    return {
+        "schema": "bake.catalog/v1",
+        "kubernetes": kubernetes,
+        "checksums": {k: dict(sorted(v.items())) for k, v in sha.items()},
+    }
 
 
 HEADER = """\

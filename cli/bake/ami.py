@@ -28,7 +28,7 @@ from typing import Any
 
 from bake.catalog import Release, load_catalog, resolve
 from bake.errors import ArtifactError, BuildError, CatalogError, EnvironmentProblem
-from bake.render import ImageDocuments, RenderOptions, render_image_documents
+from bake.render import AgentSource, ImageDocuments, RenderOptions, render_image_documents
 
 Progress = Callable[[str], None]
 
@@ -122,14 +122,21 @@ def resolve_release(options: AmiOptions) -> Release:
     return resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name)
 
 
-def render_for(release: Release, options: AmiOptions) -> ImageDocuments:
-    """Render the Image Builder documents for ``release`` (same call for local and AWS)."""
+def render_for(
+    release: Release, options: AmiOptions, agent: AgentSource | None = None
+) -> ImageDocuments:
+    """Render the Image Builder documents for ``release`` (same call for local and AWS).
+
+    ``agent``: where the build fetches the node agent's bundle (``bake.agent_bundle``);
+    ``None`` leaves the ``bake-node`` component out.
+    """
     return render_image_documents(
         release,
         RenderOptions(
             mirror=options.mirror,
             ssm_prefix=options.ssm_prefix,
             artifacts_s3=options.artifacts_s3,
+            agent=agent,
         ),
     )
 
@@ -181,7 +188,9 @@ def check_mirror(release: Release, mirror: str | None, timeout_s: float = 10.0) 
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             hint = "check --mirror" if mirror else "pass --mirror URL (air-gapped hosts)"
-            raise ArtifactError(f"cannot reach the artifact source {url} ({reason}): {hint}") from exc
+            raise ArtifactError(
+                f"cannot reach the artifact source {url} ({reason}): {hint}"
+            ) from exc
 
 
 def check_host_arch(arch: str) -> None:
@@ -217,42 +226,79 @@ def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
     """
     import time
 
+    from bake.agent_bundle import build_agent_bundle, serve_directory
     from bake.builders.local.builder import LocalBuilder, LocalBuildOptions
-    from bake.publish import PublishRequest, publish_image
-    from bake.sandbox.server import ensure_running, sandbox_target
-    from bake.verify import run_suite
 
     started = time.monotonic()
+    # every check that needs no building comes first: bad input fails in a second
     release = resolve_release(options)
-    progress(f"release: Kubernetes {release.kubernetes_version} {release.arch} {release.os} "
-             f"(catalog: {' + '.join(release.catalog_sources)})")
-    check_image_archives(release)
-    documents = render_for(release, options)
-    progress(f"rendered {len(documents.components)} components (content {documents.content_hash[:12]})")
+    progress(
+        f"release: Kubernetes {release.kubernetes_version} {release.arch} {release.os} "
+        f"(catalog: {' + '.join(release.catalog_sources)})"
+    )
     check_host_arch(release.arch)
+    check_image_archives(release)
     check_mirror(release, options.mirror)
-
-    def testinfra_phase(rootfs: Path, log_dir: Path) -> None:
-        progress("test phase: testinfra suite against the image (chroot)")
-        result = run_suite(f"chroot://{rootfs}", log_dir, progress)
-        if result.failed:
-            first = result.failures[0] if result.failures else ("?", "?")
-            raise BuildError(
-                f"testinfra: {result.failed} check(s) failed, first: {first[0]}: {first[1]}; "
-                f"report: {result.junit}"
-            )
-        progress(f"testinfra: {result.passed} passed, {result.skipped} skipped")
-
     build_id = new_build_id(release)
     builder = LocalBuilder(
         LocalBuildOptions(
             data_dir=options.data_dir,
             debian_mirror=options.debian_mirror,
             keep_failed=options.keep_failed,
-            after_test=testinfra_phase,
+            after_test=_testinfra_phase(progress),
         ),
         progress,
     )
+    builder.preflight()  # root, tools, free disk space
+    # the node agent's bundle, served on 127.0.0.1 for the bake-node component's WebDownload
+    bundle = build_agent_bundle(Path(options.data_dir) / "cache" / "agent")
+    with serve_directory(bundle.path.parent) as base_url:
+        agent = AgentSource(
+            url=f"{base_url}/{bundle.filename}", sha256=bundle.sha256, version=bundle.version
+        )
+        progress(f"node agent: {bundle.filename} (sha256 {bundle.sha256[:12]}) at {agent.url}")
+        documents = render_for(release, options, agent)
+        progress(
+            f"rendered {len(documents.components)} components "
+            f"(content {documents.content_hash[:12]})"
+        )
+        return _build_and_publish(options, progress, release, documents, builder, build_id, started)
+
+
+def _testinfra_phase(progress: Progress) -> Callable[[Path, Path], None]:
+    """The local build's last test step: the testinfra suite against the rootfs (chroot)."""
+
+    def run(rootfs: Path, log_dir: Path) -> None:
+        from bake.verify import run_suite
+
+        progress("test phase: testinfra suite against the image (chroot)")
+        result = run_suite(f"chroot://{rootfs}", log_dir, progress)
+        if not result.ok:
+            first = result.failures[0] if result.failures else ("?", "?")
+            raise BuildError(
+                f"testinfra: {result.failed + result.errors} check(s) failed, first: {first[0]}: {first[1]}; "
+                f"report: {result.junit_path}"
+            )
+        progress(f"testinfra: {result.passed} passed, {result.skipped} skipped")
+
+    return run
+
+
+def _build_and_publish(
+    options: AmiOptions,
+    progress: Progress,
+    release: Release,
+    documents: ImageDocuments,
+    builder: Any,
+    build_id: str,
+    started: float,
+) -> AmiResult:
+    """Build in staging, test, publish, then move the image into place (see module docstring)."""
+    import time
+
+    from bake.publish import PublishRequest, publish_image
+    from bake.sandbox.server import ensure_running, sandbox_target
+
     builder.preflight()
     sandbox = ensure_running(options.data_dir, progress)
     image = builder.build(documents, build_id)
@@ -263,16 +309,19 @@ def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
         final_dir = builder.final_directory(build_id)
         digest = manifest_sha256(image.manifest_path)
         progress(f"registering the image in the embedded AWS ({sandbox.endpoint})")
-        publication = publish_image(clients, PublishRequest(
-            kubernetes_version=release.kubernetes_version,
-            minor=release.minor,
-            arch=release.arch,
-            os=release.os,
-            build_id=build_id,
-            manifest_sha256=digest,
-            ssm_prefix=options.ssm_prefix,
-            local_path=str(final_dir),
-        ))
+        publication = publish_image(
+            clients,
+            PublishRequest(
+                kubernetes_version=release.kubernetes_version,
+                minor=release.minor,
+                arch=release.arch,
+                os=release.os,
+                build_id=build_id,
+                manifest_sha256=digest,
+                ssm_prefix=options.ssm_prefix,
+                local_path=str(final_dir),
+            ),
+        )
     except BaseException:
         builder.discard(image)
         raise
@@ -296,7 +345,9 @@ def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
         unpublish(clients, publication)
         builder.discard(image)
         raise
-    progress(f"published {publication.image_id} to {publication.ssm_parameter} ({publication.label})")
+    progress(
+        f"published {publication.image_id} to {publication.ssm_parameter} ({publication.label})"
+    )
     manifest = json.loads(Path(image.manifest_path).read_text())
     return AmiResult(
         image_id=publication.image_id,
@@ -351,6 +402,57 @@ class AwsBakeOptions:
     wait: bool = True
 
 
+def agent_source_s3(artifacts_s3: str) -> AgentSource:
+    """Where an Image Builder build fetches the node agent's bundle when artifacts are in S3.
+
+    Builds the bundle (``bake.agent_bundle``, deterministic) in a temporary directory only to
+    learn its SHA-256; nothing is kept or uploaded.
+
+    Returns:
+        ``AgentSource`` with url ``<artifacts_s3>/bake-node/bake-node-<version>.tar.gz``.
+    """
+    import tempfile
+
+    from bake.agent_bundle import build_agent_bundle
+
+    with tempfile.TemporaryDirectory(prefix="bake-agent-") as tmp:
+        bundle = build_agent_bundle(Path(tmp))
+    url = f"{artifacts_s3.rstrip('/')}/bake-node/{bundle.filename}"
+    return AgentSource(url=url, sha256=bundle.sha256, version=bundle.version)
+
+
+def upload_agent_bundle(clients: Any, agent: AgentSource, progress: Progress) -> None:
+    """Put the agent bundle at ``agent.url`` unless an object with its SHA-256 is there.
+
+    The object is KMS-encrypted with its SHA-256 as metadata (``bake.aws.s3.put_file``), like
+    the artifacts ``bake stage`` uploads.
+
+    Raises:
+        BuildError: the rebuilt bundle's SHA-256 differs from ``agent.sha256`` (the installed
+            bake changed in between).
+        AwsError: ``s3:GetObject``/``s3:PutObject`` denied or failed (e.g. no such bucket).
+    """
+    import tempfile
+
+    from bake.agent_bundle import build_agent_bundle
+    from bake.aws import s3
+
+    bucket, key = s3.parse_s3_url(agent.url)
+    client = clients.client("s3")
+    if s3.object_sha256(client, bucket, key) == agent.sha256:
+        progress(f"node agent: already staged {agent.url}")
+        return
+    with tempfile.TemporaryDirectory(prefix="bake-agent-") as tmp:
+        bundle = build_agent_bundle(Path(tmp))
+        if bundle.sha256 != agent.sha256:
+            raise BuildError(
+                f"the node agent bundle changed while baking ({bundle.sha256[:12]} != "
+                f"{agent.sha256[:12]}): was bake reinstalled? run bake ami again"
+            )
+        s3.put_file(client, bucket, key, bundle.path, bundle.sha256)
+    progress(f"node agent: uploaded {agent.url}")
+
+
 def bake_aws(
     options: AmiOptions,
     aws: AwsBakeOptions,
@@ -383,11 +485,20 @@ def bake_aws(
     # the documents fetch from --artifacts (S3Download) exactly as the driver checks
     if aws.artifacts_s3:
         options = replace(options, artifacts_s3=aws.artifacts_s3)
+    # the node agent is baked only when its bundle can be staged next to the artifacts
+    agent = agent_source_s3(aws.artifacts_s3) if aws.artifacts_s3 else None
+    if agent is None:
+        progress(
+            "node agent: left out of this image (no --artifacts s3://... to stage "
+            "its bundle in); bake-node will not be installed"
+        )
     # resolve and render every arch first: a bad version fails before any AWS call
     plans = []
     for arch in aws.arches:
         release = resolve_release(replace(options, arch=arch))
-        plans.append((release, render_for(release, options)))
+        plans.append((release, render_for(release, options, agent)))
+    if agent is not None:
+        upload_agent_bundle(clients, agent, progress)
     driver = ImageBuilderDriver(
         clients,
         ImageBuilderOptions(
@@ -409,10 +520,12 @@ def bake_aws(
     for release, documents in plans:
         progress(f"EC2 Image Builder: Kubernetes {release.kubernetes_version} {release.arch}")
         outcome = bake_with_image_builder(driver, documents, options.ssm_prefix, confirm)
-        results.append({
-            "kubernetes_version": release.kubernetes_version,
-            "arch": release.arch,
-            "os": release.os,
-            **outcome.to_json(),
-        })
+        results.append(
+            {
+                "kubernetes_version": release.kubernetes_version,
+                "arch": release.arch,
+                "os": release.os,
+                **outcome.to_json(),
+            }
+        )
     return results

@@ -62,13 +62,48 @@ class ArtifactSpec:
 ARTIFACT_SPECS: dict[str, ArtifactSpec] = {
     s.name: s
     for s in (
-        ArtifactSpec("kubeadm", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubeadm", "binary", "/usr/bin/kubeadm"),
-        ArtifactSpec("kubelet", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubelet", "binary", "/usr/bin/kubelet"),
-        ArtifactSpec("kubectl", "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubectl", "binary", "/usr/bin/kubectl"),
-        ArtifactSpec("crictl", "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{version}/crictl-v{version}-linux-{arch}.tar.gz", "tar.gz", "/usr/bin"),
-        ArtifactSpec("containerd", "https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz", "tar.gz", "/usr"),
-        ArtifactSpec("runc", "https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}", "binary", "/usr/sbin/runc"),
-        ArtifactSpec("cni-plugins", "https://github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz", "tar.gz", "/opt/cni/bin"),
+        ArtifactSpec(
+            "kubeadm",
+            "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubeadm",
+            "binary",
+            "/usr/bin/kubeadm",
+        ),
+        ArtifactSpec(
+            "kubelet",
+            "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubelet",
+            "binary",
+            "/usr/bin/kubelet",
+        ),
+        ArtifactSpec(
+            "kubectl",
+            "https://dl.k8s.io/release/v{version}/bin/linux/{arch}/kubectl",
+            "binary",
+            "/usr/bin/kubectl",
+        ),
+        ArtifactSpec(
+            "crictl",
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{version}/crictl-v{version}-linux-{arch}.tar.gz",
+            "tar.gz",
+            "/usr/bin",
+        ),
+        ArtifactSpec(
+            "containerd",
+            "https://github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz",
+            "tar.gz",
+            "/usr",
+        ),
+        ArtifactSpec(
+            "runc",
+            "https://github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}",
+            "binary",
+            "/usr/sbin/runc",
+        ),
+        ArtifactSpec(
+            "cni-plugins",
+            "https://github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz",
+            "tar.gz",
+            "/opt/cni/bin",
+        ),
     )
 }
 # Image archives have no upstream file: they live on the user's mirror under this path, with
@@ -221,7 +256,10 @@ class Catalog:
                 continue
             arches = [arch] if arch else list(ARCHES)
             if any(
-                all(sums.get(n, {}).get(version, {}).get(a) for n in ("kubeadm", "kubelet", "kubectl"))
+                all(
+                    sums.get(n, {}).get(version, {}).get(a)
+                    for n in ("kubeadm", "kubelet", "kubectl")
+                )
                 for a in arches
             ):
                 found.append(version)
@@ -354,7 +392,9 @@ def _read(path: Path | None) -> tuple[dict, str]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"catalog overlay {source} is not valid YAML: {exc}".splitlines()[0]) from exc
+        raise CatalogError(
+            f"catalog overlay {source} is not valid YAML: {exc}".splitlines()[0]
+        ) from exc
     if not isinstance(doc, dict):
         raise CatalogError(f"catalog {source} must be a mapping with schema: {SCHEMA}")
     return doc, source
@@ -420,7 +460,9 @@ def resolve_version(catalog: Catalog, request: str, arch: str) -> str:
     patches = catalog.patches(minor, arch)
     if m_minor:
         if not patches:
-            raise CatalogError(f"no Kubernetes {minor} patch is pinned for {arch}; supported: {supported}")
+            raise CatalogError(
+                f"no Kubernetes {minor} patch is pinned for {arch}; supported: {supported}"
+            )
         return patches[-1]
     if v not in patches:
         raise CatalogError(
@@ -458,8 +500,17 @@ def _runtime(catalog: Catalog, name: str, entry: dict, arch: str) -> Artifact:
     if source == "os-package":
         package = entry.get("package") or name
         # the installed dpkg version is recorded in the image manifest at build time
-        return Artifact(name, "os-package", arch, "os-package", None, None,
-                        "os-package", ARTIFACT_SPECS[name].install, package)
+        return Artifact(
+            name,
+            "os-package",
+            arch,
+            "os-package",
+            None,
+            None,
+            "os-package",
+            ARTIFACT_SPECS[name].install,
+            package,
+        )
     if "version" not in entry:
         raise CatalogError(f"catalog: {name} with source: release needs a version")
     return _artifact(catalog, name, entry["version"], arch)
@@ -503,12 +554,23 @@ def resolve(
     tags.update(entry.get("image_overrides", {}).get(version, {}))
     archives = catalog.data.get("image_archives", {}).get(arch, {})
     images = []
-    for name, tag in [*((n, "v" + version) for n in CONTROL_PLANE_IMAGES),
-                      ("etcd", tags["etcd"]), ("coredns", tags["coredns"]), ("pause", tags["pause"])]:
+    for name, tag in [
+        *((n, "v" + version) for n in CONTROL_PLANE_IMAGES),
+        ("etcd", tags["etcd"]),
+        ("coredns", tags["coredns"]),
+        ("pause", tags["pause"]),
+    ]:
         repo = f"{REGISTRY}/coredns/coredns" if name == "coredns" else f"{REGISTRY}/{name}"
         ref = f"{repo}:{tag}"
-        images.append(Image(name, ref, tag, IMAGE_ARCHIVE_PATH.format(arch=arch, name=name, tag=tag),
-                            archives.get(ref)))
+        images.append(
+            Image(
+                name,
+                ref,
+                tag,
+                IMAGE_ARCHIVE_PATH.format(arch=arch, name=name, tag=tag),
+                archives.get(ref),
+            )
+        )
     return Release(version, minor, arch, os_name, artifacts, tuple(images), catalog.sources)
 
 
@@ -527,15 +589,17 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
         if not patches:
             continue
         rt = {k: entry.get(k, {}) for k in ("containerd", "runc")}
-        rows.append({
-            "minor": minor,
-            "latest": patches[-1],
-            "patches": patches,
-            "arches": arch_list,
-            "crictl": entry.get("crictl"),
-            "containerd": rt["containerd"].get("version") or rt["containerd"].get("source"),
-            "runc": rt["runc"].get("version") or rt["runc"].get("source"),
-            "cni_plugins": entry.get("cni-plugins"),
-            "images": dict(entry.get("images", {})),
-        })
+        rows.append(
+            {
+                "minor": minor,
+                "latest": patches[-1],
+                "patches": patches,
+                "arches": arch_list,
+                "crictl": entry.get("crictl"),
+                "containerd": rt["containerd"].get("version") or rt["containerd"].get("source"),
+                "runc": rt["runc"].get("version") or rt["runc"].get("source"),
+                "cni_plugins": entry.get("cni-plugins"),
+                "images": dict(entry.get("images", {})),
+            }
+        )
     return rows

@@ -8,9 +8,10 @@ beyond loops over prepared lists.
 
 Components (AWSTOE documents, schemaVersion 1.0, phases build/validate/test), in recipe order:
 ``bake-os-prep``, ``bake-container-runtime``, ``bake-kubernetes``, ``bake-images``,
-``bake-image-manifest``, ``bake-hygiene``. Every download is an AWSTOE ``WebDownload`` with the
-catalog's SHA-256 as ``checksum`` and ``algorithm: SHA256`` (AWSTOE verifies the file before the
-step succeeds; AWSTOE "Action modules", WebDownload).
+``bake-image-manifest``, ``bake-hygiene``; with ``RenderOptions.agent`` the node agent's
+``bake-node`` component runs right before ``bake-hygiene``. Every download is an AWSTOE
+``WebDownload`` with the catalog's SHA-256 as ``checksum`` and ``algorithm: SHA256`` (AWSTOE
+verifies the file before the step succeeds; AWSTOE "Action modules", WebDownload).
 
 With ``RenderOptions.artifacts_s3`` (builds without internet, artifacts staged by ``bake stage``)
 every download is instead an AWSTOE ``S3Download`` from ``bake.stage.s3_source`` /
@@ -61,6 +62,9 @@ COMPONENTS: tuple[str, ...] = (
     "bake-image-manifest",
     "bake-hygiene",
 )
+# The node agent's component, rendered only with RenderOptions.agent, right before bake-hygiene.
+AGENT_COMPONENT = "bake-node"
+AGENT_DOWNLOADS_DIR = "/var/tmp/bake-node-downloads"
 PLACEHOLDERS: tuple[str, ...] = (
     "${component:<name>}",
     "${kms_key_id}",
@@ -103,6 +107,23 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~+=@/
 
 
 @dataclass(frozen=True)
+class AgentSource:
+    """Where the build fetches the node agent's bundle (``bake.agent_bundle``).
+
+    Attributes:
+        url: ``http(s)://.../bake-node-<version>.tar.gz`` (AWSTOE ``WebDownload`` with the
+            SHA-256 as ``checksum``) or ``s3://bucket/key`` (``S3Download``, then a
+            ``VerifyDownloads`` step checks the SHA-256 before the bundle is unpacked).
+        sha256: SHA-256 hex of the tarball.
+        version: the agent's version (bake's version), recorded in the image manifest.
+    """
+
+    url: str
+    sha256: str
+    version: str
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     """How to render a release's documents.
 
@@ -119,6 +140,9 @@ class RenderOptions:
             mirror layout, ``bake.stage.s3_source``) and checked against the catalog's SHA-256
             by the step right after the downloads (``VerifyDownloads``), so the build needs no
             internet. ``None``: ``WebDownload``.
+        agent: the node agent's bundle; when set, the ``bake-node`` component is rendered
+            right before ``bake-hygiene`` and the image manifest lists the agent under
+            ``"agent"``. ``None``: no agent in the image (``component_names(False)``).
     """
 
     mirror: str | None = None
@@ -126,6 +150,15 @@ class RenderOptions:
     parent_image: str | None = None
     volume_size_gib: int = 20
     artifacts_s3: str | None = None
+    agent: AgentSource | None = None
+
+
+def component_names(with_agent: bool) -> tuple[str, ...]:
+    """The components in recipe order: ``COMPONENTS``, plus ``bake-node`` right before
+    ``bake-hygiene`` when the node agent is baked in (hygiene stays last)."""
+    if not with_agent:
+        return COMPONENTS
+    return (*COMPONENTS[:-1], AGENT_COMPONENT, COMPONENTS[-1])
 
 
 @dataclass(frozen=True)
@@ -446,7 +479,23 @@ def _images(
     }
 
 
-def _manifest(base: dict[str, Any], release: Release) -> dict[str, Any]:
+def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
+    """Context of components/bake-node.yaml.j2 (download, verify, unpack, units)."""
+    bundle = f"{AGENT_DOWNLOADS_DIR}/bake-node-{_safe(agent.version)}.tar.gz"
+    return {
+        **base,
+        "downloads_dir": AGENT_DOWNLOADS_DIR,
+        "agent_version": _safe(agent.version),
+        "agent_source": _safe(agent.url),
+        "agent_sha256": _safe(agent.sha256),
+        "agent_s3": agent.url.startswith("s3://"),
+        "agent_bundle": _safe(bundle),
+    }
+
+
+def _manifest(
+    base: dict[str, Any], release: Release, agent: AgentSource | None = None
+) -> dict[str, Any]:
     artifacts = []
     for a in release.artifacts:
         if a.source == "os-package":
@@ -480,6 +529,17 @@ def _manifest(base: dict[str, Any], release: Release) -> dict[str, Any]:
         "images": staged_images(release),
         # pasted inside single quotes in shell: a quote in a path is escaped JSON-style
         "catalog_sources_json": json.dumps(list(release.catalog_sources)).replace("'", "\\u0027"),
+        # the agent bundle baked by the bake-node component (None: no agent in the image)
+        "agent_json": json.dumps(
+            {
+                "name": AGENT_COMPONENT,
+                "version": _safe(agent.version),
+                "url": _safe(agent.url),
+                "sha256": _safe(agent.sha256),
+            }
+        )
+        if agent
+        else None,
     }
 
 
@@ -525,10 +585,13 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
         "bake-container-runtime": _runtime(base, release, options.mirror, artifacts_s3),
         "bake-kubernetes": _kubernetes(base, release, options.mirror, artifacts_s3),
         "bake-images": _images(base, release, options.mirror, artifacts_s3),
-        "bake-image-manifest": _manifest(base, release),
+        "bake-image-manifest": _manifest(base, release, options.agent),
         "bake-hygiene": base,
     }
-    components = tuple(_component(name, contexts[name]) for name in COMPONENTS)
+    if options.agent:
+        contexts[AGENT_COMPONENT] = _agent(base, options.agent)
+    names = component_names(options.agent is not None)
+    components = tuple(_component(name, contexts[name]) for name in names)
 
     target = f"{release.os}, {release.arch}"
     ami_description = f"Kubernetes {release.kubernetes_version} node image ({target}) by bake"
@@ -547,7 +610,7 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
             "description": ami_description,
             "semantic_version": release.kubernetes_version,
             "parent_image": options.parent_image or DEFAULT_PARENT_IMAGE.format(arch=release.arch),
-            "components": COMPONENTS,
+            "components": names,
             "root_device": ROOT_DEVICE,
             "volume_size_gib": int(options.volume_size_gib),
             "working_directory": WORKING_DIRECTORY,

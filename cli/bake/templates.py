@@ -11,7 +11,7 @@ time with the template's name.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -74,7 +74,7 @@ def read_text(folder: str, name: str) -> str:
         raise RenderError(f"template {folder}/{name} not found in the bake package") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment(folder: str) -> jinja2.Environment:
     """The Jinja2 environment for one data folder (``StrictUndefined``, no autoescape)."""
 

@@ -194,7 +194,8 @@ def test_missing_credentials_is_one_line(run_bake, aws, monkeypatch):
     assert result.exit_code == 1
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
-    assert line.startswith("bake: error: no AWS credentials found")
+    # one line naming the action that needed them
+    assert line.startswith("bake: error: ec2:DescribeImages: no AWS credentials found"), line
     assert "Traceback" not in result.stderr
 
 

@@ -41,9 +41,18 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         assert artifact.url.startswith("https://")
         assert f"{arch}" in artifact.url
     images = {i.name: i.ref for i in release.images}
-    assert set(images) == {"kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                           "kube-proxy", "etcd", "coredns", "pause"}
-    assert images["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:v{release.kubernetes_version}"
+    assert set(images) == {
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+        "etcd",
+        "coredns",
+        "pause",
+    }
+    assert (
+        images["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:v{release.kubernetes_version}"
+    )
     assert images["coredns"].startswith("registry.k8s.io/coredns/coredns:v")
 
 
@@ -54,7 +63,10 @@ def test_checksums_match_upstream_reference_data(catalog):
         pytest.skip(f"reference data not found at {ref}")
     data = yaml.safe_load(ref.read_text())
     release = resolve(catalog, "1.30.12", "arm64")
-    assert "sha256:" + release.artifact("kubelet").sha256 == data["kubelet_checksums"]["arm64"]["1.30.12"]
+    assert (
+        "sha256:" + release.artifact("kubelet").sha256
+        == data["kubelet_checksums"]["arm64"]["1.30.12"]
+    )
     assert "sha256:" + release.artifact("runc").sha256 == data["runc_checksums"]["arm64"]["1.2.6"]
 
 
@@ -85,10 +97,14 @@ def test_unknown_arch(catalog):
 def test_overlay_adds_a_patch_without_a_new_bake(tmp_path, catalog):
     sums = {a: "ab" * 32 for a in ARCHES}
     overlay = tmp_path / "more.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "schema": "bake.catalog/v1",
-        "checksums": {n: {"1.30.13": sums} for n in ("kubeadm", "kubelet", "kubectl")},
-    }))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "schema": "bake.catalog/v1",
+                "checksums": {n: {"1.30.13": sums} for n in ("kubeadm", "kubelet", "kubectl")},
+            }
+        )
+    )
     merged = load_catalog([overlay])
     release = resolve(merged, "1.30", "amd64")
     assert release.kubernetes_version == "1.30.13"
@@ -100,23 +116,41 @@ def test_overlay_adds_a_patch_without_a_new_bake(tmp_path, catalog):
 
 def test_overlay_can_switch_the_runtime_to_os_packages(tmp_path):
     overlay = tmp_path / "os.yaml"
-    overlay.write_text(yaml.safe_dump({
-        "schema": "bake.catalog/v1",
-        "kubernetes": {"1.30": {"containerd": {"source": "os-package", "package": "containerd"}}},
-    }))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "schema": "bake.catalog/v1",
+                "kubernetes": {
+                    "1.30": {"containerd": {"source": "os-package", "package": "containerd"}}
+                },
+            }
+        )
+    )
     release = resolve(load_catalog([overlay]), "1.30", "amd64")
     containerd = release.artifact("containerd")
-    assert (containerd.source, containerd.package, containerd.url) == ("os-package", "containerd", None)
+    assert (containerd.source, containerd.package, containerd.url) == (
+        "os-package",
+        "containerd",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("doc", "pattern"),
     [
-        ({"schema": "bake.catalog/v1", "checksums": {"kubeadm": {"1.30.13": {"amd64": "nothex"}}}},
-         r"at checksums\.kubeadm\.1\.30\.13\.amd64: 'nothex' does not match"),
+        (
+            {
+                "schema": "bake.catalog/v1",
+                "checksums": {"kubeadm": {"1.30.13": {"amd64": "nothex"}}},
+            },
+            r"at checksums\.kubeadm\.1\.30\.13\.amd64: 'nothex' does not match",
+        ),
         ({"schema": "bake.catalog/v2"}, r"at schema: 'bake.catalog/v1' was expected"),
         ({"schema": "bake.catalog/v1", "checksums": {"kubeadmm": {}}}, r"kubeadmm"),
-        ({"schema": "bake.catalog/v1", "kubernetes": {"1.30": {"cri": "x"}}}, r"'cri' was unexpected"),
+        (
+            {"schema": "bake.catalog/v1", "kubernetes": {"1.30": {"cri": "x"}}},
+            r"'cri' was unexpected",
+        ),
     ],
     ids=["bad-sha", "bad-schema", "unknown-artifact", "unknown-field"],
 )
@@ -142,7 +176,8 @@ def test_mirror_layout():
     url = "https://dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm"
     assert mirror_url(url, None) == url
     assert mirror_url(url, "http://127.0.0.1:8080/m/") == (
-        "http://127.0.0.1:8080/m/dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm")
+        "http://127.0.0.1:8080/m/dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm"
+    )
 
 
 def test_cli_catalog_list(run_bake):
@@ -166,5 +201,7 @@ def test_cli_bad_overlay_is_one_line(run_bake, tmp_path):
     bad.write_text("schema: bake.catalog/v9\n")
     result = run_bake("catalog", "list", "--catalog", str(bad))
     assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("bake: error: invalid catalog")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(
+        "bake: error: invalid catalog"
+    )
     assert "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ of the produced disk in qemu. Then every fault from issue 2 section 7.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -20,8 +21,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="local builds need root (chroot, mounts, mkfs)"),
-    pytest.mark.skipif(shutil.which("mmdebstrap") is None and shutil.which("debootstrap") is None,
-                       reason="mmdebstrap/debootstrap not installed (run `make deb-deps`)"),
+    pytest.mark.skipif(
+        shutil.which("mmdebstrap") is None and shutil.which("debootstrap") is None,
+        reason="mmdebstrap/debootstrap not installed (run `make deb-deps`)",
+    ),
 ]
 
 
@@ -35,8 +38,12 @@ def _one_line_error(run) -> str:
 
 def _sandbox_clients(bake_cli):
     status = bake_cli("sandbox", "status", "--output", "json").json()
-    kwargs = dict(endpoint_url=status["endpoint"], region_name="us-east-1",
-                  aws_access_key_id="testing", aws_secret_access_key="testing")
+    kwargs = dict(
+        endpoint_url=status["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return boto3.client("ec2", **kwargs), boto3.client("ssm", **kwargs)
 
 
@@ -44,8 +51,18 @@ def _sandbox_clients(bake_cli):
 def baked(bake_cli, standin_factory):
     """One real local bake of Kubernetes 1.30 (Debian's containerd and runc)."""
     mirror = standin_factory(runtime="os-package")
-    run = bake_cli("ami", "--k8s", "1.30", "--local", "--mirror", mirror.url,
-                   "--catalog", str(mirror.overlay), "--output", "json")
+    run = bake_cli(
+        "ami",
+        "--k8s",
+        "1.30",
+        "--local",
+        "--mirror",
+        mirror.url,
+        "--catalog",
+        str(mirror.overlay),
+        "--output",
+        "json",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return run.json(), run.stderr
 
@@ -64,6 +81,14 @@ def test_bake_publishes_a_tested_image(baked, bake_cli):
     for key in ("rootfs_archive", "disk", "kernel", "initrd", "manifest"):
         assert Path(summary["local"][key]).is_file(), key
     assert not [p for p in bake_cli.images() if p.startswith(".staging")]
+    # the node agent is baked in (bake-node component) and recorded in the image manifest
+    from bake import __version__
+
+    manifest = json.loads(Path(summary["local"]["manifest"]).read_text())
+    assert manifest["agent"]["name"] == "bake-node"
+    assert manifest["agent"]["version"] == __version__
+    assert len(manifest["agent"]["sha256"]) == 64
+    assert "node agent: bake-node-" in progress
 
     ec2, ssm = _sandbox_clients(bake_cli)
     parameter = ssm.get_parameter(Name=summary["ssm_parameter"])["Parameter"]
@@ -104,7 +129,9 @@ def _wait_for(path: Path, needle: bytes, proc: subprocess.Popen, timeout_s: floa
     return False
 
 
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 not installed")
+@pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 not installed"
+)
 def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
     """Boot the raw disk with its kernel and initrd (software emulation: KVM with -cpu host
     fails on this kind of machine with "failed to set MSR"), reach a login prompt, power off
@@ -117,12 +144,32 @@ def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
     console = tmp_path / "console.log"
     monitor = tmp_path / "monitor.sock"
     cmd = [
-        "qemu-system-x86_64", "-m", "2048", "-smp", "2", "-display", "none", "-no-reboot",
-        "-kernel", local["kernel"], "-initrd", local["initrd"],
-        "-append", "root=/dev/vda rw console=ttyS0 panic=-1 systemd.journald.forward_to_console=1",
-        "-drive", f"file={disk},format=raw,if=virtio", "-nic", "none",
-        "-serial", f"file:{console}", "-monitor", f"unix:{monitor},server,nowait",
-        "-accel", "tcg", "-cpu", "max",
+        "qemu-system-x86_64",
+        "-m",
+        "2048",
+        "-smp",
+        "2",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        local["kernel"],
+        "-initrd",
+        local["initrd"],
+        "-append",
+        "root=/dev/vda rw console=ttyS0 panic=-1 systemd.journald.forward_to_console=1",
+        "-drive",
+        f"file={disk},format=raw,if=virtio",
+        "-nic",
+        "none",
+        "-serial",
+        f"file:{console}",
+        "-monitor",
+        f"unix:{monitor},server,nowait",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -150,11 +197,16 @@ def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
     assert "Started containerd.service" in text or "Started \x1b[0;1;39mcontainerd" in text
     failed = [line for line in text.splitlines() if "FAILED" in line]
     assert not failed, "\n".join(failed)
-    listing = subprocess.run(["debugfs", "-R", "ls -l /var/lib/bake/images", str(disk)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["debugfs", "-R", "ls -l /var/lib/bake/images", str(disk)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert ".imported" in listing, listing
-    keys = subprocess.run(["debugfs", "-R", "ls /etc/ssh", str(disk)],
-                          capture_output=True, text=True, check=True).stdout
+    keys = subprocess.run(
+        ["debugfs", "-R", "ls /etc/ssh", str(disk)], capture_output=True, text=True, check=True
+    ).stdout
     assert "ssh_host_ed25519_key" in keys, "first boot should generate SSH host keys"
 
 
@@ -185,8 +237,15 @@ def state_before(baked, bake_cli):
     ids=["unknown-version", "malformed-version", "unknown-arch", "foreign-arch"],
 )
 def test_bad_input_fails_before_any_work(bake_cli, standin_mirror, state_before, args, expected):
-    run = bake_cli("ami", *args, "--local", "--mirror", standin_mirror.url,
-                   "--catalog", str(standin_mirror.overlay))
+    run = bake_cli(
+        "ami",
+        *args,
+        "--local",
+        "--mirror",
+        standin_mirror.url,
+        "--catalog",
+        str(standin_mirror.overlay),
+    )
     assert expected in _one_line_error(run)
     _nothing_new(bake_cli, *state_before)
 
@@ -195,8 +254,16 @@ def test_unreachable_mirror(bake_cli, standin_mirror, state_before):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    run = bake_cli("ami", "--k8s", "1.30", "--local", "--mirror", f"http://127.0.0.1:{port}",
-                   "--catalog", str(standin_mirror.overlay))
+    run = bake_cli(
+        "ami",
+        "--k8s",
+        "1.30",
+        "--local",
+        "--mirror",
+        f"http://127.0.0.1:{port}",
+        "--catalog",
+        str(standin_mirror.overlay),
+    )
     line = _one_line_error(run)
     assert f"cannot reach the artifact source http://127.0.0.1:{port}/" in line
     _nothing_new(bake_cli, *state_before)
@@ -204,8 +271,16 @@ def test_unreachable_mirror(bake_cli, standin_mirror, state_before):
 
 def test_checksum_mismatch_of_a_tampered_stand_in(bake_cli, standin_factory, state_before):
     tampered = standin_factory(runtime="os-package", tamper="kubelet")
-    run = bake_cli("ami", "--k8s", "1.30", "--local", "--mirror", tampered.url,
-                   "--catalog", str(tampered.overlay))
+    run = bake_cli(
+        "ami",
+        "--k8s",
+        "1.30",
+        "--local",
+        "--mirror",
+        tampered.url,
+        "--catalog",
+        str(tampered.overlay),
+    )
     line = _one_line_error(run)
     assert "kubelet" in line and "SHA-256" in line.upper().replace("SHA256", "SHA-256"), line
     _nothing_new(bake_cli, *state_before)
@@ -217,8 +292,17 @@ def test_not_root(bake_cli, standin_mirror, tmp_path):
     data.chmod(0o777)
     from tests.e2e.conftest import BakeCli
 
-    run = BakeCli(data)("ami", "--k8s", "1.30", "--local", "--mirror", standin_mirror.url,
-                        "--catalog", str(standin_mirror.overlay), user="65534")
+    run = BakeCli(data)(
+        "ami",
+        "--k8s",
+        "1.30",
+        "--local",
+        "--mirror",
+        standin_mirror.url,
+        "--catalog",
+        str(standin_mirror.overlay),
+        user="65534",
+    )
     assert "local builds need root" in _one_line_error(run)
     assert not (data / "images").exists() or not list((data / "images").iterdir())
 
@@ -231,11 +315,45 @@ def test_disk_full(bake_cli, standin_mirror, tmp_path):
     try:
         from tests.e2e.conftest import BakeCli
 
-        run = BakeCli(small)("ami", "--k8s", "1.30", "--local", "--mirror", standin_mirror.url,
-                             "--catalog", str(standin_mirror.overlay))
+        run = BakeCli(small)(
+            "ami",
+            "--k8s",
+            "1.30",
+            "--local",
+            "--mirror",
+            standin_mirror.url,
+            "--catalog",
+            str(standin_mirror.overlay),
+        )
         line = _one_line_error(run)
         assert "MiB" in line and "free" in line, line
         assert not (small / "images").exists() or not list((small / "images").iterdir())
     finally:
         BakeCli(small)("sandbox", "stop", timeout=60)
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_an_image_failing_its_tests_is_not_published(bake_cli, tmp_path, state_before):
+    """A kubeadm that answers the wrong version (checksum pinned, so the download passes) makes
+    the image's own checks fail: the build stops naming the step, nothing is published."""
+    import hashlib
+
+    import standins
+    import yaml
+
+    generated = standins.generate("1.30", "amd64", tmp_path / "wrong", runtime="os-package")
+    kubeadm = next(generated.mirror.rglob("bin/linux/amd64/kubeadm"))
+    kubeadm.write_text("#!/bin/sh\n# bake test stand-in, deliberately wrong\necho v1.29.0\n")
+    overlay = yaml.safe_load(generated.overlay.read_text())
+    digest = hashlib.sha256(kubeadm.read_bytes()).hexdigest()
+    overlay["checksums"]["kubeadm"]["1.30.12"]["amd64"] = digest
+    generated.overlay.write_text(yaml.safe_dump(overlay))
+    url, stop = standins.serve_in_thread(tmp_path / "wrong")
+    try:
+        run = bake_cli("ami", "--k8s", "1.30", "--local", "--mirror", url,
+                       "--catalog", str(generated.overlay))
+    finally:
+        stop()
+    line = _one_line_error(run)
+    assert "bake-kubernetes" in line and "log:" in line, line
+    _nothing_new(bake_cli, *state_before)

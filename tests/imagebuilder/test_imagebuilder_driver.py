@@ -19,7 +19,7 @@ from bake.builders.imagebuilder import (
     wait_interactive,
 )
 from bake.errors import AwsError, BuildError, UsageError
-from conftest import ACCOUNT, REGION, make_docs
+from tests.imagebuilder.conftest import ACCOUNT, REGION, make_docs
 
 ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
 IMAGE_ARN = f"{ARN}:image/bake-k8s-1-30-amd64/1.0.0/1"

@@ -151,15 +151,25 @@ def test_bake_aws_renders_with_artifacts_and_starts_the_build(
 ):
     """The service path `bake ami --artifacts s3://... --no-wait`: the RenderOptions carry the
     bucket, so the same S3 documents reach the driver (no refusal) and the build starts."""
-    from bake.ami import AmiOptions, AwsBakeOptions, bake_aws, render_for, resolve_release
+    from bake.ami import (
+        AmiOptions,
+        AwsBakeOptions,
+        agent_source_s3,
+        bake_aws,
+        render_for,
+        resolve_release,
+    )
     from bake.builders.imagebuilder import ImageBuilderDriver
 
     # moto refuses parameters under the reserved /aws/ prefix, so Debian's public parameter
     # (the default parent image) cannot be created there; the look-up is tested elsewhere.
     monkeypatch.setattr(ImageBuilderDriver, "check_parent_image", lambda self, parent: None)
     options = AmiOptions(k8s=release.kubernetes_version, catalogs=(overlay,))
+    # the node agent's bundle is staged next to the artifacts and baked in (bake-node)
+    clients.client("s3").create_bucket(Bucket="bake-artifacts")
+    agent = agent_source_s3(BUCKET)
     expected = render_for(
-        resolve_release(options), replace(options, artifacts_s3=BUCKET)
+        resolve_release(options), replace(options, artifacts_s3=BUCKET), agent
     ).components
     sent = _record_components(ib_stub)
     stub_fresh_account(ib_stub, type("Docs", (), {"components": expected}))
@@ -183,6 +193,52 @@ def test_bake_aws_renders_with_artifacts_and_starts_the_build(
 
     assert sent == [d.text for d in expected]
     assert all("S3Download" in t for t in sent[1:4])
+    assert [d.name for d in expected][-2:] == ["bake-node", "bake-hygiene"]
+    assert agent.url == f"{BUCKET}/bake-node/bake-node-{agent.version}.tar.gz"
+    assert f"node agent: uploaded {agent.url}" in lines
+    head = clients.client("s3").head_object(
+        Bucket="bake-artifacts", Key=f"offline/bake-node/bake-node-{agent.version}.tar.gz"
+    )
+    assert head["Metadata"]["sha256"] == agent.sha256
     assert results[0]["arch"] == release.arch
     assert build_arn in json.dumps(results)
     assert f"not waiting; attach with: bake ami wait {build_arn}" in lines
+
+
+def test_local_runner_fetches_the_rendered_s3_downloads(clients, release, tmp_path):
+    """The local runner's S3Download runs the very steps the documents hold, against moto's S3:
+    the objects land in the rootfs; a missing object fails with one line naming it."""
+    from bake.builders.local.runner import ComponentDoc, LocalRunner
+    from bake.errors import ArtifactError
+    from bake.render import RenderOptions, render_image_documents
+
+    docs = render_image_documents(release, RenderOptions(artifacts_s3=BUCKET))
+    kubernetes = docs.components[2]
+    build = kubernetes.data["phases"][0]["steps"]
+    fetch = [s for s in build if s["action"] == "S3Download" or s["name"] == "CreateDownloadFolder"]
+    s3 = clients.client("s3")
+    s3.create_bucket(Bucket="bake-artifacts")
+    contents = {}
+    for step in fetch[1:]:
+        (item,) = step["inputs"]
+        key = item["source"].removeprefix("s3://bake-artifacts/")
+        contents[item["destination"]] = f"stand-in for {key}\n".encode()
+        s3.put_object(Bucket="bake-artifacts", Key=key, Body=contents[item["destination"]])
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    doc = ComponentDoc("fetch", {"phases": [{"name": "build", "steps": fetch}]})
+
+    runner = LocalRunner(rootfs, tmp_path / "logs", chroot=False, s3_client=s3)
+    runner.run_phases([doc], ("build",))
+    for destination, content in contents.items():
+        assert (rootfs / destination.lstrip("/")).read_bytes() == content
+
+    first = fetch[1]["inputs"][0]
+    s3.delete_object(
+        Bucket="bake-artifacts", Key=first["source"].removeprefix("s3://bake-artifacts/")
+    )
+    with pytest.raises(ArtifactError) as info:
+        LocalRunner(rootfs, tmp_path / "logs2", chroot=False, s3_client=s3).run_phases(
+            [doc], ("build",)
+        )
+    assert info.value.format_message().startswith(f"cannot fetch {first['source']}: NoSuchKey")

@@ -10,8 +10,10 @@ import pytest
 
 CONTEXT = {
     "agent_version": "0.1.0",
-    "agent_wheel_url": "http://127.0.0.1:8080/bake/bake-0.1.0-py3-none-any.whl",
-    "agent_wheel_sha256": "a" * 64,
+    "agent_source": "http://127.0.0.1:8080/bake-node-0.1.0.tar.gz",
+    "agent_sha256": "a" * 64,
+    "agent_s3": False,
+    "agent_bundle": "/var/tmp/bake-node-downloads/bake-node-0.1.0.tar.gz",
     "downloads_dir": "/var/tmp/bake-node-downloads",
 }
 ALLOWED = {"ExecuteBash", "WebDownload", "CreateFile", "CreateFolder"}

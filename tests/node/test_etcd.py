@@ -44,7 +44,7 @@ def register_running(cluster, registry, ctl, etcd):
 
 @pytest.mark.slow
 def test_stale_member_and_unstarted_learner_removed(cluster, etcd3):
-    from conftest import free_port
+    from tests.conftest import free_port
 
     ec2 = cluster.clients().client("ec2")
     registry = EtcdMembers(cluster.clients().client("dynamodb"), cluster.table, ec2)

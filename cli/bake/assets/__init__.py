@@ -1,1 +1,4 @@
-"""Data folders shipped in the wheel (components, image-recipes, ...); load them via bake.templates."""
+"""Data folders shipped in the wheel (components, image-recipes, ...).
+
+Load them only through bake.templates.
+"""

@@ -28,7 +28,12 @@ _CREDENTIALS = {
     "SignatureDoesNotMatch",
 }
 _QUOTA = {"LimitExceededException", "ServiceQuotaExceededException", "ResourceLimitExceeded"}
-_THROTTLE = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}
+_THROTTLE = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
 
 
 def translate_unexpected(exc: BaseException) -> str | None:
@@ -52,7 +57,10 @@ def translate_unexpected(exc: BaseException) -> str | None:
     if isinstance(exc, bce.ProfileNotFound):
         return f"{exc}: check --profile against ~/.aws/config"
     if isinstance(exc, bce.EndpointConnectionError):
-        return f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')}: check --endpoint-url and your network (for the embedded AWS: `bake sandbox start`)"
+        return (
+            f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url')}: check "
+            "--endpoint-url and your network (for the embedded AWS: `bake sandbox start`)"
+        )
     if isinstance(exc, bce.ClientError):
         return describe_client_error(exc, "")
     return None
@@ -77,9 +85,15 @@ def describe_client_error(exc: Exception, action: str) -> str:
     if code in _CREDENTIALS:
         return f"AWS rejected the credentials ({code}): refresh or reconfigure them"
     if code in _QUOTA:
-        return f"AWS quota reached for {action or 'this call'} ({code}): {msg}; raise the quota or free resources"
+        return (
+            f"AWS quota reached for {action or 'this call'} ({code}): {msg}; "
+            "raise the quota or free resources"
+        )
     if code in _THROTTLE:
-        return f"AWS throttled {action or 'the call'} beyond the retry budget ({code}); try again later"
+        return (
+            f"AWS throttled {action or 'the call'} beyond the retry budget ({code}); "
+            "try again later"
+        )
     return f"{action + ': ' if action else ''}{code}: {msg}"
 
 
@@ -104,7 +118,13 @@ def call(action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         return fn(**kwargs)
     except bce.ClientError as exc:
         raise AwsError(describe_client_error(exc, action)) from exc
-    except (bce.NoCredentialsError, bce.NoRegionError, bce.EndpointConnectionError, bce.ProfileNotFound, bce.PartialCredentialsError) as exc:
+    except (
+        bce.NoCredentialsError,
+        bce.NoRegionError,
+        bce.EndpointConnectionError,
+        bce.ProfileNotFound,
+        bce.PartialCredentialsError,
+    ) as exc:
         raise AwsError(f"{action}: {translate_unexpected(exc) or exc}") from exc
 
 

@@ -22,30 +22,108 @@ def _progress(output: str):
 
 
 @click.group(invoke_without_command=True)
-@click.option("--k8s", "k8s", metavar="VERSION", help="Kubernetes version: 1.30 (newest known patch) or 1.30.4.")
+@click.option(
+    "--k8s",
+    "k8s",
+    metavar="VERSION",
+    help="Kubernetes version: 1.30 (newest known patch) or 1.30.4.",
+)
 @click.option("--arch", default="amd64", show_default=True, help="Target arch: amd64 or arm64.")
 @click.option("--os", "os_name", default="debian-12", show_default=True, help="Image OS.")
-@click.option("--local", is_flag=True, help="Build on this machine and publish into the embedded AWS (moto on 127.0.0.1).")
-@click.option("--mirror", metavar="URL", help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.")
-@click.option("--ssm-prefix", default="/bake/k8s", show_default=True, help="SSM hierarchy the image id is published under.")
-@click.option("--debian-mirror", metavar="URL", help="Debian archive for the local parent image (default: the host's apt sources).")
-@click.option("--keep-failed", is_flag=True, help="Keep a failed local build's staging directory for inspection.")
-@click.option("--regions", metavar="R1,R2", default="", help="AWS: regions the AMI is copied to (default: the build region).")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Build on this machine and publish into the embedded AWS (moto on 127.0.0.1).",
+)
+@click.option(
+    "--mirror",
+    metavar="URL",
+    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
+)
+@click.option(
+    "--ssm-prefix",
+    default="/bake/k8s",
+    show_default=True,
+    help="SSM hierarchy the image id is published under.",
+)
+@click.option(
+    "--debian-mirror",
+    metavar="URL",
+    help="Debian archive for the local parent image (default: the host's apt sources).",
+)
+@click.option(
+    "--keep-failed",
+    is_flag=True,
+    help="Keep a failed local build's staging directory for inspection.",
+)
+@click.option(
+    "--regions",
+    metavar="R1,R2",
+    default="",
+    help="AWS: regions the AMI is copied to (default: the build region).",
+)
 @click.option("--instance-profile", metavar="NAME", default="", help="AWS: build instance profile.")
 @click.option("--subnet-id", metavar="ID", help="AWS: private subnet for the build instance.")
-@click.option("--security-group-id", "security_group_ids", metavar="ID", multiple=True, help="AWS: build security group; repeatable.")
-@click.option("--instance-type", "instance_types", metavar="TYPE", multiple=True, help="AWS: build instance type; repeatable.")
+@click.option(
+    "--security-group-id",
+    "security_group_ids",
+    metavar="ID",
+    multiple=True,
+    help="AWS: build security group; repeatable.",
+)
+@click.option(
+    "--instance-type",
+    "instance_types",
+    metavar="TYPE",
+    multiple=True,
+    help="AWS: build instance type; repeatable.",
+)
 @click.option("--log-bucket", metavar="BUCKET", help="AWS: S3 bucket for build logs.")
 @click.option("--kms-key-id", metavar="KEY", help="AWS: KMS key for the AMI's EBS snapshots.")
-@click.option("--target-account", "target_accounts", metavar="ID", multiple=True, help="AWS: share/copy the AMI to this account; repeatable.")
-@click.option("--artifacts", "artifacts_s3", metavar="s3://BUCKET/PREFIX", help="AWS: fetch artifacts from S3 (staged by `bake stage`).")
-@click.option("--no-wait", is_flag=True, help="AWS: print the build ARN and return (attach with `bake ami wait ARN`).")
+@click.option(
+    "--target-account",
+    "target_accounts",
+    metavar="ID",
+    multiple=True,
+    help="AWS: share/copy the AMI to this account; repeatable.",
+)
+@click.option(
+    "--artifacts",
+    "artifacts_s3",
+    metavar="s3://BUCKET/PREFIX",
+    help="AWS: fetch artifacts from S3 (staged by `bake stage`).",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="AWS: print the build ARN and return (attach with `bake ami wait ARN`).",
+)
 @catalog_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def ami(ctx: click.Context, k8s, arch, os_name, local, mirror, ssm_prefix, debian_mirror, keep_failed,
-        regions, instance_profile, subnet_id, security_group_ids, instance_types, log_bucket,
-        kms_key_id, target_accounts, artifacts_s3, no_wait, catalogs, output) -> None:
+def ami(
+    ctx: click.Context,
+    k8s,
+    arch,
+    os_name,
+    local,
+    mirror,
+    ssm_prefix,
+    debian_mirror,
+    keep_failed,
+    regions,
+    instance_profile,
+    subnet_id,
+    security_group_ids,
+    instance_types,
+    log_bucket,
+    kms_key_id,
+    target_accounts,
+    artifacts_s3,
+    no_wait,
+    catalogs,
+    output,
+) -> None:
     """Bake a node image for a Kubernetes release and publish its id to SSM.
 
     \b
@@ -74,11 +152,23 @@ def ami(ctx: click.Context, k8s, arch, os_name, local, mirror, ssm_prefix, debia
     progress = _progress(output)
     arches = tuple(a.strip() for a in arch.split(",") if a.strip())
     if not local:
-        _bake_aws(g, options, arches, progress, output, regions=regions,
-                  instance_profile=instance_profile, subnet_id=subnet_id,
-                  security_group_ids=security_group_ids, instance_types=instance_types,
-                  log_bucket=log_bucket, kms_key_id=kms_key_id, target_accounts=target_accounts,
-                  artifacts_s3=artifacts_s3, wait=not no_wait)
+        _bake_aws(
+            g,
+            options,
+            arches,
+            progress,
+            output,
+            regions=regions,
+            instance_profile=instance_profile,
+            subnet_id=subnet_id,
+            security_group_ids=security_group_ids,
+            instance_types=instance_types,
+            log_bucket=log_bucket,
+            kms_key_id=kms_key_id,
+            target_accounts=target_accounts,
+            artifacts_s3=artifacts_s3,
+            wait=not no_wait,
+        )
         return
     if len(arches) != 1:
         raise UsageError("--local bakes one arch at a time (the host's); drop the comma list")
@@ -98,7 +188,9 @@ def ami(ctx: click.Context, k8s, arch, os_name, local, mirror, ssm_prefix, debia
     click.echo(f"took {result.duration_s:.0f} s")
 
 
-def _bake_aws(g: GlobalOptions, options, arches, progress, output, *, regions, **aws_kwargs) -> None:
+def _bake_aws(
+    g: GlobalOptions, options, arches, progress, output, *, regions, **aws_kwargs
+) -> None:
     from bake.ami import AwsBakeOptions, bake_aws
     from bake.aws.session import AwsClients, target_from_options
 
@@ -108,7 +200,10 @@ def _bake_aws(g: GlobalOptions, options, arches, progress, output, *, regions, *
         **aws_kwargs,
     )
     results = bake_aws(
-        options, aws, AwsClients(target_from_options(g)), progress,
+        options,
+        aws,
+        AwsClients(target_from_options(g)),
+        progress,
         confirm=lambda question: click.confirm(question, default=False, err=True),
     )
     if output == "json":
@@ -119,7 +214,9 @@ def _bake_aws(g: GlobalOptions, options, arches, progress, output, *, regions, *
         for ami_ in r.get("amis", []):
             click.echo(f"  ami: {ami_}")
         for p in r.get("publications", []):
-            click.echo(f"  ssm: {p['ssm_parameter']} = {p['image_id']} ({p['region']}, {p['label']})")
+            click.echo(
+                f"  ssm: {p['ssm_parameter']} = {p['image_id']} ({p['region']}, {p['label']})"
+            )
 
 
 def _attach_aws_commands() -> None:

@@ -27,11 +27,33 @@ def list_cmd(catalogs: tuple[Path, ...], output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"sources": list(cat.sources), "releases": rows}, indent=2))
         return
-    header = ("MINOR", "LATEST", "PATCHES", "ARCHES", "CRICTL", "CONTAINERD", "RUNC", "CNI", "PAUSE", "ETCD", "COREDNS")
+    header = (
+        "MINOR",
+        "LATEST",
+        "PATCHES",
+        "ARCHES",
+        "CRICTL",
+        "CONTAINERD",
+        "RUNC",
+        "CNI",
+        "PAUSE",
+        "ETCD",
+        "COREDNS",
+    )
     table = [header] + [
-        (r["minor"], r["latest"], str(len(r["patches"])), ",".join(r["arches"]), r["crictl"],
-         str(r["containerd"]), str(r["runc"]), r["cni_plugins"], r["images"].get("pause", ""),
-         r["images"].get("etcd", ""), r["images"].get("coredns", ""))
+        (
+            r["minor"],
+            r["latest"],
+            str(len(r["patches"])),
+            ",".join(r["arches"]),
+            r["crictl"],
+            str(r["containerd"]),
+            str(r["runc"]),
+            r["cni_plugins"],
+            r["images"].get("pause", ""),
+            r["images"].get("etcd", ""),
+            r["images"].get("coredns", ""),
+        )
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]

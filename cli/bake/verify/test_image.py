@@ -12,7 +12,9 @@ SHA-256; containerd's config (``SystemdCgroup = true``, the manifest's pause ima
 image); kubelet unit, kubeadm drop-in and containerd enabled; kernel modules and sysctls;
 no swap in ``/etc/fstab``; the image set staged for first boot (archives with their SHA-256 and
 ``bake-images-import.service`` enabled) or, on a live node, present in containerd's ``k8s.io``
-namespace and pinned (``io.cri-containerd.pinned=pinned``); and image hygiene (no SSH host
+namespace and pinned (``io.cri-containerd.pinned=pinned``); the node agent when the manifest
+lists it (``bake_node`` importable by the image's python3, ``bake-node --help``, its units
+enabled, its CNI manifests present); and image hygiene (no SSH host
 keys, empty machine-id, no cloud-init state, no package caches), the checks of
 amazon-eks-ami's ``validate.sh`` ported to testinfra. Only commands a minimal root filesystem
 has are used (sh, uname, cat, stat, sha256sum, cut, ls), so the chroot backend works anywhere.
@@ -321,6 +323,79 @@ def test_images_import_enabled(host, live):
     unit = "bake-images-import.service"
     assert _unit_file(host, unit), f"{unit} unit file is missing"
     assert host.file(f"{WANTS}/{unit}").is_symlink, f"{unit} is not enabled ({WANTS}/{unit})"
+
+
+# ---------------------------------------------------------------- the node agent (bake-node)
+# The manifest lists the agent ("agent": {"name", "version", "url", "sha256"}, written by
+# bake.render) when the bake-node component baked it in; then the agent must work. Without
+# that entry the image must not carry a stray agent either (manifest and image agree), and the
+# other checks have nothing to look at, so they pass without skipping.
+
+AGENT_SITE = "/usr/lib/python3/dist-packages/bake_node"
+AGENT_COMMAND = "/usr/sbin/bake-node"
+AGENT_MANIFESTS = "/usr/share/bake-node/manifests"
+TIMERS_WANTS = "/etc/systemd/system/timers.target.wants"
+
+
+@pytest.fixture
+def agent(manifest) -> dict | None:
+    """The manifest's agent entry, or ``None`` for an image baked without the agent."""
+    entry = manifest.get("agent")
+    return entry if isinstance(entry, dict) else None
+
+
+def test_agent_manifest_entry(host, agent):
+    if agent is None:
+        stray = [p for p in (AGENT_COMMAND, AGENT_SITE) if host.file(p).exists]
+        assert not stray, f"{stray[0]} is in the image but {MANIFEST} lists no agent"
+        return
+    assert agent.get("name") == "bake-node", f"{MANIFEST} agent entry is {agent!r}"
+    assert agent.get("version"), f"{MANIFEST} agent entry has no version"
+    assert re.fullmatch(r"[0-9a-f]{64}", str(agent.get("sha256"))), (
+        f"{MANIFEST} agent entry has no SHA-256 of its bundle")
+
+
+def test_agent_importable(host, agent):
+    if agent is None:
+        return
+    # -B: do not write __pycache__ into the image under test
+    out = host.run(
+        "python3 -B -c 'import bake_node.main, bake_node.agent; print(bake_node.__file__)'")
+    assert out.rc == 0, (
+        f"bake_node does not import with the image's python3: {out.stderr.strip()[-200:]}")
+    assert out.stdout.strip() == f"{AGENT_SITE}/__init__.py", (
+        f"bake_node imported from {out.stdout.strip()}, expected {AGENT_SITE}")
+
+
+def test_agent_command(host, agent):
+    if agent is None:
+        return
+    f = host.file(AGENT_COMMAND)
+    assert f.exists, f"{AGENT_COMMAND} is missing"
+    assert f.mode & 0o111, f"{AGENT_COMMAND} is not executable"
+    out = host.run(f"python3 -B {AGENT_COMMAND} --help")
+    assert out.rc == 0, f"bake-node --help failed: {out.stderr.strip()[-200:]}"
+
+
+@pytest.mark.parametrize("unit,wants", [("bake-node.service", WANTS),
+                                        ("bake-node-rotate.timer", TIMERS_WANTS)])
+def test_agent_unit_enabled(host, agent, unit, wants):
+    if agent is None:
+        assert not host.file(f"{wants}/{unit}").exists, (
+            f"{unit} is enabled but {MANIFEST} lists no agent")
+        return
+    assert _unit_file(host, unit), f"{unit} unit file is missing"
+    assert host.file(f"{wants}/{unit}").is_symlink, f"{unit} is not enabled ({wants}/{unit})"
+
+
+def test_agent_manifests_present(host, agent):
+    if agent is None:
+        return
+    cni = f"{AGENT_MANIFESTS}/cni"
+    assert host.file(cni).is_directory, f"{cni} is missing: the agent has no CNI manifests"
+    found = [f"{cni}/{d}/{n}" for d in _listdir(host, cni) for n in _listdir(host, f"{cni}/{d}")
+             if n.endswith(".yaml")]
+    assert found, f"no CNI manifest (*.yaml) under {cni}"
 
 
 # ---------------------------------------------------------------- hygiene (images only)

@@ -4,8 +4,9 @@ EC2 Image Builder runs component documents with AWSTOE on a build instance; the 
 runs the very same documents (byte-exact ``bake.render.Document`` texts) against a root
 filesystem directory. Implemented actions (AWSTOE user guide, "Action modules supported by
 AWSTOE"): ``ExecuteBash`` (inside ``chroot <rootfs> /bin/bash -e -c``), ``WebDownload`` (on the
-host, SHA-256 verified before the file lands), ``CreateFile``, ``CreateFolder``,
-``SetFilePermissions``, ``DeleteFile``, ``MoveFile`` (paths mapped into the rootfs). Step
+host, SHA-256 verified before the file lands), ``S3Download`` (single objects, on the host with
+an injected S3 client), ``CreateFile``, ``CreateFolder``, ``SetFilePermissions``,
+``DeleteFile``, ``MoveFile`` (paths mapped into the rootfs). Step
 properties as the AWSTOE document schema defines them: ``onFailure`` ``Abort`` (default: stop
 the document), ``Continue`` (run the next steps, the document still fails) or ``Ignore`` (the
 failure is ignored); ``maxAttempts`` (default 1); ``timeoutSeconds`` (default 7200, ``-1`` for
@@ -36,7 +37,7 @@ Progress = Callable[[str], None]
 
 ACTIONS = (
     "ExecuteBash", "WebDownload", "CreateFile", "CreateFolder", "SetFilePermissions",
-    "DeleteFile", "MoveFile",
+    "DeleteFile", "MoveFile", "S3Download",
 )
 PHASES = ("build", "validate", "test")
 DEFAULT_TIMEOUT_S = 7200  # AWSTOE step default timeoutSeconds
@@ -255,6 +256,7 @@ class LocalRunner:
         parameters: per component name, values for its document ``parameters``.
         chroot: run ``ExecuteBash`` in ``chroot`` with mounts (needs root). Tests of the
             file actions may pass False to run bash on the host with ``cwd=rootfs``.
+        s3_client: boto3 S3 client for ``S3Download`` steps (``None``: such steps fail).
     """
 
     def __init__(
@@ -264,12 +266,14 @@ class LocalRunner:
         progress: Progress = lambda _m: None,
         parameters: Mapping[str, Mapping[str, str]] | None = None,
         chroot: bool = True,
+        s3_client: Any = None,
     ) -> None:
         self.rootfs = Path(rootfs).resolve()
         self.logs_dir = Path(logs_dir)
         self.progress = progress
         self.parameters = parameters or {}
         self.chroot = chroot
+        self.s3_client = s3_client
         self.report = RunReport()
 
     # -- public --------------------------------------------------------------------------
@@ -442,6 +446,47 @@ class LocalRunner:
             out.flush()
             digest = download(source, dest, expected, timeout_s)
             out.write(f"sha256: {digest}\n")
+
+    def _do_S3Download(self, inputs: Any, out, _timeout: int | None) -> None:  # noqa: N802
+        """AWSTOE S3Download of single objects (``s3://bucket/key``; the key-prefix ``/*`` form
+        is not supported here), fetched on the host with ``s3_client`` into the rootfs. As in
+        AWSTOE the destination folder must exist and there is no checksum input (bake's
+        documents check the SHA-256 right after the downloads). The bytes go to a ``.part``
+        file that is renamed into place only when complete."""
+        for item in self._list(inputs):
+            source = str(item.get("source", ""))
+            bucket, _, key = source.removeprefix("s3://").partition("/")
+            if not source.startswith("s3://") or not bucket or not key or key.endswith("*"):
+                raise StepFailure(f"S3Download source {source!r} must be s3://bucket/key")
+            if self.s3_client is None:
+                raise StepFailure(
+                    f"cannot fetch {source}: this local build has no S3 client", artifact=True
+                )
+            dest = self._path(item.get("destination"))
+            if str(item.get("destination")).endswith("/"):
+                dest = dest / key.rsplit("/", 1)[-1]
+            if not dest.parent.is_dir():
+                raise StepFailure(f"S3Download destination folder of {dest.name} does not exist")
+            if dest.exists() and not item.get("overwrite", True):
+                raise StepFailure(f"{item.get('destination')} exists and overwrite is false")
+            owner = item.get("expectedBucketOwner")
+            extra = {"ExpectedBucketOwner": str(owner)} if owner else {}
+            out.write(f"s3download: {source} -> {item.get('destination')}\n")
+            out.flush()
+            part = dest.with_name(f".{dest.name}.part")
+            digest = hashlib.sha256()
+            try:
+                body = self.s3_client.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+                with open(part, "wb") as fh:
+                    while chunk := body.read(1024 * 1024):
+                        digest.update(chunk)
+                        fh.write(chunk)
+                os.replace(part, dest)
+            except Exception as exc:  # botocore ClientError/EndpointConnectionError, OSError
+                part.unlink(missing_ok=True)
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code") or exc
+                raise StepFailure(f"cannot fetch {source}: {code}", artifact=True) from exc
+            out.write(f"sha256: {digest.hexdigest()}\n")
 
     def _do_CreateFile(self, inputs: Any, out, _timeout: int | None) -> None:  # noqa: N802
         for item in self._list(inputs):

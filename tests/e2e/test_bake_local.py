@@ -286,25 +286,29 @@ def test_checksum_mismatch_of_a_tampered_stand_in(bake_cli, standin_factory, sta
     _nothing_new(bake_cli, *state_before)
 
 
-def test_not_root(bake_cli, standin_mirror, tmp_path):
-    data = tmp_path / "nobody-data"
-    data.mkdir()
-    data.chmod(0o777)
+def test_not_root(standin_mirror):
+    """As an unprivileged user (nobody), with everything it needs readable."""
+    import tempfile
+
     from tests.e2e.conftest import BakeCli
 
-    run = BakeCli(data)(
-        "ami",
-        "--k8s",
-        "1.30",
-        "--local",
-        "--mirror",
-        standin_mirror.url,
-        "--catalog",
-        str(standin_mirror.overlay),
-        user="65534",
-    )
-    assert "local builds need root" in _one_line_error(run)
-    assert not (data / "images").exists() or not list((data / "images").iterdir())
+    base = Path(tempfile.mkdtemp(prefix="bake-nobody-"))  # pytest's tmp dirs are root-only
+    try:
+        base.chmod(0o755)
+        data = base / "data"
+        data.mkdir()
+        data.chmod(0o777)
+        overlay = base / "overlay.yaml"
+        shutil.copy(standin_mirror.overlay, overlay)
+        overlay.chmod(0o644)
+        run = BakeCli(data)(
+            "ami", "--k8s", "1.30", "--local", "--mirror", standin_mirror.url,
+            "--catalog", str(overlay), user="65534",
+        )
+        assert "local builds need root: run as root or with sudo" in _one_line_error(run)
+        assert not (data / "images").exists() or not list((data / "images").iterdir())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_disk_full(bake_cli, standin_mirror, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import catalog_option
+from bake.commands.common import catalog_option, mirror_option, ssm_prefix_option
 from bake.context import GlobalOptions
 from bake.errors import UsageError
 
@@ -35,17 +35,8 @@ def _progress(output: str):
     is_flag=True,
     help="Build on this machine and publish into the embedded AWS (moto on 127.0.0.1).",
 )
-@click.option(
-    "--mirror",
-    metavar="URL",
-    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
-)
-@click.option(
-    "--ssm-prefix",
-    default="/bake/k8s",
-    show_default=True,
-    help="SSM hierarchy the image id is published under.",
-)
+@mirror_option
+@ssm_prefix_option
 @click.option(
     "--debian-mirror",
     metavar="URL",
@@ -172,6 +163,24 @@ def ami(
         return
     if len(arches) != 1:
         raise UsageError("--local bakes one arch at a time (the host's); drop the comma list")
+    aws_only = {
+        "--artifacts": artifacts_s3,
+        "--regions": regions,
+        "--instance-profile": instance_profile,
+        "--subnet-id": subnet_id,
+        "--log-bucket": log_bucket,
+        "--kms-key-id": kms_key_id,
+        "--no-wait": no_wait,
+        "--security-group-id": security_group_ids,
+        "--instance-type": instance_types,
+        "--target-account": target_accounts,
+    }
+    given = [name for name, value in aws_only.items() if value]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to EC2 Image Builder "
+            "builds, not --local (local builds fetch artifacts from --mirror)"
+        )
     from bake.ami import bake_local
 
     result = bake_local(options, progress)

@@ -38,3 +38,16 @@ output_option = click.option(
     show_default=True,
     help="Output format.",
 )
+
+mirror_option = click.option(
+    "--mirror",
+    metavar="URL",
+    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
+)
+
+ssm_prefix_option = click.option(
+    "--ssm-prefix",
+    default="/bake/k8s",
+    show_default=True,
+    help="SSM hierarchy the image id is published under.",
+)

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import arch_option, catalog_option, k8s_option
+from bake.commands.common import (
+    arch_option,
+    catalog_option,
+    k8s_option,
+    mirror_option,
+    ssm_prefix_option,
+)
 
 
 @dataclass(frozen=True)
@@ -95,17 +101,8 @@ def render() -> None:
 @render.command("ami")
 @k8s_option
 @arch_option
-@click.option(
-    "--mirror",
-    metavar="URL",
-    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
-)
-@click.option(
-    "--ssm-prefix",
-    default="/bake/k8s",
-    show_default=True,
-    help="SSM hierarchy the image id is published under.",
-)
+@mirror_option
+@ssm_prefix_option
 @catalog_option
 @click.option(
     "-o",

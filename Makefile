@@ -37,7 +37,7 @@ deps: deb-deps venv ## Install everything (Debian packages and the venv)
 demo: deps ## Bake a Kubernetes $(K8S) node image locally into the embedded AWS (stand-in binaries)
 	$(BIN)/python tools/demo.py --k8s $(K8S) --work $(DEMO_DIR)
 
-test: deps ## Run the whole test suite, slow end-to-end tests included
+test: deps lint ## Lint, then run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv ## Run the tests that are not marked slow

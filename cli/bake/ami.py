@@ -276,8 +276,8 @@ def _testinfra_phase(progress: Progress) -> Callable[[Path, Path], None]:
         if not result.ok:
             first = result.failures[0] if result.failures else ("?", "?")
             raise BuildError(
-                f"testinfra: {result.failed + result.errors} check(s) failed, first: {first[0]}: {first[1]}; "
-                f"report: {result.junit_path}"
+                f"testinfra: {result.failed + result.errors} check(s) failed, first: "
+                f"{first[0]}: {first[1]}; report: {result.junit_path}"
             )
         progress(f"testinfra: {result.passed} passed, {result.skipped} skipped")
 

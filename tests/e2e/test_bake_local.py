@@ -132,15 +132,46 @@ def _wait_for(path: Path, needle: bytes, proc: subprocess.Popen, timeout_s: floa
 @pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 not installed"
 )
-def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
+def _prepare_live_node_disk(disk: Path, tmp_path: Path) -> Path:
+    """What cloud-init would do from user-data on a real launch, done offline with debugfs: a
+    root SSH key for the test and a DHCP network file. Returns an ssh_config for the node."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    network = tmp_path / "10-dhcp.network"
+    network.write_text("[Match]\nName=e*\n\n[Network]\nDHCP=ipv4\n")
+    for request in (
+        "mkdir /root/.ssh",
+        f"write {key}.pub /root/.ssh/authorized_keys",
+        "set_inode_field /root/.ssh mode 040700",
+        "set_inode_field /root/.ssh/authorized_keys mode 0100600",
+        f"write {network} /etc/systemd/network/10-dhcp.network",
+        "set_inode_field /etc/systemd/network/10-dhcp.network mode 0100644",
+    ):
+        subprocess.run(["debugfs", "-w", "-R", request, str(disk)], check=True, capture_output=True)
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host bakenode\n  HostName 127.0.0.1\n  Port {{port}}\n  User root\n"
+        f"  IdentityFile {key}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+        "  LogLevel ERROR\n"
+    )
+    return config
+
+
+def test_disk_boots_in_qemu_imports_pinned_images_and_verifies_live(baked, bake_cli, tmp_path):
     """Boot the raw disk with its kernel and initrd (software emulation: KVM with -cpu host
-    fails on this kind of machine with "failed to set MSR"), reach a login prompt, power off
-    through the QEMU monitor, then read the disk: the first-boot image import ran and marked
-    success, and SSH host keys were generated."""
+    fails on this kind of machine with "failed to set MSR"), with qemu's user-mode network
+    restricted to a port forward on 127.0.0.1. The first-boot image import runs and pins the
+    images; `bake verify --host ssh://...` passes against the live node; after a power-off
+    the disk shows the import marker and the SSH host keys made on first boot."""
     summary, _ = baked
     local = summary["local"]
     disk = tmp_path / "disk.raw"
     subprocess.run(["cp", "--sparse=always", local["disk"], str(disk)], check=True)
+    ssh_config = _prepare_live_node_disk(disk, tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ssh_port = s.getsockname()[1]
+    ssh_config.write_text(ssh_config.read_text().replace("{port}", str(ssh_port)))
     console = tmp_path / "console.log"
     monitor = tmp_path / "monitor.sock"
     cmd = [
@@ -157,11 +188,12 @@ def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
         "-initrd",
         local["initrd"],
         "-append",
-        "root=/dev/vda rw console=ttyS0 panic=-1 systemd.journald.forward_to_console=1",
+        "root=/dev/vda rw console=ttyS0 panic=-1 systemd.journald.forward_to_console=1"
+        " systemd.wants=systemd-networkd.service",
         "-drive",
         f"file={disk},format=raw,if=virtio",
         "-nic",
-        "none",
+        f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-serial",
         f"file:{console}",
         "-monitor",
@@ -182,6 +214,9 @@ def test_disk_boots_in_qemu_and_imports_pinned_images(baked, tmp_path):
         assert imported, f"first-boot image import did not finish; console tail:\n{text[-3000:]}"
         keys_made = _wait_for(console, b"Finished bake-ssh-host-keys.service", proc, 120)
         assert keys_made, "first boot did not generate SSH host keys (bake-ssh-host-keys.service)"
+        live = bake_cli("verify", "--host", f"ssh://bakenode?ssh_config={ssh_config}")
+        assert live.returncode == 0, live.stdout + live.stderr
+        assert " 0 failed" in live.stdout + live.stderr
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(monitor))
             s.sendall(b"system_powerdown\n")
@@ -302,8 +337,15 @@ def test_not_root(standin_mirror):
         shutil.copy(standin_mirror.overlay, overlay)
         overlay.chmod(0o644)
         run = BakeCli(data)(
-            "ami", "--k8s", "1.30", "--local", "--mirror", standin_mirror.url,
-            "--catalog", str(overlay), user="65534",
+            "ami",
+            "--k8s",
+            "1.30",
+            "--local",
+            "--mirror",
+            standin_mirror.url,
+            "--catalog",
+            str(overlay),
+            user="65534",
         )
         assert "local builds need root: run as root or with sudo" in _one_line_error(run)
         assert not (data / "images").exists() or not list((data / "images").iterdir())
@@ -354,8 +396,9 @@ def test_an_image_failing_its_tests_is_not_published(bake_cli, tmp_path, state_b
     generated.overlay.write_text(yaml.safe_dump(overlay))
     url, stop = standins.serve_in_thread(tmp_path / "wrong")
     try:
-        run = bake_cli("ami", "--k8s", "1.30", "--local", "--mirror", url,
-                       "--catalog", str(generated.overlay))
+        run = bake_cli(
+            "ami", "--k8s", "1.30", "--local", "--mirror", url, "--catalog", str(generated.overlay)
+        )
     finally:
         stop()
     line = _one_line_error(run)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 from botocore.stub import ANY
+from tests.imagebuilder.conftest import ACCOUNT, REGION, make_docs
 
 from bake.builders.imagebuilder import (
     CONTENT_TAG,
@@ -19,7 +20,6 @@ from bake.builders.imagebuilder import (
     wait_interactive,
 )
 from bake.errors import AwsError, BuildError, UsageError
-from tests.imagebuilder.conftest import ACCOUNT, REGION, make_docs
 
 ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
 IMAGE_ARN = f"{ARN}:image/bake-k8s-1-30-amd64/1.0.0/1"

@@ -178,8 +178,10 @@ def test_artifact_file_sha256(host, artifact_file):
 
 
 def _version_output(host, cmd: str) -> str:
+    """What ``cmd`` printed: stdout, or stderr for tools that print their version there (CNI
+    plugins). Not both: over ssh, stderr also carries ssh's own warnings."""
     out = host.run(cmd)
-    return (out.stdout + out.stderr).strip()
+    return out.stdout.strip() or out.stderr.strip()
 
 
 def test_artifact_version(host, artifact):

@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
+# checkov pins boto3 to an old release: it gets a venv of its own (tests/launch use it)
+TOOLS_VENV := .venv-tools
 BIN := $(VENV)/bin
 BAKE := $(BIN)/bake
 # Debian packages bake's local builder and its tests use (installed with apt-get when missing).
@@ -30,7 +32,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-venv: $(VENV)/.installed ## Create .venv and install bake with its dev dependencies
+$(TOOLS_VENV)/.installed:
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q 'checkov>=3.1'
+	@touch $@
+
+venv: $(VENV)/.installed $(TOOLS_VENV)/.installed ## Create .venv (bake + dev dependencies) and .venv-tools (checkov)
 
 deps: deb-deps venv ## Install everything (Debian packages and the venv)
 

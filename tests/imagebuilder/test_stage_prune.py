@@ -7,24 +7,9 @@ writes, so the real SHA-256-verifying path runs.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def standin_mirror(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location(
-        "bake_test_standins", ROOT / "tools" / "standins.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.generate("1.30", "amd64", tmp_path_factory.mktemp("standins"))
+# `standin_mirror` is the suite's shared fixture (tests/support/fixtures.py).
 
 
 @pytest.fixture

@@ -496,6 +496,7 @@ def bake_aws(
     plans = []
     for arch in aws.arches:
         release = resolve_release(replace(options, arch=arch))
+        check_image_archives(release)  # a node that must pull images at boot is not air-gapped
         plans.append((release, render_for(release, options, agent)))
     if agent is not None:
         upload_agent_bundle(clients, agent, progress)

@@ -8,46 +8,21 @@ builds ``ImageDocuments``-shaped values from the catalog when ``bake.render`` is
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
+
+from bake.render import Document, ImageDocuments
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PARENT = f"arn:aws:imagebuilder:{REGION}:aws:image/debian-12-x86/x.x.x"
 
 
-@dataclass(frozen=True)
-class FakeDocument:
-    kind: str
-    name: str
-    path: str
-    text: str
-    data: Any
-
-
-@dataclass(frozen=True)
-class FakeDocuments:
-    release: Any
-    components: tuple[FakeDocument, ...]
-    recipe: FakeDocument
-    infrastructure: FakeDocument
-    distribution: FakeDocument
-
-    @property
-    def content_hash(self) -> str:
-        h = hashlib.sha256()
-        for d in (*self.components, self.recipe):
-            h.update(d.text.encode())
-        return h.hexdigest()
-
-
-def _doc(kind: str, name: str, path: str, data: Any) -> FakeDocument:
+def _doc(kind: str, name: str, path: str, data: Any) -> Document:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    return FakeDocument(kind, name, path, text, yaml.safe_load(text))
+    return Document(kind, name, path, text, yaml.safe_load(text))
 
 
 @pytest.fixture
@@ -57,7 +32,7 @@ def release():
     return resolve(load_catalog(), "1.30", "amd64")
 
 
-def make_docs(release, marker: str = "v1") -> FakeDocuments:
+def make_docs(release, marker: str = "v1") -> ImageDocuments:
     """Component, recipe, infrastructure and distribution documents per the render contract."""
     names = ("bake-os-base", "bake-container-runtime", "bake-kubernetes")
     components = tuple(
@@ -139,11 +114,11 @@ def make_docs(release, marker: str = "v1") -> FakeDocuments:
             ],
         },
     )
-    return FakeDocuments(release, components, recipe, infra, dist)
+    return ImageDocuments(release, components, recipe, infra, dist)
 
 
 @pytest.fixture
-def docs(release) -> FakeDocuments:
+def docs(release) -> ImageDocuments:
     return make_docs(release)
 
 

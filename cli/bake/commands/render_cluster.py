@@ -9,17 +9,11 @@ from pathlib import Path
 
 import click
 
+from bake.commands.cluster import file_option
+
 
 @click.command("cluster")
-@click.option(
-    "-f",
-    "--file",
-    "cluster_file",
-    default="cluster.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The cluster file.",
-)
+@file_option
 @click.option(
     "-o",
     "--output-dir",

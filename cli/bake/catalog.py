@@ -291,6 +291,67 @@ def mirror_url(url: str, mirror: str | None) -> str:
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
+MIRROR_SCHEMES = ("http", "https", "file")
+
+
+def parse_mirror(value: str, option: str = "--mirror", allow_dir: bool = False) -> str:
+    """Check a mirror base given by the user and return it without a trailing slash.
+
+    Accepted: ``http://host[:port][/path]``, ``https://...`` and ``file:///abs/path`` (and a
+    plain existing directory with ``allow_dir``, which becomes a ``file://`` URL). S3 is not a
+    mirror: builds read a staged bucket with ``--artifacts s3://...``.
+
+    Args:
+        value: what the user passed.
+        option: the option name, for the message.
+        allow_dir: accept a local directory (``bake stage``).
+
+    Returns:
+        the normalized base URL.
+
+    Raises:
+        CatalogError: another scheme (``ftp://``, ``s3://``), an unparsable URL (``http://[::1``),
+            no host, a bad port, or a directory that does not exist.
+    """
+    raw = value.strip()
+    if "://" not in raw:
+        if allow_dir:
+            path = Path(raw).expanduser()
+            if not path.is_dir():
+                raise CatalogError(
+                    f"{option} {value}: no such directory; pass a directory or an "
+                    "http(s)://, file:// URL"
+                )
+            return path.resolve().as_uri()
+        raise CatalogError(
+            f"{option} {value!r} is not a URL: use http://host[:port]/path, https://... or "
+            "file:///abs/path"
+        )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise CatalogError(f"{option} {value!r} is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme == "s3":
+        raise CatalogError(
+            f"{option} {value!r}: S3 is not a mirror; stage with `bake stage` and build with "
+            "--artifacts s3://BUCKET/PREFIX"
+        )
+    if scheme not in MIRROR_SCHEMES:
+        raise CatalogError(
+            f"{option} {value!r}: unsupported scheme {parts.scheme!r}; use http, https or file"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise CatalogError(f"{option} {value!r} has no host: use {scheme}://host[:port]/path")
+    if scheme == "file" and (parts.netloc or not parts.path.startswith("/")):
+        raise CatalogError(f"{option} {value!r}: a file URL is file:///absolute/path")
+    if parts.query or parts.fragment:
+        raise CatalogError(f"{option} {value!r}: a mirror base has no ?query or #fragment")
+    del port
+    return raw.rstrip("/")
+
+
 # ---------------------------------------------------------------- loading and validation
 
 _CATALOG_SCHEMA: dict[str, Any] = {
@@ -305,8 +366,8 @@ _CATALOG_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "crictl": {"type": "string"},
-                    "cni-plugins": {"type": "string"},
+                    "crictl": {"type": "string", "pattern": PATCH_RE.pattern},
+                    "cni-plugins": {"type": "string", "pattern": PATCH_RE.pattern},
                     "containerd": {"$ref": "#/$defs/runtime"},
                     "runc": {"$ref": "#/$defs/runtime"},
                     "images": {"$ref": "#/$defs/tags"},
@@ -323,6 +384,7 @@ _CATALOG_SCHEMA: dict[str, Any] = {
             "propertyNames": {"enum": sorted(ARTIFACT_SPECS)},
             "additionalProperties": {
                 "type": "object",
+                "propertyNames": {"pattern": PATCH_RE.pattern},
                 "additionalProperties": {
                     "type": "object",
                     "propertyNames": {"enum": list(ARCHES)},
@@ -345,7 +407,7 @@ _CATALOG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "source": {"enum": ["release", "os-package"]},
-                "version": {"type": "string"},
+                "version": {"type": "string", "pattern": PATCH_RE.pattern},
                 "package": {"type": "string"},
             },
         },
@@ -366,7 +428,11 @@ def _validate(doc: Any, source: str) -> None:
     if errors:
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise CatalogError(f"invalid catalog {source}: at {where}: {err.message}")
+        message = err.message
+        if err.validator == "pattern" and err.schema.get("pattern") == PATCH_RE.pattern:
+            # a version key or value: say what is expected instead of the regular expression
+            message = f"{err.instance!r} is not a version like 1.30.13 (MAJOR.MINOR.PATCH)"
+        raise CatalogError(f"invalid catalog {source}: at {where}: {message}")
 
 
 def _merge(base: dict, overlay: dict) -> dict:
@@ -384,10 +450,9 @@ def _read(path: Path | None) -> tuple[dict, str]:
         text = resources.files("bake.data").joinpath("catalog.yaml").read_text()
         source = "bake/data/catalog.yaml (shipped)"
     else:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise CatalogError(f"cannot read catalog overlay {path}: {exc.strerror}") from exc
+        from bake.userfiles import read_text
+
+        text = read_text(path, "catalog overlay", CatalogError)
         source = str(path)
     try:
         doc = yaml.safe_load(text)

@@ -186,6 +186,17 @@ def init_text(name: str = "demo", region: str = "us-east-1", minor: str = "1.30"
     return text
 
 
+# how a value's expected type is said in messages ("must be an integer, got 'three'")
+_TYPE_NAMES = {
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+    float: "a number",
+}
+
+
 class _Reader:
     """Typed access to one mapping of the file; every error names the dotted field path."""
 
@@ -213,8 +224,9 @@ class _Reader:
             return default
         value = self.data[key]
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            self.fail(self._name(key), f"must be a {want}, got {value!r}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.fail(self._name(key), f"must be {want}, got {value!r}")
         return value
 
     def sub(self, key: str) -> _Reader:
@@ -345,6 +357,8 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     wmin = _positive(wk, "min", 1)
     wmax = _positive(wk, "max", 5)
     wdes = _positive(wk, "desired", 2)
+    if wmin > wmax:
+        wk.fail("workers.min", f"must not be greater than workers.max ({wmax}), got {wmin}")
     if not wmin <= wdes <= wmax:
         wk.fail(
             "workers.desired",
@@ -361,6 +375,19 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
             )
     w_vol = _positive(wk, "volumeSizeGiB", 40, 20, 16384)
     wk.done()
+    for where, itype in [
+        ("controlPlane.instanceType", cp_type),
+        *((f"workers.instanceTypes[{i}]", t) for i, t in enumerate(types)),
+    ]:
+        runs = instance_arch(itype)
+        if runs is not None and runs != arch:
+            top.fail(
+                where,
+                f"{itype} runs {runs} but arch is {arch}: pick "
+                + ("a Graviton type (e.g. m7g.large)" if arch == "arm64" else
+                   "an Intel or AMD type (e.g. m6i.large)")
+                + f" or set arch: {runs}",
+            )
 
     kn = top.sub("kubernetesNetwork")
     pod = kn.get("podCIDR", str, "10.244.0.0/16")
@@ -405,6 +432,99 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     )
 
 
+def _architectures() -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("bake.data").joinpath("instance-architectures.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+_INSTANCE_FAMILY_RE = re.compile(r"^(?P<family>[a-z]+)(?P<generation>\d+)(?P<attrs>[a-z-]*)$")
+
+
+def instance_arch(instance_type: str) -> str | None:
+    """The CPU architecture an EC2 instance type runs: ``"amd64"``, ``"arm64"``, or ``None``
+    when it cannot be told.
+
+    Follows the processor attribute letter of EC2's instance type naming convention (``g``:
+    AWS Graviton, arm64; ``a``: AMD and ``i``: Intel, amd64; none: Intel), from the data table
+    ``bake/data/instance-architectures.yaml``, which cites its source.
+
+    Args:
+        instance_type: e.g. ``"m7g.large"``.
+    """
+    table = _architectures()
+    family = instance_type.split(".", 1)[0]
+    if family in table.get("unchecked_families", ()):
+        return None
+    if family in table.get("exceptions", {}):
+        return table["exceptions"][family]
+    match = _INSTANCE_FAMILY_RE.match(family)
+    if not match:
+        return None
+    attrs = match.group("attrs")
+    for letter in attrs[:1]:
+        if letter in table["processor_attributes"]:
+            return table["processor_attributes"][letter]
+    return table["no_processor_attribute"]
+
+
+_IMAGE_PARAMETER_RE = re.compile(
+    r"/(?P<minor>\d+\.\d+)/(?P<os>[^/]+)/(?P<arch>[^/]+)/image_id$"
+)
+
+
+def check_cluster(spec: ClusterSpec, catalog) -> list[str]:
+    """Checks of a parsed cluster file against the release catalog, all run in one pass.
+
+    Args:
+        spec: the parsed cluster.
+        catalog: the merged ``bake.catalog.Catalog`` (shipped plus ``--catalog`` overlays).
+
+    Returns:
+        one message per finding (empty when all pass), each naming the field: the Kubernetes
+        minor must be in the catalog, and an image parameter in bake's layout
+        (``<prefix>/<minor>/<os>/<arch>/image_id``) must name the cluster's minor, OS and arch.
+    """
+    from bake.catalog import supported_summary
+
+    findings = []
+    if spec.kubernetes_minor not in catalog.minors():
+        findings.append(
+            f"{spec.source}: kubernetes: {spec.kubernetes_minor} is not in the catalog; "
+            f"supported: {supported_summary(catalog)}"
+        )
+    match = _IMAGE_PARAMETER_RE.search(spec.image_ssm_parameter)
+    if match:
+        for key, want in (
+            ("minor", spec.kubernetes_minor),
+            ("os", spec.os),
+            ("arch", spec.arch),
+        ):
+            if match.group(key) != want:
+                findings.append(
+                    f"{spec.source}: image.ssmParameter: {spec.image_ssm_parameter} is the "
+                    f"image of {key} {match.group(key)}, but the cluster's {key} is {want}"
+                )
+    return findings
+
+
+def load_checked_cluster(path: Path, catalogs=()) -> ClusterSpec:
+    """``load_cluster`` then ``check_cluster`` against the catalog (shipped + ``catalogs``).
+
+    Raises:
+        ClusterFileError: the file is invalid; every catalog finding in one line.
+        CatalogError: an overlay is invalid.
+    """
+    from bake.catalog import load_catalog
+
+    spec = load_cluster(path)
+    findings = check_cluster(spec, load_catalog(catalogs))
+    if findings:
+        raise ClusterFileError("; ".join(findings))
+    return spec
+
+
 def load_cluster(path: Path) -> ClusterSpec:
     """Read and validate a cluster file.
 
@@ -417,12 +537,14 @@ def load_cluster(path: Path) -> ClusterSpec:
     Raises:
         ClusterFileError: missing/unreadable file, invalid YAML, or an invalid field.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+    from bake.userfiles import read_text
+
+    if not Path(path).exists():
         raise ClusterFileError(
-            f"cannot read cluster file {path}: {exc.strerror} (create one with `bake init`)"
-        ) from None
+            f"cannot read cluster file {path}: No such file or directory (create one with "
+            "`bake init`)"
+        )
+    text = read_text(path, "cluster file", ClusterFileError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -84,15 +84,15 @@ class ClusterDocuments:
         out["lambdas/etcd_member_cleanup.py"] = self.lambda_source
         return out
 
-    def write(self, out_dir: Path) -> list[Path]:
-        """Write every artifact under ``out_dir``; returns the paths written, sorted."""
-        written = []
-        for rel, text in sorted(self.files().items()):
-            path = Path(out_dir) / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-        return written
+    def write(self, out_dir: Path, option: str = "-o") -> list[Path]:
+        """Write every artifact under ``out_dir``, all or nothing; returns the paths, sorted.
+
+        Raises:
+            UsageError: the directory cannot be written (nothing is left behind).
+        """
+        from bake.userfiles import write_files
+
+        return sorted(write_files(out_dir, dict(sorted(self.files().items())), option))
 
 
 def node_config(spec: ClusterSpec, role: str, api_host: str) -> dict[str, Any]:
@@ -328,6 +328,28 @@ def format_event(event) -> str:
     return f"{stamp} {event.status:<20} {event.logical_id} ({event.resource_type}){reason}"
 
 
+# the status of a stack that has only a never-executed CREATE change set (DescribeStacks)
+REVIEW_IN_PROGRESS = "REVIEW_IN_PROGRESS"
+
+
+def _left_in_review(cfn, stack: str) -> list[dict]:
+    """bake's change sets of a stack in REVIEW_IN_PROGRESS: ListChangeSets summaries whose name
+    starts with ``bake-`` (the names ``launch`` gives); ``[]`` if none is bake's."""
+    return [c for c in cfn.change_sets(stack) if c.get("ChangeSetName", "").startswith("bake-")]
+
+
+def _discard_review(cfn, stack: str, change_set_ids: list[str], echo) -> None:
+    """Delete never-executed change sets and the empty stack they created (CREATE only)."""
+    for cs_id in change_set_ids:
+        try:
+            cfn.delete_change_set(cs_id)
+        except BakeError:
+            pass  # already gone; deleting the stack below removes what is left
+    if cfn.stack_status(stack) == REVIEW_IN_PROGRESS:
+        cfn.delete_stack(stack)
+        echo(f"deleted the empty stack {stack} (it held only the change set)")
+
+
 def launch(
     options: LaunchOptions,
     cfn,
@@ -337,11 +359,18 @@ def launch(
 ) -> LaunchResult:
     """Deploy (create or update) the cluster stack through a change set.
 
+    A change set that is not applied (the user declines, presses Ctrl-C at the question, or
+    the question cannot be asked) is deleted, together with the empty stack a CREATE change
+    set makes (status ``REVIEW_IN_PROGRESS``), so the next launch starts clean. A stack an
+    earlier launch left in review is recognised (bake's change set name) and, once the user
+    agrees (``--yes`` agrees), cleared before the new change set is made.
+
     Args:
         options: the launch options.
         cfn: a ``bake.aws.cloudformation.CloudFormation``.
         echo: prints one line of progress.
-        confirm: asks the user; not called when ``options.yes``.
+        confirm: asks the user; not called when ``options.yes``; may raise
+            ``click.Abort``/``KeyboardInterrupt`` (cleaned up, then re-raised).
         docs: pre-rendered documents (default: rendered here).
 
     Returns:
@@ -349,19 +378,37 @@ def launch(
 
     Raises:
         LaunchError: the change set or the stack failed (names the first failing resource
-            and its reason; a failed create leaves CloudFormation's rollback to clean up).
+            and its reason; a failed create leaves CloudFormation's rollback to clean up), or a
+            stack in review that bake did not make.
     """
     from bake.aws.cloudformation import TERMINAL_OK, first_failure
 
     spec = options.spec
     docs = docs or render_cluster(spec)
     stack = spec.stack_name
+    ask = (lambda question: True) if options.yes else confirm
     status = cfn.stack_status(stack)
     if status == "ROLLBACK_COMPLETE":
         raise LaunchError(
             f"stack {stack} is in ROLLBACK_COMPLETE from a failed create: "
             f"run `bake destroy -f {spec.source}` first"
         )
+    if status == REVIEW_IN_PROGRESS:
+        left = _left_in_review(cfn, stack)
+        if not left:
+            raise LaunchError(
+                f"stack {stack} is in {REVIEW_IN_PROGRESS} with change sets bake did not make: "
+                "execute or delete them in CloudFormation, then retry"
+            )
+        echo(
+            f"stack {stack} was left in review by an earlier `bake launch` that was not "
+            f"applied ({', '.join(c['ChangeSetName'] for c in left)})"
+        )
+        if not ask(f"delete that change set and the empty stack {stack}, then launch?"):
+            echo("nothing changed")
+            return LaunchResult(stack, "DECLINED", {})
+        _discard_review(cfn, stack, [c["ChangeSetId"] for c in left], echo)
+        status = cfn.stack_status(stack)
     if status is not None and status.endswith("_IN_PROGRESS"):
         raise LaunchError(f"stack {stack} is busy ({status}); wait for it to finish and retry")
     kind = "CREATE" if status is None else "UPDATE"
@@ -369,22 +416,28 @@ def launch(
     tags = {"bake:cluster": spec.name, "bake:stack-version": docs.stack_version}
     seen = set(cfn.iter_event_ids(stack))
     cs_id = cfn.create_change_set(stack, name, docs.template, kind, tags)
-    cs = cfn.wait_change_set(cs_id)
-    if cs["Status"] == "FAILED":
-        reason = cs.get("StatusReason", "")
-        cfn.delete_change_set(cs_id)
-        if "didn't contain changes" in reason or "No updates" in reason:
-            echo(f"stack {stack} is up to date ({docs.stack_version})")
-            return LaunchResult(stack, "NO_CHANGES", cfn.outputs(stack))
-        raise LaunchError(f"change set for {stack} failed: {reason}")
-    echo(f"change set {name} for stack {stack} ({kind.lower()}):")
-    for change in cs.get("Changes", []):
-        echo(format_change(change))
-    if not options.yes and not confirm(f"apply {len(cs.get('Changes', []))} changes to {stack}?"):
-        cfn.delete_change_set(cs_id)
-        echo("not applied; change set deleted")
-        return LaunchResult(stack, "DECLINED", {})
-    cfn.execute_change_set(cs_id)
+    applied = False
+    try:
+        cs = cfn.wait_change_set(cs_id)
+        if cs["Status"] == "FAILED":
+            reason = cs.get("StatusReason", "")
+            if "didn't contain changes" in reason or "No updates" in reason:
+                echo(f"stack {stack} is up to date ({docs.stack_version})")
+                return LaunchResult(stack, "NO_CHANGES", cfn.outputs(stack))
+            raise LaunchError(f"change set for {stack} failed: {reason}")
+        echo(f"change set {name} for stack {stack} ({kind.lower()}):")
+        for change in cs.get("Changes", []):
+            echo(format_change(change))
+        if not ask(f"apply {len(cs.get('Changes', []))} changes to {stack}?"):
+            echo("not applied; change set deleted")
+            return LaunchResult(stack, "DECLINED", {})
+        cfn.execute_change_set(cs_id)
+        applied = True
+    finally:
+        if not applied and kind == "CREATE":
+            _discard_review(cfn, stack, [cs_id], lambda line: None)
+        elif not applied:
+            _delete_quietly(cfn, cs_id)
     final, events = cfn.follow(
         stack,
         lambda e: echo(format_event(e)),
@@ -398,6 +451,13 @@ def launch(
         raise LaunchError(f"stack {stack} ended {final}{where}")
     outputs = cfn.outputs(stack)
     return LaunchResult(stack, final, outputs)
+
+
+def _delete_quietly(cfn, change_set_id: str) -> None:
+    try:
+        cfn.delete_change_set(change_set_id)
+    except BakeError:
+        pass
 
 
 def destroy(

@@ -122,6 +122,20 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv
 
 
+def _data_dir_requested(argv: list[str]) -> Path | None:
+    """The data dir the arguments select (``--data-dir DIR`` / ``--data-dir=DIR`` before the
+    command, else the default), for error messages only; ``None`` if it cannot be told."""
+    for i, arg in enumerate(argv):
+        if arg == "--data-dir" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--data-dir="):
+            return Path(arg.split("=", 1)[1])
+    try:
+        return default_data_dir()
+    except Exception:  # noqa: BLE001 - only used to word a message
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and map every failure to one line and an exit code.
 
@@ -153,6 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("bake: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the user named or the data dir: never an internal error
+        if debug:
+            raise
+        from bake.userfiles import describe_os_error
+
+        message, code = describe_os_error(exc, _data_dir_requested(argv))
+        click.echo(f"bake: error: {message}", err=True)
+        sys.exit(code)
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
         if debug:
             raise

@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,29 +202,22 @@ class ImageDocuments:
         """All documents: components in recipe order, then recipe, infrastructure, distribution."""
         return (*self.components, self.recipe, self.infrastructure, self.distribution)
 
-    def write(self, out_dir: Path) -> list[Path]:
-        """Write every document under ``out_dir`` at its ``path`` (each file replaced atomically).
+    def files(self) -> dict[str, str]:
+        """``{relative path: text}`` of every document, in ``documents`` order."""
+        return {doc.path: doc.text for doc in self.documents}
+
+    def write(self, out_dir: Path, option: str = "-o") -> list[Path]:
+        """Write every document under ``out_dir`` at its ``path``, all or nothing
+        (``bake.userfiles.write_files``).
 
         Returns:
             the paths written, in ``documents`` order.
         Raises:
-            OSError: the directory cannot be written.
+            UsageError: the directory cannot be written (nothing is left behind).
         """
-        written = []
-        for doc in self.documents:
-            target = Path(out_dir) / doc.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(doc.text)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            written.append(target)
-        return written
+        from bake.userfiles import write_files
+
+        return write_files(out_dir, self.files(), option)
 
     @property
     def content_hash(self) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bake.errors import ArtifactError, CatalogError, UsageError
+from bake.errors import ArtifactError, CatalogError
 
 Progress = Callable[[str], None]
 _CHUNK = 1024 * 1024  # bytes per read
@@ -63,17 +63,15 @@ class StagedObject:
 
 
 def mirror_base(mirror: str) -> str:
-    """A mirror given as a directory becomes a ``file://`` URL; URLs are kept.
+    """A mirror given as a directory becomes a ``file://`` URL; URLs are checked and kept
+    (``bake.catalog.parse_mirror``).
 
     Raises:
-        UsageError: a directory that does not exist.
+        CatalogError: a directory that does not exist, or a URL bake cannot fetch from.
     """
-    if "://" in mirror:
-        return mirror.rstrip("/")
-    path = Path(mirror).expanduser()
-    if not path.is_dir():
-        raise UsageError(f"mirror directory {mirror} does not exist: pass --mirror DIR or URL")
-    return path.resolve().as_uri()
+    from bake.catalog import parse_mirror
+
+    return parse_mirror(mirror, "--mirror", allow_dir=True)
 
 
 def mirror_relative_path(url: str) -> str:

@@ -154,9 +154,11 @@ def load_config(path: Path = DEFAULT_PATH) -> NodeConfig:
         ConfigError: the file is missing, not YAML, or invalid.
     """
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror} (user-data writes it)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: user-data must write YAML there") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -157,3 +157,106 @@ def test_start_on_a_busy_port_is_one_line(data_dir: Path, run_bake):
         f"bake: error: port {port} on 127.0.0.1 is already in use: pass another --port"
     ]
     assert read_state(data_dir) is None
+
+
+# ---------------------------------------------------------------- liveness probe (issue 12.1)
+
+
+def _serve(handler_cls):
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _moto_like(dump_seconds: float, config_seconds: float = 0.0):
+    import http.server
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            delay = dump_seconds if self.path.endswith("data.json") else config_seconds
+            time.sleep(delay)
+            body = b'{"batch": {}, "lambda": {}}'
+            try:
+                self.send_response(201)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the probe gave up waiting, as it should
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+def _record(data_dir: Path, endpoint: str, pid: int) -> None:
+    path = state_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    port = int(endpoint.rsplit(":", 1)[1])
+    path.write_text(json.dumps({"pid": pid, "port": port, "endpoint": endpoint,
+                                "started": "2026-12-02T00:00:00Z"}))
+
+
+def test_a_server_with_a_large_state_still_counts_as_running(data_dir, monkeypatch):
+    """The old probe fetched /moto-api/data.json (all state, 6 MB after one demo) with a 2 s
+    timeout and reported "not running". The probe's cost must not grow with state."""
+    from bake.sandbox import server as sandbox_server
+
+    server, endpoint = _serve(_moto_like(dump_seconds=6.0))
+    try:
+        _record(data_dir, endpoint, os.getpid())
+        monkeypatch.setattr(sandbox_server, "is_moto_server", lambda pid: True)
+        assert sandbox_server.check(data_dir).state == "running"
+        assert sandbox_server.require_running(data_dir).endpoint == endpoint
+    finally:
+        server.shutdown()
+
+
+def test_running_but_not_answering_is_told_apart_from_stopped(data_dir, monkeypatch):
+    from bake.errors import SandboxError
+    from bake.sandbox import server as sandbox_server
+
+    server, endpoint = _serve(_moto_like(dump_seconds=30.0, config_seconds=30.0))
+    try:
+        _record(data_dir, endpoint, os.getpid())
+        monkeypatch.setattr(sandbox_server, "is_moto_server", lambda pid: True)
+        monkeypatch.setattr(sandbox_server, "PROBE_TIMEOUT_S", 0.5)
+        found = sandbox_server.check(data_dir, timeout=0.5)
+        assert found.state == "unresponsive"
+        with pytest.raises(SandboxError) as err:
+            sandbox_server.require_running(data_dir)
+        message = err.value.format_message()
+        assert "runs but did not answer" in message and f"pid {os.getpid()}" in message
+        assert "not running" not in message
+    finally:
+        server.shutdown()
+
+
+def test_nothing_listening_is_stopped(data_dir, monkeypatch):
+    from bake.sandbox import server as sandbox_server
+
+    _record(data_dir, f"http://127.0.0.1:{free_port()}", os.getpid())
+    monkeypatch.setattr(sandbox_server, "is_moto_server", lambda pid: True)
+    assert sandbox_server.check(data_dir).state == "stopped"
+
+
+def test_the_probe_asks_for_little(data_dir):
+    """Against the real moto server: the probe's answer is a few bytes, however much moto holds."""
+    from bake.sandbox import server as sandbox_server
+
+    port = free_port()
+    started = bake(data_dir, "sandbox", "start", "--port", str(port))
+    assert started.returncode == 0, started.stderr
+    import urllib.request
+
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}{sandbox_server.PROBE_PATH}", timeout=10
+    ) as response:
+        assert len(response.read()) < 1024
+    assert sandbox_server.check(data_dir).state == "running"

@@ -18,8 +18,18 @@ def test_missing_region_is_one_line(run_bake, monkeypatch, no_imds):
     result = run_bake("prune", "--keep", "2")
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        "bake: error: no AWS region set: pass --region or set AWS_REGION / a profile region"
+        "bake: error: no AWS region set: pass --region or set AWS_REGION / a profile region "
+        "(use --local for the embedded AWS)"
     )
+
+
+def test_images_list_without_a_region_points_at_local(run_bake, monkeypatch, no_imds):
+    """Right after `make demo`, `bake images list` (no --local) must say where the image is."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    result = run_bake("images", "list")
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith("(use --local for the embedded AWS)")
 
 
 def test_missing_credentials_is_one_line(run_bake, monkeypatch, no_imds, tmp_path):

@@ -49,7 +49,7 @@ def _set(doc: dict, dotted: str, value) -> dict:
             "controlPlane.count: must be odd (1, 3, 5, 7) to keep etcd quorum, got 4",
         ),
         ("controlPlane.count", 9, "controlPlane.count: must be between 1 and 7"),
-        ("controlPlane.count", "three", "controlPlane.count: must be a int"),
+        ("controlPlane.count", "three", "controlPlane.count: must be an integer, got 'three'"),
         (
             "controlPlane.instanceType",
             "large",
@@ -76,7 +76,19 @@ def _set(doc: dict, dotted: str, value) -> dict:
             "network.allowedApiCIDRs[0]: 0.0.0.0/0 would open the API server",
         ),
         ("network.allowedApiCIDRs", [], "network.allowedApiCIDRs: needs at least one CIDR"),
-        ("network.airGapped", "yes", "network.airGapped: must be a bool"),
+        ("network.airGapped", "yes", "network.airGapped: must be true or false, got 'yes'"),
+        ("workers.min", 7, "workers.min: must not be greater than workers.max (5), got 7"),
+        (
+            "arch",
+            "arm64",
+            "controlPlane.instanceType: m6i.large runs amd64 but arch is arm64: pick a Graviton "
+            "type (e.g. m7g.large) or set arch: amd64",
+        ),
+        (
+            "workers.instanceTypes",
+            ["m6i.large", "c7g.large"],
+            "workers.instanceTypes[1]: c7g.large runs arm64 but arch is amd64",
+        ),
         (
             "kubernetesNetwork.podCIDR",
             "10.0.128.0/17",

@@ -271,3 +271,88 @@ def test_launch_without_aws_credentials_is_one_line(run_bake, cluster_file, monk
     assert result.exit_code == 1
     assert result.stderr.startswith("bake: error: ") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- an unanswered question leaves nothing behind (issue 12.2) ------------------------------
+
+
+def test_no_terminal_and_no_yes_refuses_before_anything_is_made(embedded, run_bake, cluster_file):
+    aws, _ = embedded
+    result = run_bake("--endpoint-url", aws.endpoint, "launch", "-f", str(cluster_file))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "bake: error: bake launch of stack bake-demo needs a confirmation and there is no "
+        "terminal: pass --yes"
+    ]
+    cfn = CloudFormation(client(aws, "cloudformation"))
+    assert cfn.stack_status("bake-demo") is None
+    destroy = run_bake("--endpoint-url", aws.endpoint, "destroy", "-f", str(cluster_file))
+    assert destroy.exit_code == 2 and "pass --yes" in destroy.stderr
+
+
+@pytest.mark.parametrize("answer", ["decline", "ctrl-c"])
+def test_an_unapplied_create_leaves_no_stack_in_review(embedded, cluster_file, answer):
+    aws, _ = embedded
+    import click
+
+    from bake.cluster import load_cluster
+
+    cfn = CloudFormation(client(aws, "cloudformation"), sleep=lambda s: None)
+
+    def confirm(question):
+        if answer == "ctrl-c":
+            raise click.exceptions.Abort()
+        return False
+
+    spec = load_cluster(cluster_file)
+    if answer == "ctrl-c":
+        with pytest.raises(click.exceptions.Abort):
+            launch(LaunchOptions(spec), cfn, lambda line: None, confirm)
+    else:
+        assert launch(LaunchOptions(spec), cfn, lambda line: None, confirm).status == "DECLINED"
+    assert cfn.stack_status("bake-demo") is None  # not REVIEW_IN_PROGRESS
+    # and the next launch goes through
+    lines: list[str] = []
+    result = launch(LaunchOptions(spec, yes=True, poll_seconds=0), cfn, lines.append, confirm)
+    assert result.status == "CREATE_COMPLETE", lines[-5:]
+
+
+def test_a_stack_left_in_review_by_bake_is_recognised_and_cleared(embedded, cluster_file):
+    """What an older bake (or a killed process) left: a CREATE change set never executed."""
+    aws, _ = embedded
+    from bake.cluster import load_cluster
+
+    spec = load_cluster(cluster_file)
+    cfn = CloudFormation(client(aws, "cloudformation"), sleep=lambda s: None)
+    docs = render_cluster(spec)
+    cfn.wait_change_set(cfn.create_change_set("bake-demo", "bake-0-1-0-old", docs.template,
+                                              "CREATE", {"bake:cluster": "demo"}))
+    assert cfn.stack_status("bake-demo") == "REVIEW_IN_PROGRESS"
+
+    lines: list[str] = []
+    declined = launch(LaunchOptions(spec), cfn, lines.append, lambda q: False, docs=docs)
+    assert declined.status == "DECLINED"
+    assert any("left in review by an earlier `bake launch`" in line for line in lines)
+    assert cfn.stack_status("bake-demo") == "REVIEW_IN_PROGRESS"  # the user said no: untouched
+
+    questions: list[str] = []
+    done = launch(LaunchOptions(spec, poll_seconds=0), cfn, lines.append,
+                  lambda q: questions.append(q) or True, docs=docs)
+    assert done.status == "CREATE_COMPLETE"
+    assert questions[0].startswith("delete that change set and the empty stack bake-demo")
+
+
+def test_destroy_checks_the_target_before_asking(run_bake, cluster_file, tmp_path):
+    """An embedded AWS that is not running is reported before any question."""
+    result = run_bake("--data-dir", str(tmp_path / "nodata"), "destroy", "-f", str(cluster_file),
+                      "--local", "--yes")
+    assert result.exit_code == 1
+    assert "the embedded AWS is not running" in result.stderr
+
+
+def test_destroy_of_a_missing_stack_asks_nothing(embedded, run_bake, cluster_file, monkeypatch):
+    aws, _ = embedded
+    monkeypatch.setattr("bake.commands.common.interactive", lambda: True)
+    monkeypatch.setattr("click.confirm", lambda *a, **k: pytest.fail("asked"))
+    result = run_bake("--endpoint-url", aws.endpoint, "destroy", "-f", str(cluster_file))
+    assert result.exit_code == 0 and "nothing to delete" in result.stdout

@@ -136,6 +136,27 @@ class CloudFormation:
             ChangeSetName=change_set_id,
         )
 
+    def change_sets(self, stack_name: str) -> list[dict]:
+        """ListChangeSets summaries of the stack (every page), or ``[]`` when it has none."""
+        out: list[dict] = []
+        kwargs: dict[str, Any] = {"StackName": stack_name}
+        while True:
+            resp = call(
+                "cloudformation:ListChangeSets", self.client.list_change_sets, **kwargs
+            )
+            out += resp.get("Summaries", [])
+            if not resp.get("NextToken"):
+                return out
+            kwargs["NextToken"] = resp["NextToken"]
+
+    def stack_tags(self, stack_name: str) -> dict[str, str]:
+        """The stack's tags, ``{Key: Value}`` (``{}`` when it has none)."""
+        resp = call(
+            "cloudformation:DescribeStacks", self.client.describe_stacks, StackName=stack_name
+        )
+        stack = resp["Stacks"][0]
+        return {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+
     def delete_stack(self, stack_name: str) -> None:
         """Start deleting a stack."""
         call("cloudformation:DeleteStack", self.client.delete_stack, StackName=stack_name)

@@ -53,7 +53,10 @@ def translate_unexpected(exc: BaseException) -> str | None:
             "role) or use the embedded AWS with --local / `bake sandbox start`"
         )
     if isinstance(exc, bce.NoRegionError):
-        return "no AWS region set: pass --region or set AWS_REGION / a profile region"
+        return (
+            "no AWS region set: pass --region or set AWS_REGION / a profile region "
+            "(use --local for the embedded AWS)"
+        )
     if isinstance(exc, bce.ProfileNotFound):
         return f"{exc}: check --profile against ~/.aws/config"
     if isinstance(exc, bce.EndpointConnectionError):

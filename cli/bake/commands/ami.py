@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import catalog_option, mirror_option, ssm_prefix_option
+from bake.commands.common import (
+    MirrorUrl,
+    catalog_option,
+    interrupt_confirmer,
+    mirror_option,
+    ssm_prefix_option,
+)
 from bake.context import GlobalOptions
 from bake.errors import UsageError
 
@@ -40,6 +46,7 @@ def _progress(output: str):
 @click.option(
     "--debian-mirror",
     metavar="URL",
+    type=MirrorUrl(),
     help="Debian archive for the local parent image (default: the host's apt sources).",
 )
 @click.option(
@@ -85,6 +92,11 @@ def _progress(output: str):
     help="AWS: fetch artifacts from S3 (staged by `bake stage`).",
 )
 @click.option(
+    "--yes",
+    is_flag=True,
+    help="AWS: answer yes to every question (on Ctrl-C: cancel the build without asking).",
+)
+@click.option(
     "--no-wait",
     is_flag=True,
     help="AWS: print the build ARN and return (attach with `bake ami wait ARN`).",
@@ -111,6 +123,7 @@ def ami(
     kms_key_id,
     target_accounts,
     artifacts_s3,
+    yes,
     no_wait,
     catalogs,
     output,
@@ -159,6 +172,7 @@ def ami(
             target_accounts=target_accounts,
             artifacts_s3=artifacts_s3,
             wait=not no_wait,
+            yes=yes,
         )
         return
     if len(arches) != 1:
@@ -171,6 +185,7 @@ def ami(
         "--log-bucket": log_bucket,
         "--kms-key-id": kms_key_id,
         "--no-wait": no_wait,
+        "--yes": yes,
         "--security-group-id": security_group_ids,
         "--instance-type": instance_types,
         "--target-account": target_accounts,
@@ -198,7 +213,7 @@ def ami(
 
 
 def _bake_aws(
-    g: GlobalOptions, options, arches, progress, output, *, regions, **aws_kwargs
+    g: GlobalOptions, options, arches, progress, output, *, regions, yes, **aws_kwargs
 ) -> None:
     from bake.ami import AwsBakeOptions, bake_aws
     from bake.aws.session import AwsClients, target_from_options
@@ -213,7 +228,7 @@ def _bake_aws(
         aws,
         AwsClients(target_from_options(g)),
         progress,
-        confirm=lambda question: click.confirm(question, default=False, err=True),
+        confirm=interrupt_confirmer(yes),
     )
     if output == "json":
         click.echo(json.dumps(results, indent=2, default=str))

@@ -11,6 +11,8 @@ import json
 
 import click
 
+from bake.commands.common import interrupt_confirmer
+
 _log_options = [
     click.option(
         "--log-bucket",
@@ -94,17 +96,24 @@ def status(g, arn: str, output: str, log_bucket: str | None, log_prefix: str) ->
     "--poll-seconds", type=float, default=30.0, show_default=True, help="Seconds between polls."
 )
 @click.option("--timeout-minutes", type=int, default=240, show_default=True)
+@click.option("--yes", is_flag=True, help="On Ctrl-C, cancel the build without asking.")
 @_with_log_options
 @click.pass_obj
 def wait(
-    g, arn: str, poll_seconds: float, timeout_minutes: int, log_bucket: str | None, log_prefix: str
+    g,
+    arn: str,
+    poll_seconds: float,
+    timeout_minutes: int,
+    yes: bool,
+    log_bucket: str | None,
+    log_prefix: str,
 ) -> None:
     """Wait for an Image Builder build; Ctrl-C asks whether to cancel it."""
     from bake.builders.imagebuilder import wait_interactive
 
     _check_arn(arn)
     driver = _driver(g, log_bucket, log_prefix, poll_seconds, timeout_minutes)
-    result = wait_interactive(driver, arn, lambda q: click.confirm(q, default=False, err=True))
+    result = wait_interactive(driver, arn, interrupt_confirmer(yes))
     click.echo(f"AVAILABLE after {int(result.elapsed_seconds)} s")
 
 

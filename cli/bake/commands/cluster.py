@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from bake.commands.common import catalog_option, confirmer
+
 file_option = click.option(
     "-f",
     "--file",
@@ -63,18 +65,21 @@ def init(cluster_file: Path, name: str, cluster_region: str, minor: str, force: 
     text = init_text(name=name, region=cluster_region, minor=minor)
     if cluster_file.exists() and not force:
         raise ClusterFileError(f"{cluster_file} exists: pass --force to overwrite it")
-    cluster_file.write_text(text, encoding="utf-8")
+    from bake.userfiles import write_file
+
+    write_file(cluster_file, text, "-f")
     click.echo(f"wrote {cluster_file}: edit it, then `bake validate -f {cluster_file}`")
 
 
 @click.command()
 @file_option
-def validate(cluster_file: Path) -> None:
+@catalog_option
+def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
     """Check the cluster file and render its template and user-data (no AWS calls)."""
-    from bake.cluster import load_cluster
+    from bake.cluster import load_checked_cluster
     from bake.launch import render_cluster
 
-    spec = load_cluster(cluster_file)
+    spec = load_checked_cluster(cluster_file, catalogs)
     docs = render_cluster(spec)
     sizes = ", ".join(f"{role} user-data {len(t.encode())} B" for role, t in docs.user_data.items())
     click.echo(
@@ -93,21 +98,23 @@ def validate(cluster_file: Path) -> None:
 @click.option(
     "--timeout", default=3600, show_default=True, type=int, help="Seconds to follow the stack."
 )
+@catalog_option
 @click.pass_obj
-def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None:
+def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int, catalogs) -> None:
     """Deploy the cluster stack through a change set, streaming its events."""
     from bake.aws.cloudformation import CloudFormation
-    from bake.cluster import load_cluster
+    from bake.cluster import load_checked_cluster
     from bake.launch import LaunchOptions
     from bake.launch import launch as run_launch
 
-    spec = load_cluster(cluster_file)
+    spec = load_checked_cluster(cluster_file, catalogs)
+    confirm = confirmer(yes, f"bake launch of stack {spec.stack_name}")
     clients = _clients(_target_region(g, spec), local)
     result = run_launch(
         LaunchOptions(spec=spec, yes=yes, timeout_seconds=timeout),
         CloudFormation(clients.client("cloudformation")),
         echo=click.echo,
-        confirm=lambda q: click.confirm(q, default=False),
+        confirm=confirm,
     )
     if result.outputs:
         click.echo(f"stack {result.stack_name}: {result.status}")
@@ -130,13 +137,16 @@ def destroy(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None
     from bake.launch import destroy as run_destroy
 
     spec = load_cluster(cluster_file)
-    if not yes and not click.confirm(
-        f"delete stack {spec.stack_name} and everything in it?", default=False
-    ):
+    confirm = confirmer(yes, f"bake destroy of stack {spec.stack_name}")
+    # the target must exist and answer before anyone is asked anything
+    clients = _clients(_target_region(g, spec), local)
+    cfn = CloudFormation(clients.client("cloudformation"))
+    if cfn.stack_status(spec.stack_name) is None:
+        click.echo(f"no stack {spec.stack_name}: nothing to delete")
+        click.echo(f"stack {spec.stack_name}: NOT_FOUND")
+        return
+    if not confirm(f"delete stack {spec.stack_name} and everything in it?"):
         click.echo("not deleted")
         return
-    clients = _clients(_target_region(g, spec), local)
-    status = run_destroy(
-        spec, CloudFormation(clients.client("cloudformation")), click.echo, timeout=timeout
-    )
+    status = run_destroy(spec, cfn, click.echo, timeout=timeout)
     click.echo(f"stack {spec.stack_name}: {status}")

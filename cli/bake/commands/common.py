@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -39,10 +41,29 @@ output_option = click.option(
     help="Output format.",
 )
 
+class MirrorUrl(click.ParamType):
+    """A mirror base URL (http, https or file), checked by ``bake.catalog.parse_mirror``."""
+
+    name = "URL"
+
+    def __init__(self, allow_dir: bool = False) -> None:
+        self.allow_dir = allow_dir
+
+    def convert(self, value, param, ctx):
+        if value is None:
+            return None
+        from bake.catalog import parse_mirror
+
+        option = param.opts[0] if param is not None else "--mirror"
+        return parse_mirror(str(value), option, allow_dir=self.allow_dir)
+
+
 mirror_option = click.option(
     "--mirror",
     metavar="URL",
-    help="Artifact mirror base URL, laid out as <mirror>/<upstream host>/<path>.",
+    type=MirrorUrl(),
+    help="Artifact mirror base URL (http, https or file), laid out as "
+    "<mirror>/<upstream host>/<path>.",
 )
 
 ssm_prefix_option = click.option(
@@ -51,3 +72,47 @@ ssm_prefix_option = click.option(
     show_default=True,
     help="SSM hierarchy the image id is published under.",
 )
+
+
+def interactive() -> bool:
+    """True when a person can answer a prompt: standard input is a terminal."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def confirmer(yes: bool, what: str) -> Callable[[str], bool]:
+    """The confirm function of a command that asks before it changes something.
+
+    Args:
+        yes: ``--yes`` was given: every question is answered yes.
+        what: what the command would do, for the refusal (e.g. ``"launch bake-demo"``).
+
+    Returns:
+        ``confirm(question) -> bool`` (a click prompt on stderr, default no).
+
+    Raises:
+        UsageError: without ``--yes`` and without a terminal, at once (never a prompt that
+            nobody can answer).
+    """
+    from bake.errors import UsageError
+
+    if yes:
+        return lambda question: True
+    if not interactive():
+        raise UsageError(f"{what} needs a confirmation and there is no terminal: pass --yes")
+    return lambda question: click.confirm(question, default=False, err=True)
+
+
+def interrupt_confirmer(yes: bool) -> Callable[[str], bool]:
+    """The question asked on Ctrl-C during a long AWS operation ("cancel the build?").
+
+    ``--yes`` answers yes; without a terminal nothing is asked and the answer is no (the
+    operation keeps running and the message says how to attach or cancel).
+    """
+    if yes:
+        return lambda question: True
+    if not interactive():
+        return lambda question: False
+    return lambda question: click.confirm(question, default=False, err=True)

@@ -70,14 +70,14 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
             artifacts_s3=options.artifacts_s3,
         ),
     )
-    paths = docs.write(options.out_dir)
+    files = docs.files()
     if options.cloudformation:
         from bake.render_cfn import render_cloudformation
 
-        cfn = options.out_dir / "cloudformation" / "imagebuilder.yaml"
-        cfn.parent.mkdir(parents=True, exist_ok=True)
-        cfn.write_text(render_cloudformation(docs), encoding="utf-8")
-        paths.append(cfn)
+        files["cloudformation/imagebuilder.yaml"] = render_cloudformation(docs)
+    from bake.userfiles import write_files
+
+    paths = write_files(options.out_dir, files, "-o")
     notes = []
     missing = [i.ref for i in release.images if not i.archive_sha256]
     if missing:

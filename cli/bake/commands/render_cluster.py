@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bake.commands.cluster import file_option
+from bake.commands.common import catalog_option
 
 
 @click.command("cluster")
@@ -22,12 +23,13 @@ from bake.commands.cluster import file_option
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to write into.",
 )
-def cluster(cluster_file: Path, out_dir: Path) -> None:
+@catalog_option
+def cluster(cluster_file: Path, out_dir: Path, catalogs: tuple[Path, ...]) -> None:
     """Render the cluster's CloudFormation template and cloud-init user-data into a directory."""
-    from bake.cluster import load_cluster
+    from bake.cluster import load_checked_cluster
     from bake.launch import render_cluster
 
-    docs = render_cluster(load_cluster(cluster_file))
+    docs = render_cluster(load_checked_cluster(cluster_file, catalogs))
     for path in docs.write(out_dir):
         click.echo(str(path))
     click.echo(f"stack version {docs.stack_version}")

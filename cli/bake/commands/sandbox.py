@@ -61,15 +61,18 @@ def stop_cmd(g) -> None:
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def status_cmd(g, output: str) -> None:
-    """Say whether the embedded AWS is running, with its endpoint and pid."""
-    from bake.sandbox import state_path, status
+    """Say whether the embedded AWS is running, with its endpoint and pid.
 
-    sbx = status(g.data_dir)
+    ``stopped``: nothing runs; ``unresponsive``: the server runs but did not answer a cheap
+    probe in time (a busy machine); ``running``: it answers.
+    """
+    from bake.sandbox import check, state_path
+    from bake.sandbox.server import PROBE_TIMEOUT_S
+
+    found = check(g.data_dir)
+    sbx = found.sandbox if found.state != "stopped" else None
     if output == "json":
-        data = {
-            "status": "running" if sbx else "stopped",
-            "state_file": str(state_path(g.data_dir)),
-        }
+        data = {"status": found.state, "state_file": str(state_path(g.data_dir))}
         if sbx:
             data.update(sbx.to_json())
         click.echo(json.dumps(data, indent=2))
@@ -77,7 +80,10 @@ def status_cmd(g, output: str) -> None:
     if sbx is None:
         click.echo("stopped")
         return
-    click.echo(f"running  endpoint={sbx.endpoint}  pid={sbx.pid}  started={sbx.started}")
+    line = f"{found.state}  endpoint={sbx.endpoint}  pid={sbx.pid}  started={sbx.started}"
+    if found.state == "unresponsive":
+        line += f"  (no answer within {PROBE_TIMEOUT_S:.0f} s)"
+    click.echo(line)
 
 
 @sandbox.command("env")

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from bake.commands.common import catalog_option, k8s_option
+from bake.commands.common import MirrorUrl, catalog_option, k8s_option
 
 
 @click.command()
@@ -19,6 +19,7 @@ from bake.commands.common import catalog_option, k8s_option
     "--mirror",
     required=True,
     metavar="DIR|URL",
+    type=MirrorUrl(allow_dir=True),
     help="Mirror to copy from (<mirror>/<host>/<path> layout).",
 )
 @click.option(

@@ -9,7 +9,9 @@ Importing this package does not import boto3 or moto.
 from bake.sandbox.server import (
     NOT_RUNNING,
     Sandbox,
+    SandboxStatus,
     StopResult,
+    check,
     ensure_running,
     env_lines,
     read_state,
@@ -24,7 +26,9 @@ from bake.sandbox.server import (
 __all__ = [
     "NOT_RUNNING",
     "Sandbox",
+    "SandboxStatus",
     "StopResult",
+    "check",
     "ensure_running",
     "env_lines",
     "read_state",

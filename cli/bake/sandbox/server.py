@@ -8,6 +8,11 @@ server, so a stale state file never kills an unrelated process that reused the P
 its state in memory: it lives as long as the server runs. ``sandbox_target`` points boto3 at the
 server with moto's dummy credentials passed explicitly (no environment writes); ``env_lines``
 prints the same settings as shell ``export`` lines for ``eval "$(bake sandbox env)"``.
+
+Liveness (``check``) is one cheap request, ``GET /moto-api/config`` (a few bytes whatever moto
+holds; ``/moto-api/data.json`` dumps all state, MBs after one bake, and took over 2 s on a loaded
+machine). It tells three states apart: running, stopped (PID gone, not moto, or nothing listens)
+and unresponsive (a live moto server that did not answer in ``PROBE_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -141,38 +146,114 @@ def is_moto_server(pid: int) -> bool:
     return "moto.server" in args or any(Path(a).name == "moto_server" for a in args)
 
 
-def _answers(endpoint: str, timeout: float = 2.0) -> bool:
-    """True when an HTTP server answers at ``endpoint`` (any status code counts)."""
+#: bounded wait for one liveness probe, in seconds (the probe's cost does not grow with state).
+PROBE_TIMEOUT_S = 5.0
+#: moto's configuration endpoint: a few bytes of JSON whatever moto holds, unlike
+#: ``/moto-api/data.json``, which dumps every resource (MBs after one bake).
+PROBE_PATH = "/moto-api/config"
+
+
+def probe(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """Ask the server at ``endpoint`` a cheap question: ``GET /moto-api/config``.
+
+    Args:
+        endpoint: ``http://127.0.0.1:<port>``.
+        timeout: seconds to wait for the answer.
+
+    Returns:
+        ``"answers"`` (any HTTP answer), ``"refused"`` (nothing listens: connection refused or
+        reset) or ``"timeout"`` (something listens but did not answer within ``timeout``).
+    """
     try:
-        with urllib.request.urlopen(endpoint + "/moto-api/data.json", timeout=timeout):
-            return True
+        with urllib.request.urlopen(endpoint + PROBE_PATH, timeout=timeout) as response:
+            response.read(4096)
+            return "answers"
     except urllib.error.HTTPError:
-        return True
+        return "answers"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return "timeout"
+        return "refused"
+    except TimeoutError:
+        return "timeout"
     except (OSError, ValueError):
-        return False
+        return "refused"
 
 
-def status(data_dir: Path) -> Sandbox | None:
-    """Return the running sandbox, or ``None`` when none is running.
+def _answers(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when an HTTP server answers at ``endpoint`` within ``timeout`` seconds."""
+    return probe(endpoint, timeout) == "answers"
 
-    Running means: recorded in ``state.json``, the PID is a live moto server, and it answers.
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """What a liveness check found.
+
+    Attributes:
+        state: ``"running"`` (recorded, a live moto server, answering), ``"stopped"`` (nothing
+            recorded, or the recorded PID is gone or is not moto, or nothing listens on its
+            port) or ``"unresponsive"`` (a live moto server that did not answer the probe
+            within ``PROBE_TIMEOUT_S``: busy, not gone).
+        sandbox: the recorded sandbox (``None`` when ``stopped`` with nothing recorded).
+    """
+
+    state: str
+    sandbox: Sandbox | None
+
+
+def check(data_dir: Path, timeout: float = PROBE_TIMEOUT_S) -> SandboxStatus:
+    """Tell "not running" apart from "running but not answering" (one cheap probe).
+
+    Args:
+        data_dir: bake's data dir.
+        timeout: seconds the probe waits.
+
+    Returns:
+        a ``SandboxStatus``.
     """
     sandbox = read_state(data_dir)
     if sandbox is None or not is_moto_server(sandbox.pid):
-        return None
-    return sandbox if _answers(sandbox.endpoint) else None
+        return SandboxStatus("stopped", sandbox)
+    answer = probe(sandbox.endpoint, timeout)
+    if answer == "answers":
+        return SandboxStatus("running", sandbox)
+    return SandboxStatus("unresponsive" if answer == "timeout" else "stopped", sandbox)
+
+
+def status(data_dir: Path) -> Sandbox | None:
+    """Return the running sandbox, or ``None`` when none is running or it does not answer.
+
+    Running means: recorded in ``state.json``, the PID is a live moto server, and it answers
+    the probe (``check``).
+    """
+    found = check(data_dir)
+    return found.sandbox if found.state == "running" else None
+
+
+def unresponsive_message(sandbox: Sandbox, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """The one line for a moto server that runs but did not answer in time."""
+    return (
+        f"the embedded AWS (pid {sandbox.pid}) runs but did not answer on {sandbox.endpoint} "
+        f"within {timeout:.0f} s: the machine may be busy; retry, or restart it with "
+        "`bake sandbox stop` and `bake sandbox start`"
+    )
 
 
 def require_running(data_dir: Path) -> Sandbox:
     """Return the running sandbox.
 
     Raises:
-        SandboxError: "the embedded AWS is not running: start it with `bake sandbox start`".
+        SandboxError: "the embedded AWS is not running: start it with `bake sandbox start`",
+            or, for a live server that did not answer the probe in time, a line saying so
+            (it is busy, not stopped).
     """
-    sandbox = status(data_dir)
-    if sandbox is None:
+    found = check(data_dir)
+    if found.state == "unresponsive":
+        raise SandboxError(unresponsive_message(found.sandbox))
+    if found.state != "running":
         raise SandboxError(NOT_RUNNING)
-    return sandbox
+    return found.sandbox
 
 
 def _free_port() -> int:
@@ -224,15 +305,13 @@ def start(
             does not answer, or the new server did not answer in time (the process bake
             started is then stopped, and no state is recorded).
     """
-    running = status(data_dir)
-    if running is not None:
-        return running
-    recorded = read_state(data_dir)
-    if recorded is not None and is_moto_server(recorded.pid):
-        raise SandboxError(
-            f"the embedded AWS (pid {recorded.pid}) runs but does not answer on "
-            f"{recorded.endpoint}: run `bake sandbox stop`, then start it again"
-        )
+    found = check(data_dir)
+    if found.state == "running":
+        return found.sandbox
+    if found.state == "unresponsive" or (
+        found.sandbox is not None and is_moto_server(found.sandbox.pid)
+    ):
+        raise SandboxError(unresponsive_message(found.sandbox))
     _remove_state(data_dir)  # stale: its PID is gone or is not a moto server any more
     if port is None:
         port = _free_port()
@@ -344,9 +423,11 @@ def ensure_running(data_dir: Path, progress: Progress | None = None) -> Sandbox:
     Raises:
         SandboxError: it could not be started (see ``start``).
     """
-    running = status(data_dir)
-    if running is not None:
-        return running
+    found = check(data_dir)
+    if found.state == "running":
+        return found.sandbox
+    if found.state == "unresponsive":
+        raise SandboxError(unresponsive_message(found.sandbox))
     sandbox = start(data_dir, port=None, progress=progress)
     if progress:
         progress(f"embedded AWS running on {sandbox.endpoint} (pid {sandbox.pid})")

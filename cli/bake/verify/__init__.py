@@ -200,8 +200,9 @@ def run_suite(
     if "--connection=chroot" in args and os.geteuid() != 0:
         raise EnvironmentProblem("verifying an image root filesystem uses chroot and needs "
                                  "root: rerun with sudo")
-    log_dir = Path(log_dir).resolve()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    from bake.userfiles import prepare_dir
+
+    log_dir = prepare_dir(Path(log_dir).resolve(), "--log-dir")
     junit, log = log_dir / "junit.xml", log_dir / "pytest.log"
     junit.unlink(missing_ok=True)
     ini = log_dir / "pytest.ini"
@@ -226,6 +227,45 @@ def run_suite(
         say(f"verify: FAILED {test_id}: {reason}")
     say(f"verify: {result.summary()} (report: {junit})")
     return result
+
+
+#: seconds the reachability check waits for a live node's first connection
+CONNECT_TIMEOUT_S = 20
+
+
+def check_reachable(host_spec: str, timeout_s: int = CONNECT_TIMEOUT_S) -> None:
+    """Open one connection to a live node before the suite runs (every check would otherwise
+    fail on its own with the same connection error).
+
+    Uses testinfra's own backend for ``host_spec`` (so ``?ssh_config=``, ports and users mean
+    what they mean to the suite) and runs ``true`` there once.
+
+    Args:
+        host_spec: a testinfra host spec such as ``ssh://admin@10.0.0.5``.
+        timeout_s: seconds to wait for the connection (ssh ``ConnectTimeout``).
+
+    Raises:
+        VerifyFailed: the node cannot be reached or refuses the login (one line with the
+            transport's own reason, e.g. ``Connection refused``).
+    """
+    import testinfra
+
+    kwargs = {"timeout": timeout_s} if host_spec.startswith(("ssh://", "paramiko://")) else {}
+    try:
+        host = testinfra.get_host(host_spec, **kwargs)
+        result = host.run("true")
+        ok, detail = result.rc == 0, (result.stderr or result.stdout or "").strip()
+    except Exception as exc:  # noqa: BLE001 - every backend fails its own way; one line each
+        ok, detail = False, str(getattr(exc, "args", [exc])[0] if exc.args else exc)
+        match = re.search(r"_stderr=b'([^']*)'", detail)
+        if match:
+            detail = match.group(1).encode().decode("unicode_escape")
+    if not ok:
+        reason = " ".join(detail.split()) or "no answer"
+        raise VerifyFailed(
+            f"cannot reach {host_spec}: {reason[:300]} (check the address, port, user and key; "
+            "nothing was checked)"
+        )
 
 
 # ---------------------------------------------------------------- local image resolution
@@ -302,6 +342,8 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> VerifyRe
         UsageError: neither or both of image/host, unknown image; EnvironmentProblem: no root
         for chroot; VerifyFailed: the suite could not run.
     """
+    from bake.userfiles import prepare_dir
+
     if bool(options.image) == bool(options.host):
         raise UsageError("pass exactly one of --image ID|BUILD_ID|PATH and --host ssh://user@host")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -309,12 +351,16 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> VerifyRe
         name = re.sub(r"[^A-Za-z0-9.]+", "_", options.host.split("://", 1)[-1]).strip("_")
         name = name or options.host.split("://", 1)[0] or "host"
         log_dir = options.log_dir or Path(options.data_dir) / "verify" / f"{name}-{stamp}"
+        prepare_dir(log_dir, "--log-dir" if options.log_dir else "--data-dir")
+        if not options.host.startswith(("local://", "chroot://", "/")):
+            check_reachable(options.host)
         return run_suite(options.host, log_dir, progress)
     target = resolve_image(options.image, Path(options.data_dir))
     if os.geteuid() != 0:
         raise EnvironmentProblem("verifying a local image uses chroot and needs root: rerun "
                                  "with sudo")
     log_dir = options.log_dir or Path(options.data_dir) / "verify" / f"{target.name}-{stamp}"
+    prepare_dir(log_dir, "--log-dir" if options.log_dir else "--data-dir")
     scratch_parent = Path(options.data_dir)
     scratch_parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".verify-rootfs-", dir=scratch_parent))

@@ -126,9 +126,20 @@ class ClusterSpec:
         return f"alias/bake-{self.name}"
 
     @property
+    def shared_prefix(self) -> str:
+        """Parameters every node may read (token, CA cert hash): ``<ssm_prefix>/shared``."""
+        return f"{self.ssm_prefix}/shared"
+
+    @property
+    def control_plane_prefix(self) -> str:
+        """Parameters only control planes may read (certificate key, admin kubeconfig):
+        ``<ssm_prefix>/control-plane``."""
+        return f"{self.ssm_prefix}/control-plane"
+
+    @property
     def kubeconfig_parameter(self) -> str:
         """SSM SecureString of the admin kubeconfig, written by the first control plane."""
-        return f"{self.ssm_prefix}/admin-kubeconfig"
+        return f"{self.control_plane_prefix}/admin-kubeconfig"
 
 
 INIT_TEXT = """\

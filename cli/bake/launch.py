@@ -43,6 +43,13 @@ INTERFACE_ENDPOINTS = (
     "elasticloadbalancing",
 )
 GATEWAY_ENDPOINTS = ("s3", "dynamodb")
+# Air-gapped nodes reach the S3 and DynamoDB gateway endpoints at the addresses of these
+# AWS-managed prefix lists (VPC user guide, "Gateway endpoints": security groups reference the
+# prefix list ID); the template takes their IDs as parameters, which `bake launch` looks up.
+PREFIX_LISTS = (
+    {"service": "s3", "parameter": "S3PrefixListId", "label": "S3"},
+    {"service": "dynamodb", "parameter": "DynamoDbPrefixListId", "label": "DynamoDB"},
+)
 ROLES = ("control-plane", "worker")
 # the CloudFormation reference to the API load balancer's DNS name, resolved by Fn::Sub
 API_HOST_PLACEHOLDER = "${ApiLoadBalancer.DNSName}"
@@ -240,6 +247,8 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "kms_alias": spec.kms_alias,
         "lock_table": spec.lock_table,
         "ssm_prefix": spec.ssm_prefix,
+        "shared_prefix": spec.shared_prefix,
+        "prefix_lists": list(PREFIX_LISTS),
         "kubeconfig_parameter": spec.kubeconfig_parameter,
         "cluster_config_json": json.dumps(cluster_config, sort_keys=True),
         "groups": groups,
@@ -350,12 +359,35 @@ def _discard_review(cfn, stack: str, change_set_ids: list[str], echo) -> None:
         echo(f"deleted the empty stack {stack} (it held only the change set)")
 
 
+def stack_parameters(spec: ClusterSpec, ec2=None) -> dict[str, str]:
+    """Values for the template's parameters that have no default.
+
+    Air-gapped clusters: the IDs of the S3 and DynamoDB AWS-managed prefix lists of the
+    cluster's region (``bake.aws.ec2.managed_prefix_list_ids``), which the node security group's
+    egress rules reference. NAT clusters: none.
+
+    Args:
+        spec: the cluster.
+        ec2: boto3 EC2 client of the cluster's region (needed when air-gapped).
+
+    Raises:
+        UsageError: a prefix list is missing in the region; AwsError: the lookup failed.
+    """
+    if not spec.network.air_gapped:
+        return {}
+    from bake.aws.ec2 import managed_prefix_list_ids
+
+    ids = managed_prefix_list_ids(ec2, spec.region, [p["service"] for p in PREFIX_LISTS])
+    return {p["parameter"]: ids[p["service"]] for p in PREFIX_LISTS}
+
+
 def launch(
     options: LaunchOptions,
     cfn,
     echo: Callable[[str], None],
     confirm: Callable[[str], bool],
     docs: ClusterDocuments | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> LaunchResult:
     """Deploy (create or update) the cluster stack through a change set.
 
@@ -372,6 +404,7 @@ def launch(
         confirm: asks the user; not called when ``options.yes``; may raise
             ``click.Abort``/``KeyboardInterrupt`` (cleaned up, then re-raised).
         docs: pre-rendered documents (default: rendered here).
+        parameters: template parameter values (``stack_parameters``).
 
     Returns:
         the ``LaunchResult`` (outputs empty unless the stack completed).
@@ -415,7 +448,7 @@ def launch(
     name = "bake-" + docs.stack_version.replace(".", "-").replace("+", "-")
     tags = {"bake:cluster": spec.name, "bake:stack-version": docs.stack_version}
     seen = set(cfn.iter_event_ids(stack))
-    cs_id = cfn.create_change_set(stack, name, docs.template, kind, tags)
+    cs_id = cfn.create_change_set(stack, name, docs.template, kind, tags, parameters)
     applied = False
     try:
         cs = cfn.wait_change_set(cs_id)

@@ -1,9 +1,13 @@
 """``JoinMaterial``: the bootstrap token, CA cert hash and certificate key in SSM Parameter Store.
 
-Three SecureString parameters under ``<ssmPrefix>/join/`` encrypted with the cluster's KMS key:
-``token`` (kubeadm bootstrap token), ``ca-cert-hash`` (``sha256:<hex>``, for
-``--discovery-token-ca-cert-hash``) and ``certificate-key`` (control planes only; decrypts the
-``kubeadm-certs`` Secret, which kubeadm deletes after 2 hours - kubeadm HA docs). Each value is
+Three SecureString parameters encrypted with the cluster's KMS key, in two subtrees so that IAM
+and the KMS encryption context can keep workers out of what only control planes may read:
+``<ssmPrefix>/shared/join/token`` (kubeadm bootstrap token) and
+``<ssmPrefix>/shared/join/ca-cert-hash`` (``sha256:<hex>``, for
+``--discovery-token-ca-cert-hash``), which every node reads, and
+``<ssmPrefix>/control-plane/join/certificate-key`` (decrypts the ``kubeadm-certs`` Secret, so
+with a token it lets a node join as a control plane and obtain the cluster CA key; kubeadm
+deletes the Secret after 2 hours - kubeadm HA docs), which only control planes read. Each value is
 JSON ``{"value": ..., "expires": <epoch seconds or null>}``. A worker reads token and hash with
 ONE ``GetParameters`` call (the SSM GetParameter* quota is 40 TPS shared, Systems Manager
 service quotas). Rotation (``rotate``) runs under the control-plane lease: a new token when the
@@ -69,13 +73,16 @@ class JoinMaterial:
     """
 
     NAMES = ("token", "ca-cert-hash", "certificate-key")
+    #: the subtree each part lives in: "shared" (all nodes) or "control-plane" (control planes)
+    SUBTREE = {"token": "shared", "ca-cert-hash": "shared", "certificate-key": "control-plane"}
 
     def __init__(self, ssm, prefix: str, kms_key_id: str, clock=time.time):
         self.ssm, self.prefix, self.kms_key_id, self.clock = ssm, prefix, kms_key_id, clock
 
     def name(self, part: str) -> str:
-        """Full parameter name of ``part`` (one of ``NAMES``)."""
-        return f"{self.prefix}/join/{part}"
+        """Full parameter name of ``part`` (one of ``NAMES``), e.g.
+        ``/bake/clusters/demo/shared/join/token``."""
+        return f"{self.prefix}/{self.SUBTREE[part]}/join/{part}"
 
     def put(self, part: str, secret: Secret) -> None:
         """Write one part as a SecureString under the KMS key (overwriting)."""
@@ -148,7 +155,7 @@ class JoinMaterial:
                 return material
             if now > deadline:
                 raise JoinMaterialError(
-                    f"no valid join material under {self.prefix}/join after {timeout:.0f} s: "
+                    f"no valid join material under {self.prefix}/shared/join after {timeout:.0f} s: "
                     "is a control plane up (its bake-node-rotate timer refreshes the token)?"
                 )
             time.sleep(delay)

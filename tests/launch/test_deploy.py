@@ -16,7 +16,7 @@ from botocore.stub import ANY, Stubber
 from moto_shims import moto_cloudformation_shims
 
 from bake.aws.cloudformation import CloudFormation
-from bake.launch import LaunchError, LaunchOptions, launch, render_cluster
+from bake.launch import LaunchError, LaunchOptions, launch, render_cluster, stack_parameters
 
 
 @pytest.fixture
@@ -39,6 +39,12 @@ def embedded(aws):
         yield aws, ami
 
 
+def load_cluster_file(path):
+    from bake.cluster import load_cluster
+
+    return load_cluster(path)
+
+
 def client(aws, service):
     return boto3.client(service, endpoint_url=aws.endpoint, region_name="us-east-1")
 
@@ -52,7 +58,7 @@ def test_launch_and_destroy_in_the_embedded_aws(embedded, run_bake, cluster_file
     assert re.search(r"CREATE_COMPLETE\s+bake-demo \(AWS::CloudFormation::Stack\)", out)
     assert "stack bake-demo: CREATE_COMPLETE" in out
     endpoint = re.search(r"ApiEndpoint\s+(https://\S+:6443)", out).group(1)
-    assert "AdminKubeconfigParameter   /bake/clusters/demo/admin-kubeconfig" in out
+    assert "AdminKubeconfigParameter   /bake/clusters/demo/control-plane/admin-kubeconfig" in out
 
     # what the stack made, read back through the ordinary APIs
     asg = client(aws, "autoscaling")
@@ -85,6 +91,12 @@ def test_launch_and_destroy_in_the_embedded_aws(embedded, run_bake, cluster_file
     assert (lb["Type"], lb["Scheme"]) == ("network", "internal")
     (listener,) = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     assert (listener["Protocol"], listener["Port"]) == ("TCP", 6443)
+
+    # the change set carried the prefix-list IDs looked up in the region (air-gapped egress)
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in client(aws, "cloudformation")
+              .describe_stacks(StackName="bake-demo")["Stacks"][0].get("Parameters", [])}
+    wanted = stack_parameters(load_cluster_file(cluster_file), ec2)
+    assert {k: params.get(k) for k in wanted} == wanted
 
     table = client(aws, "dynamodb").describe_table(TableName="bake-demo")["Table"]
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
@@ -305,15 +317,18 @@ def test_an_unapplied_create_leaves_no_stack_in_review(embedded, cluster_file, a
         return False
 
     spec = load_cluster(cluster_file)
+    params = stack_parameters(spec, client(aws, "ec2"))
     if answer == "ctrl-c":
         with pytest.raises(click.exceptions.Abort):
-            launch(LaunchOptions(spec), cfn, lambda line: None, confirm)
+            launch(LaunchOptions(spec), cfn, lambda line: None, confirm, parameters=params)
     else:
-        assert launch(LaunchOptions(spec), cfn, lambda line: None, confirm).status == "DECLINED"
+        declined = launch(LaunchOptions(spec), cfn, lambda line: None, confirm, parameters=params)
+        assert declined.status == "DECLINED"
     assert cfn.stack_status("bake-demo") is None  # not REVIEW_IN_PROGRESS
     # and the next launch goes through
     lines: list[str] = []
-    result = launch(LaunchOptions(spec, yes=True, poll_seconds=0), cfn, lines.append, confirm)
+    result = launch(LaunchOptions(spec, yes=True, poll_seconds=0), cfn, lines.append, confirm,
+                    parameters=params)
     assert result.status == "CREATE_COMPLETE", lines[-5:]
 
 
@@ -325,19 +340,21 @@ def test_a_stack_left_in_review_by_bake_is_recognised_and_cleared(embedded, clus
     spec = load_cluster(cluster_file)
     cfn = CloudFormation(client(aws, "cloudformation"), sleep=lambda s: None)
     docs = render_cluster(spec)
+    params = stack_parameters(spec, client(aws, "ec2"))
     cfn.wait_change_set(cfn.create_change_set("bake-demo", "bake-0-1-0-old", docs.template,
-                                              "CREATE", {"bake:cluster": "demo"}))
+                                              "CREATE", {"bake:cluster": "demo"}, params))
     assert cfn.stack_status("bake-demo") == "REVIEW_IN_PROGRESS"
 
     lines: list[str] = []
-    declined = launch(LaunchOptions(spec), cfn, lines.append, lambda q: False, docs=docs)
+    declined = launch(LaunchOptions(spec), cfn, lines.append, lambda q: False, docs=docs,
+                      parameters=params)
     assert declined.status == "DECLINED"
     assert any("left in review by an earlier `bake launch`" in line for line in lines)
     assert cfn.stack_status("bake-demo") == "REVIEW_IN_PROGRESS"  # the user said no: untouched
 
     questions: list[str] = []
     done = launch(LaunchOptions(spec, poll_seconds=0), cfn, lines.append,
-                  lambda q: questions.append(q) or True, docs=docs)
+                  lambda q: questions.append(q) or True, docs=docs, parameters=params)
     assert done.status == "CREATE_COMPLETE"
     assert questions[0].startswith("delete that change set and the empty stack bake-demo")
 

@@ -249,7 +249,7 @@ def test_iam_roles_are_separate_and_scoped(rendered, variant):
         a
         for p in roles["WorkerRole"]["Properties"]["Policies"]
         for st in p["PolicyDocument"]["Statement"]
-        for a in st["Action"]
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     }
     assert "ssm:PutParameter" not in worker_actions and "dynamodb:PutItem" not in worker_actions
 
@@ -257,7 +257,7 @@ def test_iam_roles_are_separate_and_scoped(rendered, variant):
 def test_outputs(rendered, specs):
     outputs = rendered["airgapped"].template_data["Outputs"]
     assert outputs["ApiEndpoint"]["Value"] == {"Fn::Sub": "https://${ApiLoadBalancer.DNSName}:6443"}
-    assert outputs["AdminKubeconfigParameter"]["Value"] == "/bake/clusters/demo/admin-kubeconfig"
+    assert outputs["AdminKubeconfigParameter"]["Value"] == "/bake/clusters/demo/control-plane/admin-kubeconfig"
     assert outputs["StackVersion"]["Value"] == rendered["airgapped"].stack_version
 
 

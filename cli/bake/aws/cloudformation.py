@@ -68,9 +68,25 @@ class CloudFormation:
         return stacks[0]["StackStatus"]
 
     def create_change_set(
-        self, stack_name: str, name: str, body: str, change_set_type: str, tags: dict[str, str]
+        self,
+        stack_name: str,
+        name: str,
+        body: str,
+        change_set_type: str,
+        tags: dict[str, str],
+        parameters: dict[str, str] | None = None,
     ) -> str:
-        """Create a change set (``CREATE`` or ``UPDATE``); returns its id (ARN)."""
+        """Create a change set (``CREATE`` or ``UPDATE``); returns its id (ARN).
+
+        Args:
+            parameters: template parameter values ``{ParameterKey: ParameterValue}`` (the
+                rest keep their defaults).
+        """
+        extra: dict[str, Any] = {}
+        if parameters:
+            extra["Parameters"] = [
+                {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())
+            ]
         resp = call(
             "cloudformation:CreateChangeSet",
             self.client.create_change_set,
@@ -80,6 +96,7 @@ class CloudFormation:
             ChangeSetType=change_set_type,
             Capabilities=["CAPABILITY_NAMED_IAM"],
             Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+            **extra,
         )
         return resp["Id"]
 

@@ -183,3 +183,39 @@ def describe_bake_images(
             break
     images.sort(key=lambda i: i.get("CreationDate", ""), reverse=True)
     return images
+
+
+def managed_prefix_list_ids(client: Any, region: str, services: Iterable[str]) -> dict[str, str]:
+    """IDs of AWS-managed prefix lists ``com.amazonaws.<region>.<service>``
+    (``ec2:DescribeManagedPrefixLists``; VPC user guide, "AWS-managed prefix lists").
+
+    Args:
+        client: boto3 EC2 client of that region.
+        region: e.g. ``us-east-1``.
+        services: e.g. ``("s3", "dynamodb")``: the gateway endpoint services.
+
+    Returns:
+        ``{service: "pl-..."}``.
+
+    Raises:
+        UsageError: a prefix list does not exist in the region (names it).
+    """
+    wanted = {f"com.amazonaws.{region}.{svc}": svc for svc in services}
+    found: dict[str, str] = {}
+    kwargs: dict[str, Any] = {
+        "Filters": [{"Name": "prefix-list-name", "Values": sorted(wanted)}],
+    }
+    while True:
+        resp = call("ec2:DescribeManagedPrefixLists", client.describe_managed_prefix_lists, **kwargs)
+        for pl in resp.get("PrefixLists", []):
+            if pl.get("PrefixListName") in wanted and pl.get("OwnerId") == "AWS":
+                found[wanted[pl["PrefixListName"]]] = pl["PrefixListId"]
+        if not resp.get("NextToken"):
+            break
+        kwargs["NextToken"] = resp["NextToken"]
+    missing = [name for name, svc in sorted(wanted.items()) if svc not in found]
+    if missing:
+        raise UsageError(
+            f"no AWS-managed prefix list {', '.join(missing)} in {region}: is the region right?"
+        )
+    return found

@@ -104,7 +104,7 @@ def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int, catalogs
     """Deploy the cluster stack through a change set, streaming its events."""
     from bake.aws.cloudformation import CloudFormation
     from bake.cluster import load_checked_cluster
-    from bake.launch import LaunchOptions
+    from bake.launch import LaunchOptions, stack_parameters
     from bake.launch import launch as run_launch
 
     spec = load_checked_cluster(cluster_file, catalogs)
@@ -115,6 +115,7 @@ def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int, catalogs
         CloudFormation(clients.client("cloudformation")),
         echo=click.echo,
         confirm=confirm,
+        parameters=stack_parameters(spec, clients.client("ec2")),
     )
     if result.outputs:
         click.echo(f"stack {result.stack_name}: {result.status}")

@@ -1,0 +1,124 @@
+"""The rendered IAM policies and egress rules, evaluated request by request (issue 12, 9-10).
+
+Workers read only what a worker join needs: the bootstrap token and CA cert hash under
+``<ssmPrefix>/shared/``. The certificate key (which, with a token, joins a node as a control
+plane and hands it the cluster CA key) and the admin kubeconfig live under
+``<ssmPrefix>/control-plane/``: a worker can neither fetch nor decrypt them, because KMS use is
+bound by the encryption context Parameter Store sends (``PARAMETER_ARN``; AWS KMS developer
+guide, "How AWS Systems Manager Parameter Store uses AWS KMS"). The names checked are the very
+names the node agent uses (``bake_node.joinmaterial``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from iam_eval import KEY_ARN, REGION, Request, Role, parameter_arn
+
+from bake_node.joinmaterial import JoinMaterial
+
+VARIANTS = ["airgapped", "nat", "existing-vpc"]
+
+
+def _names(spec) -> dict[str, str]:
+    jm = JoinMaterial(None, spec.ssm_prefix, spec.kms_alias)
+    return {
+        "token": jm.name("token"),
+        "ca-cert-hash": jm.name("ca-cert-hash"),
+        "certificate-key": jm.name("certificate-key"),
+        "admin-kubeconfig": spec.kubeconfig_parameter,
+        "config": f"{spec.ssm_prefix}/config",
+        "other-cluster-token": jm.name("token").replace(f"/{spec.name}/", "/other/"),
+    }
+
+
+def _get(name: str) -> Request:
+    return Request("ssm:GetParameters", parameter_arn(name))
+
+
+def _decrypt(name: str, via: str = "ssm") -> Request:
+    context = {"kms:EncryptionContext:PARAMETER_ARN": parameter_arn(name)}
+    if via:
+        context["kms:ViaService"] = f"{via}.{REGION}.amazonaws.com"
+    return Request("kms:Decrypt", KEY_ARN, context)
+
+
+def _table_decrypt(table: str) -> Request:
+    return Request(
+        "kms:Decrypt",
+        KEY_ARN,
+        {
+            "kms:ViaService": f"dynamodb.{REGION}.amazonaws.com",
+            "kms:EncryptionContext:aws:dynamodb:tableName": table,
+        },
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workers_read_and_decrypt_only_the_shared_join_material(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    worker = Role(docs.template_data, "WorkerRole")
+    n = _names(spec)
+    assert n["token"].startswith(spec.shared_prefix + "/")
+    assert n["certificate-key"].startswith(spec.control_plane_prefix + "/")
+    # what a worker join needs
+    for part in ("token", "ca-cert-hash"):
+        assert worker.allows(_get(n[part])), part
+        assert worker.allows(_decrypt(n[part])), part
+    assert worker.allows(_get(n["config"]))
+    assert worker.allows(_table_decrypt(spec.lock_table))
+    # what only control planes may have: neither fetched nor decrypted
+    for secret in ("certificate-key", "admin-kubeconfig", "other-cluster-token"):
+        assert not worker.allows(_get(n[secret])), secret
+        assert not worker.allows(_decrypt(n[secret])), secret
+    # the key is never usable outside Parameter Store or DynamoDB, nor for writing
+    assert not worker.allows(_decrypt(n["token"], via=""))
+    assert not worker.allows(_decrypt(n["token"], via="s3"))
+    assert not worker.allows(_table_decrypt("bake-other"))
+    for action in ("kms:Encrypt", "kms:GenerateDataKey", "kms:CreateGrant"):
+        assert not worker.allows(Request(action, KEY_ARN, _decrypt(n["token"]).context))
+    for action in ("ssm:PutParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"):
+        assert not worker.allows(Request(action, parameter_arn(n["token"])))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_control_planes_own_the_cluster_tree_and_nothing_else(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    cp = Role(docs.template_data, "ControlPlaneRole")
+    n = _names(spec)
+    for part in ("token", "ca-cert-hash", "certificate-key", "admin-kubeconfig"):
+        for action in ("ssm:GetParameters", "ssm:PutParameter", "ssm:DeleteParameters"):
+            assert cp.allows(Request(action, parameter_arn(n[part]))), (part, action)
+        for action in ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"):
+            assert cp.allows(Request(action, KEY_ARN, _decrypt(n[part]).context)), (part, action)
+    assert cp.allows(_table_decrypt(spec.lock_table))
+    assert not cp.allows(_get(n["other-cluster-token"]))
+    assert not cp.allows(_decrypt(n["other-cluster-token"]))
+    assert not cp.allows(_decrypt(n["certificate-key"], via=""))
+
+
+def _egress(docs, group: str) -> list[dict]:
+    return docs.template_data["Resources"][group]["Properties"]["SecurityGroupEgress"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_egress_leaves_the_vpc_only_where_it_must(rendered, specs, variant):
+    docs, spec = rendered[variant], specs[variant]
+    nodes, fn = _egress(docs, "NodeSecurityGroup"), _egress(docs, "EtcdMemberCleanupSecurityGroup")
+    world = [r for r in nodes + fn if r.get("CidrIp") == "0.0.0.0/0"]
+    params = docs.template_data["Parameters"]
+    if spec.network.air_gapped:
+        assert world == [], world
+        prefix = sorted(r["DestinationPrefixListId"]["Ref"] for r in nodes
+                        if "DestinationPrefixListId" in r)
+        assert prefix == ["DynamoDbPrefixListId", "S3PrefixListId"]
+        for name in prefix:
+            assert params[name]["AllowedPattern"].startswith("^pl-")
+        assert all(r["FromPort"] == r["ToPort"] == 443 for r in nodes
+                   if "DestinationPrefixListId" in r)
+    else:
+        # NAT mode: explicit, documented HTTPS egress through the NAT gateway, nothing else
+        assert [(r["FromPort"], r["ToPort"]) for r in world] == [(443, 443), (443, 443)]
+        assert all("NAT" in r["Description"] for r in world)
+        assert "S3PrefixListId" not in params
+    assert all(r.get("CidrIp") in (spec.network.vpc_cidr, "0.0.0.0/0") or
+               "DestinationPrefixListId" in r for r in nodes + fn)

@@ -3,7 +3,7 @@
 
 Usage: python tools/derive_catalog.py ../shared/data/upstream > cli/bake/data/catalog.yaml
 
-Reads the two kubespray checksum files under ../shared/data/upstream (see its README for their
+Reads the kubespray checksum files under ../shared/data/upstream (see its README for their
 commits) and writes bake's own format: only the artifacts and versions bake pins, for amd64 and
 arm64. The version pairings (crictl, containerd, runc, CNI plugins per Kubernetes minor) and the
 kubeadm image tags are bake's choices, written below with their sources.
@@ -18,10 +18,23 @@ import yaml
 
 ARCHES = ("amd64", "arm64")
 
-# k8s minor -> (source file, crictl, containerd, runc, cni-plugins, images)
-# Image tags: kubeadm's defaults in cmd/kubeadm/app/constants/constants.go (DefaultEtcdVersion,
-# PauseVersion) and cmd/kubeadm/app/constants/constants_unix.go / CoreDNSVersion at each release
-# branch; `kubeadm config images list --kubernetes-version vX.Y.Z` prints the same set.
+# k8s minor -> (source file, crictl, containerd, runc, cni-plugins, images at the minor's .0)
+# Image tags are what kubeadm itself pulls: `kubeadm config images list --kubernetes-version vX.Y.Z`
+# prints them, from cmd/kubeadm/app/constants/constants.go of the release branch at the tag:
+# SupportedEtcdVersion[minor] (the etcd tag), CoreDNSVersion, PauseVersion. The build proves them:
+# bake-images' validate phase runs the baked kubeadm's `config images list` and fails on any
+# difference (a real kubeadm on a real mirror; the local demo's stand-in answers from this catalog).
+# Sources per minor (kubernetes/kubernetes pull requests and the release notes they carry):
+#   1.30.0: etcd 3.5.12-0, coredns v1.11.1, pause 3.9 (release-1.30 constants at v1.30.0).
+#   1.31.0: etcd 3.5.15-0 (#126240 before the 1.31 freeze), coredns v1.11.1, pause 3.10.
+#   1.32.0: etcd 3.5.16-0 (DefaultEtcdVersion/SupportedEtcdVersion[32] on release-1.32),
+#           coredns v1.11.3 (coredns/deployment#303: "kubeadm v1.32 still uses coredns v1.11.3").
+#   1.33.0: etcd 3.5.21-0 (#131144; "release-1.33 is at .21", #134779), coredns v1.12.0
+#           (coredns/deployment#306 citing v1.33.0 build/dependencies.yaml), pause 3.10.
+#   1.34.0: etcd 3.6.4-0, coredns v1.12.1, pause 3.10.1 (release-1.34 constants at v1.34.0).
+#   1.35.0: etcd 3.6.6-0 (#135271, merged for 1.35), coredns v1.13.1, pause 3.10.1.
+#   1.36.0: etcd 3.6.8-0 (the 3.6.9/3.6.10 bumps, #137956 and #138392, waited for the 1.36
+#           thaw, i.e. landed after v1.36.0), coredns v1.13.1, pause 3.10.1.
 MINORS = {
     "1.30": (
         "kubespray-checksums-2025-05-08.yml",
@@ -29,7 +42,7 @@ MINORS = {
         "1.7.27",
         "1.2.6",
         "1.4.1",
-        {"pause": "3.9", "etcd": "3.5.15-0", "coredns": "v1.11.3"},
+        {"pause": "3.9", "etcd": "3.5.12-0", "coredns": "v1.11.1"},
     ),
     "1.31": (
         "kubespray-checksums-2025-05-08.yml",
@@ -37,7 +50,7 @@ MINORS = {
         "1.7.27",
         "1.2.6",
         "1.4.1",
-        {"pause": "3.10", "etcd": "3.5.15-0", "coredns": "v1.11.3"},
+        {"pause": "3.10", "etcd": "3.5.15-0", "coredns": "v1.11.1"},
     ),
     "1.32": (
         "kubespray-checksums-2025-05-08.yml",
@@ -46,6 +59,14 @@ MINORS = {
         "1.2.6",
         "1.4.1",
         {"pause": "3.10", "etcd": "3.5.16-0", "coredns": "v1.11.3"},
+    ),
+    "1.33": (
+        "kubespray-checksums-2026-04-17.yml",
+        "1.33.0",
+        "2.1.7",
+        "1.3.5",
+        "1.7.1",
+        {"pause": "3.10", "etcd": "3.5.21-0", "coredns": "v1.12.0"},
     ),
     "1.34": (
         "kubespray-checksums-2026-08-21.yml",
@@ -69,13 +90,54 @@ MINORS = {
         "2.3.4",
         "1.4.3",
         "1.9.1",
-        {"pause": "3.10.1", "etcd": "3.6.6-0", "coredns": "v1.13.1"},
+        {"pause": "3.10.1", "etcd": "3.6.8-0", "coredns": "v1.13.1"},
     ),
 }
-# per-patch differences from the minor's image tags (kubeadm bumped these within a minor)
-IMAGE_OVERRIDES = {
-    "1.30": {f"1.30.{p}": {"coredns": "v1.11.1", "etcd": "3.5.12-0"} for p in range(0, 5)},
-}
+
+
+def _from(minor: str, first: int, last: int, tags: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {f"{minor}.{p}": dict(tags) for p in range(first, last + 1)}
+
+
+# Per-patch changes of kubeadm's image set within a minor: (minor, first patch, last patch, tags).
+# Later rows win. Patch releases are monthly (none in October 2025); a cherry-pick lands in the
+# first patch release after it merged.
+#   1.30.5, 1.31.1: coredns v1.11.3 (#126449, cherry-picked as #126796 and siblings in Aug-Sep
+#       2024: "This really should've shipped in 1.31 but it was available too late").
+#   1.30.5: etcd 3.5.15-0 (cherry-pick #126395 of #126240 to release-1.30, merged 2024-09-04).
+#       The 3.5.16 and 3.5.17 cherry-picks to release-1.30/1.31 were closed unmerged (#127955,
+#       #129673, #129676), so both stay at 3.5.15-0 through the patches pinned here.
+#   1.32.10, 1.33.6: etcd 3.5.24-0 (#134861's cherry-picks #135019 and #135018, merged
+#       2025-11-03, released in the November 2025 patches).
+#   1.34.8, 1.35.5, 1.36.1: etcd 3.6.10-0 (#138392, merged 2026-04 after the 1.36 thaw; release
+#       note "for supported control plane versions v1.34, v1.35, and v1.36"), then
+#   1.34.9, 1.35.6, 1.36.2: etcd 3.6.11-0 (#138746, merged 2026-05, same note). These two rows
+#       are inferred from the release notes and merge dates; the validate phase checks them.
+IMAGE_CHANGES = [
+    ("1.30", 5, 99, {"coredns": "v1.11.3", "etcd": "3.5.15-0"}),
+    ("1.31", 1, 99, {"coredns": "v1.11.3"}),
+    ("1.32", 10, 99, {"etcd": "3.5.24-0"}),
+    ("1.33", 6, 99, {"etcd": "3.5.24-0"}),
+    ("1.34", 8, 8, {"etcd": "3.6.10-0"}),
+    ("1.34", 9, 99, {"etcd": "3.6.11-0"}),
+    ("1.35", 5, 5, {"etcd": "3.6.10-0"}),
+    ("1.35", 6, 99, {"etcd": "3.6.11-0"}),
+    ("1.36", 1, 1, {"etcd": "3.6.10-0"}),
+    ("1.36", 2, 99, {"etcd": "3.6.11-0"}),
+]
+
+
+def image_overrides(minor: str, patches: list[str]) -> dict[str, dict[str, str]]:
+    """``{patch: {tag: value}}`` for the patches of ``minor`` whose image set differs from .0."""
+    out: dict[str, dict[str, str]] = {}
+    for row_minor, first, last, tags in IMAGE_CHANGES:
+        if row_minor != minor:
+            continue
+        for version, values in _from(minor, first, last, tags).items():
+            if version in patches:
+                out.setdefault(version, {}).update(values)
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0].split(".")[2])))
+
 
 TABLES = {  # bake artifact -> kubespray table
     "kubeadm": "kubeadm_checksums",
@@ -123,10 +185,9 @@ def derive(upstream: Path) -> dict:
             "cni-plugins": cni,
             "images": images,
         }
-        if minor in IMAGE_OVERRIDES:
-            entry["image_overrides"] = {
-                k: v for k, v in IMAGE_OVERRIDES[minor].items() if k in patches
-            }
+        overrides = image_overrides(minor, patches)
+        if overrides:
+            entry["image_overrides"] = overrides
         kubernetes[minor] = entry
     return {
         "schema": "bake.catalog/v1",
@@ -139,11 +200,14 @@ HEADER = """\
 # bake release catalog (format bake.catalog/v1), generated by tools/derive_catalog.py.
 #
 # Source of the SHA-256 values: kubernetes-sigs/kubespray checksum tables,
-#   roles/kubespray-defaults/defaults/main/checksums.yml at commit 1c4b18b08 (2025-05-08) and
-#   roles/kubespray_defaults/vars/main/checksums.yml at commit 46dbdd399 (2026-08-21),
+#   roles/kubespray-defaults/defaults/main/checksums.yml at commit 1c4b18b08
+#   (2025-05-08: 1.30-1.32) and at commit d068ae541 (2026-04-17: 1.33), and
+#   roles/kubespray_defaults/vars/main/checksums.yml at commit 46dbdd399 (2026-08-21: 1.34-1.36),
 # which record the hashes of the upstream release files: kubeadm/kubelet/kubectl from the
 # Kubernetes release bucket, crictl, containerd, runc and CNI plugins from their GitHub releases.
-# Image tags: kubeadm's defaults (cmd/kubeadm/app/constants) per release.
+# Image tags: kubeadm's own image set per patch (cmd/kubeadm/app/constants on each release branch;
+# sources per minor and per patch in tools/derive_catalog.py), checked at build time against the
+# baked kubeadm's `kubeadm config images list`.
 # Download URLs and install paths are in bake/catalog.py (ARTIFACT_SPECS).
 #
 # Add a release without a new bake: write an overlay in this format holding only what is new

@@ -155,7 +155,8 @@ class JoinMaterial:
                 return material
             if now > deadline:
                 raise JoinMaterialError(
-                    f"no valid join material under {self.prefix}/shared/join after {timeout:.0f} s: "
+                    f"no valid join material under {self.prefix}/shared/join after "
+                    f"{timeout:.0f} s: "
                     "is a control plane up (its bake-node-rotate timer refreshes the token)?"
                 )
             time.sleep(delay)

@@ -31,7 +31,7 @@ def test_exact_patch_is_kept(catalog):
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("minor", ["1.30", "1.31", "1.32", "1.34", "1.35", "1.36"])
+@pytest.mark.parametrize("minor", ["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"])
 def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     release = resolve(catalog, minor, arch)
     names = [a.name for a in release.artifacts]
@@ -68,6 +68,39 @@ def test_checksums_match_upstream_reference_data(catalog):
         == data["kubelet_checksums"]["arm64"]["1.30.12"]
     )
     assert "sha256:" + release.artifact("runc").sha256 == data["runc_checksums"]["arm64"]["1.2.6"]
+
+
+def test_shipped_catalog_is_what_the_derivation_writes():
+    """cli/bake/data/catalog.yaml is generated: it must equal tools/derive_catalog.py's output
+    over the reference data, so every value in it has the source the script cites."""
+    import subprocess
+    import sys
+
+    if not (SHARED / "kubespray-checksums-2026-04-17.yml").exists():
+        pytest.skip(f"reference data not found under {SHARED}")
+    root = Path(__file__).resolve().parents[2]
+    derived = subprocess.run(
+        [sys.executable, str(root / "tools" / "derive_catalog.py"), str(SHARED)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert derived == (root / "cli" / "bake" / "data" / "catalog.yaml").read_text(), (
+        "regenerate: python tools/derive_catalog.py ../shared/data/upstream > "
+        "cli/bake/data/catalog.yaml"
+    )
+
+
+def test_kubernetes_1_33_is_pinned_from_its_reference_table(catalog):
+    ref = SHARED / "kubespray-checksums-2026-04-17.yml"
+    if not ref.exists():
+        pytest.skip(f"reference data not found at {ref}")
+    data = yaml.safe_load(ref.read_text())
+    assert catalog.patches("1.33")[-1] == "1.33.11"
+    for arch in ARCHES:
+        release = resolve(catalog, "1.33", arch)
+        for name, table in (("kubeadm", "kubeadm_checksums"), ("kubelet", "kubelet_checksums")):
+            assert "sha256:" + release.artifact(name).sha256 == str(
+                data[table][arch]["1.33.11"]
+            ) or release.artifact(name).sha256 == str(data[table][arch]["1.33.11"])
 
 
 @pytest.mark.parametrize(
@@ -192,7 +225,7 @@ def test_cli_catalog_list_json(run_bake, tmp_path):
     result = run_bake("catalog", "list", "--output", "json")
     data = json.loads(result.stdout)
     minors = [r["minor"] for r in data["releases"]]
-    assert minors == ["1.30", "1.31", "1.32", "1.34", "1.35", "1.36"]
+    assert minors == ["1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36"]
     assert data["releases"][0]["images"]["pause"] == "3.9"
 
 

@@ -257,7 +257,10 @@ def test_iam_roles_are_separate_and_scoped(rendered, variant):
 def test_outputs(rendered, specs):
     outputs = rendered["airgapped"].template_data["Outputs"]
     assert outputs["ApiEndpoint"]["Value"] == {"Fn::Sub": "https://${ApiLoadBalancer.DNSName}:6443"}
-    assert outputs["AdminKubeconfigParameter"]["Value"] == "/bake/clusters/demo/control-plane/admin-kubeconfig"
+    assert (
+        outputs["AdminKubeconfigParameter"]["Value"]
+        == "/bake/clusters/demo/control-plane/admin-kubeconfig"
+    )
     assert outputs["StackVersion"]["Value"] == rendered["airgapped"].stack_version
 
 

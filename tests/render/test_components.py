@@ -246,3 +246,98 @@ def test_every_bash_step_passes_shellcheck(rendered, tmp_path):
             if result.returncode != 0:
                 failures.append(f"{key} {where}:\n{result.stdout}")
     assert not failures, "\n".join(failures)
+
+
+def _step(doc, phase: str, name: str) -> str:
+    for p in doc.data["phases"]:
+        if p["name"] == phase:
+            for s in p["steps"]:
+                if s["name"] == name:
+                    return s["inputs"]["commands"][0]
+    raise KeyError(name)
+
+
+def _fake_kubeadm(tmp_path, lines: list[str]):
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / "kubeadm"
+    body = "\n".join(f"echo '{line}'" for line in lines)
+    script.write_text(f'#!/bin/sh\n[ "$1 $2 $3" = "config images list" ] || exit 3\n{body}\n')
+    script.chmod(0o755)
+    return bindir
+
+
+@pytest.mark.parametrize(
+    ("version", "kubeadm_says", "fails_with"),
+    [
+        ("1.31.0", None, None),  # the catalog's set is what kubeadm 1.31.0 pulls: passes
+        (
+            "1.31.0",
+            {"coredns": "registry.k8s.io/coredns/coredns:v1.11.3"},
+            "pulls registry.k8s.io/coredns/coredns:v1.11.3 but the catalog bakes "
+            "registry.k8s.io/coredns/coredns:v1.11.1",
+        ),
+        (
+            "1.36.0",
+            {"etcd": "registry.k8s.io/etcd:3.6.9-0"},
+            "pulls registry.k8s.io/etcd:3.6.9-0 but the catalog bakes registry.k8s.io/etcd:3.6.8-0",
+        ),
+    ],
+    ids=["matches", "coredns-differs", "etcd-differs"],
+)
+def test_the_validate_phase_fails_when_kubeadm_pulls_another_image_set(
+    tmp_path, version, kubeadm_says, fails_with
+):
+    """The build proves the catalog's image tags: the baked kubeadm's own `config images list`
+    must equal the baked set, or the image would pull at boot (fails air-gapped)."""
+    import yaml
+
+    plain = resolve(load_catalog(), version, "amd64")
+    overlay = tmp_path / "archives.yaml"  # every archive staged, as `bake ami` requires
+    overlay.write_text(yaml.safe_dump({"schema": "bake.catalog/v1", "image_archives": {
+        "amd64": {i.ref: "a" * 64 for i in plain.images}}}))
+    release = resolve(load_catalog([overlay]), version, "amd64")
+    images = {i.name: i.ref for i in release.images}
+    images.update(kubeadm_says or {})
+    docs = render_image_documents(release, RenderOptions(mirror=MIRROR))
+    doc = next(d for d in docs.components if d.name == "bake-images")
+    script = _step(doc, "validate", "CheckKubeadmImageSet")
+    # the baked set is what the build phase's import script imports: write it where the check
+    # reads it (a chroot would see it at its install path)
+    (write,) = [s for s in doc.data["phases"][0]["steps"] if s["name"] == "WriteImportScript"]
+    installed = write["inputs"][0]["path"]
+    import_script = tmp_path / "bake-images-import"
+    import_script.write_text(write["inputs"][0]["content"])
+    script = script.replace(installed, str(import_script))
+    bindir = _fake_kubeadm(tmp_path, sorted(images.values(), reverse=True))
+    run = subprocess.run(
+        ["bash", "-e", "-c", script], capture_output=True, text=True,
+        env={"PATH": f"{bindir}:/usr/bin:/bin"},
+    )
+    if fails_with is None:
+        assert run.returncode == 0, run.stderr
+    else:
+        assert run.returncode != 0
+        assert fails_with in run.stderr, run.stderr
+        assert "--catalog FILE" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "etcd", "coredns", "pause"),
+    [
+        ("1.30.4", "3.5.12-0", "v1.11.1", "3.9"),
+        ("1.30.5", "3.5.15-0", "v1.11.3", "3.9"),
+        ("1.31.0", "3.5.15-0", "v1.11.1", "3.10"),
+        ("1.31.1", "3.5.15-0", "v1.11.3", "3.10"),
+        ("1.32.0", "3.5.16-0", "v1.11.3", "3.10"),
+        ("1.33.0", "3.5.21-0", "v1.12.0", "3.10"),
+        ("1.33.6", "3.5.24-0", "v1.12.0", "3.10"),
+        ("1.36.0", "3.6.8-0", "v1.13.1", "3.10.1"),
+    ],
+)
+def test_image_tags_are_per_patch(version, etcd, coredns, pause):
+    """kubeadm bumps etcd and CoreDNS within a minor (sources in tools/derive_catalog.py)."""
+    release = resolve(load_catalog(), version, "amd64")
+    assert release.image("etcd").tag == etcd
+    assert release.image("coredns").tag == coredns
+    assert release.image("pause").tag == pause

@@ -206,7 +206,9 @@ def managed_prefix_list_ids(client: Any, region: str, services: Iterable[str]) -
         "Filters": [{"Name": "prefix-list-name", "Values": sorted(wanted)}],
     }
     while True:
-        resp = call("ec2:DescribeManagedPrefixLists", client.describe_managed_prefix_lists, **kwargs)
+        resp = call(
+            "ec2:DescribeManagedPrefixLists", client.describe_managed_prefix_lists, **kwargs
+        )
         for pl in resp.get("PrefixLists", []):
             if pl.get("PrefixListName") in wanted and pl.get("OwnerId") == "AWS":
                 found[wanted[pl["PrefixListName"]]] = pl["PrefixListId"]

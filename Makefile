@@ -8,7 +8,7 @@ TOOLS_VENV := .venv-tools
 BIN := $(VENV)/bin
 BAKE := $(BIN)/bake
 # Debian packages bake's local builder and its tests use (installed with apt-get when missing).
-DEB_PACKAGES := mmdebstrap debootstrap e2fsprogs qemu-system-x86 qemu-utils shellcheck etcd-server etcd-client zstd containerd
+DEB_PACKAGES := mmdebstrap debootstrap e2fsprogs qemu-system-x86 qemu-utils shellcheck etcd-server etcd-client zstd containerd skopeo docker-registry
 DEMO_DIR := .bake/demo
 K8S ?= 1.30
 PYTEST_ARGS ?=

@@ -497,6 +497,14 @@ def bake_aws(
     for arch in aws.arches:
         release = resolve_release(replace(options, arch=arch))
         check_image_archives(release)  # a node that must pull images at boot is not air-gapped
+        if aws.artifacts_s3 and not release.os_packages:
+            from bake.catalog import OS_PREP_PACKAGES
+
+            progress(
+                f"no OS packages staged for {release.os} {release.arch}: the parent image must "
+                f"already have {', '.join(OS_PREP_PACKAGES)} (a build without internet never "
+                "runs apt-get; stage them with `bake stage --os-packages`)"
+            )
         plans.append((release, render_for(release, options, agent)))
     if agent is not None:
         upload_agent_bundle(clients, agent, progress)

@@ -35,6 +35,8 @@ SCHEMA = "bake.catalog/v1"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
 PATCH_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# a Debian pool file name: <package>_<version, no epoch>_<arch>.deb (Debian policy 5.6.1, 5.6.12)
+DEB_FILENAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*_[A-Za-z0-9.+~-]+_[a-z0-9]+\.deb$")
 
 # The kubeadm image set (``kubeadm config images list``): control-plane images carry the
 # Kubernetes version as tag; etcd, coredns and pause carry the catalog's tags.
@@ -109,6 +111,12 @@ ARTIFACT_SPECS: dict[str, ArtifactSpec] = {
 # Image archives have no upstream file: they live on the user's mirror under this path, with
 # their SHA-256 in a catalog overlay (see README, "Air-gapped mirrors").
 IMAGE_ARCHIVE_PATH = "bake-images/{arch}/{name}_{tag}.tar"
+# OS packages a build without internet installs (staged by `bake stage --os-packages`): on the
+# mirror and in S3 under this path, with their SHA-256 in a catalog overlay (``os_packages``).
+OS_PACKAGE_PATH = "os-packages/{os}/{arch}/{filename}"
+# What kubeadm's preflight checks need from the OS besides the baked artifacts ("Installing
+# kubeadm"; kubeadm preflight: conntrack and iptables in PATH).
+OS_PREP_PACKAGES: tuple[str, ...] = ("iptables", "conntrack")
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,9 @@ class Image:
         tag: the tag.
         archive_path: path of its OCI archive on a mirror (``bake-images/<arch>/...tar``).
         archive_sha256: SHA-256 of that archive from a catalog overlay, or ``None``.
+        digest: ``sha256:<hex>`` the registry serves for ``ref`` (a manifest list, the same for
+            every arch), from the catalog's ``image_digests``; ``None`` when not pinned.
+            ``bake stage --images-from`` copies the image by this digest.
     """
 
     name: str
@@ -173,6 +184,7 @@ class Image:
     tag: str
     archive_path: str
     archive_sha256: str | None
+    digest: str | None = None
 
     def fetch_url(self, mirror: str | None) -> str:
         """URL of the image archive on ``mirror``.
@@ -189,6 +201,23 @@ class Image:
 
 
 @dataclass(frozen=True)
+class OsPackage:
+    """One OS package file staged for builds without internet.
+
+    Attributes:
+        package: the package name (``iptables``), from the file name (``<name>_<ver>_<arch>``).
+        filename: e.g. ``iptables_1.8.9-2_amd64.deb``.
+        sha256: its SHA-256 from the overlay ``bake stage --os-packages`` wrote.
+        path: mirror/S3-relative path, ``os-packages/<os>/<arch>/<filename>``.
+    """
+
+    package: str
+    filename: str
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
 class Release:
     """A resolved, pinned release set for one Kubernetes patch version and arch.
 
@@ -201,6 +230,8 @@ class Release:
             order.
         images: the kubeadm image set.
         catalog_sources: the catalog files that were merged, shipped one first.
+        os_packages: OS package files staged for builds without internet (``os_packages`` of
+            an overlay); empty when none were staged.
     """
 
     kubernetes_version: str
@@ -210,6 +241,7 @@ class Release:
     artifacts: tuple[Artifact, ...]
     images: tuple[Image, ...]
     catalog_sources: tuple[str, ...] = field(default=())
+    os_packages: tuple[OsPackage, ...] = field(default=())
 
     def artifact(self, name: str) -> Artifact:
         """Return the artifact called ``name``; ``KeyError`` if absent."""
@@ -294,7 +326,9 @@ def mirror_url(url: str, mirror: str | None) -> str:
 MIRROR_SCHEMES = ("http", "https", "file")
 
 
-def parse_mirror(value: str, option: str = "--mirror", allow_dir: bool = False) -> str:
+def parse_mirror(
+    value: str, option: str = "--mirror", allow_dir: bool = False, must_exist: bool = True
+) -> str:
     """Check a mirror base given by the user and return it without a trailing slash.
 
     Accepted: ``http://host[:port][/path]``, ``https://...`` and ``file:///abs/path`` (and a
@@ -305,6 +339,7 @@ def parse_mirror(value: str, option: str = "--mirror", allow_dir: bool = False) 
         value: what the user passed.
         option: the option name, for the message.
         allow_dir: accept a local directory (``bake stage``).
+        must_exist: a directory must exist (it is read); ``False`` for one bake writes into.
 
     Returns:
         the normalized base URL.
@@ -317,7 +352,7 @@ def parse_mirror(value: str, option: str = "--mirror", allow_dir: bool = False) 
     if "://" not in raw:
         if allow_dir:
             path = Path(raw).expanduser()
-            if not path.is_dir():
+            if must_exist and not path.is_dir():
                 raise CatalogError(
                     f"{option} {value}: no such directory; pass a directory or an "
                     "http(s)://, file:// URL"
@@ -399,6 +434,24 @@ _CATALOG_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": {"type": "string", "pattern": SHA256_RE.pattern},
             },
+        },
+        "os_packages": {
+            "type": "object",
+            "propertyNames": {"enum": list(OSES)},
+            "additionalProperties": {
+                "type": "object",
+                "propertyNames": {"enum": list(ARCHES)},
+                "additionalProperties": {
+                    "type": "object",
+                    "propertyNames": {"pattern": DEB_FILENAME_RE.pattern},
+                    "additionalProperties": {"type": "string", "pattern": SHA256_RE.pattern},
+                },
+            },
+        },
+        "image_digests": {
+            "type": "object",
+            "propertyNames": {"pattern": r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+$"},
+            "additionalProperties": {"type": "string", "pattern": r"^sha256:[0-9a-f]{64}$"},
         },
     },
     "$defs": {
@@ -618,6 +671,7 @@ def resolve(
     tags = dict(entry["images"])
     tags.update(entry.get("image_overrides", {}).get(version, {}))
     archives = catalog.data.get("image_archives", {}).get(arch, {})
+    digests = catalog.data.get("image_digests", {})
     images = []
     for name, tag in [
         *((n, "v" + version) for n in CONTROL_PLANE_IMAGES),
@@ -634,9 +688,22 @@ def resolve(
                 tag,
                 IMAGE_ARCHIVE_PATH.format(arch=arch, name=name, tag=tag),
                 archives.get(ref),
+                digests.get(ref),
             )
         )
-    return Release(version, minor, arch, os_name, artifacts, tuple(images), catalog.sources)
+    staged = catalog.data.get("os_packages", {}).get(os_name, {}).get(arch, {})
+    os_packages = tuple(
+        OsPackage(
+            filename.split("_", 1)[0],
+            filename,
+            sha,
+            OS_PACKAGE_PATH.format(os=os_name, arch=arch, filename=filename),
+        )
+        for filename, sha in sorted(staged.items())
+    )
+    return Release(
+        version, minor, arch, os_name, artifacts, tuple(images), catalog.sources, os_packages
+    )
 
 
 def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict[str, Any]]:

@@ -331,10 +331,32 @@ def _request(kind: str, name: str, context: dict[str, Any]) -> Document:
 # ---------------------------------------------------------------- contexts
 
 
-def _os_prep(base: dict[str, Any]) -> dict[str, Any]:
+OS_PACKAGES_DIR = "/var/tmp/bake-os-packages"
+
+
+def _os_prep(base: dict[str, Any], release: Release, artifacts_s3: str | None) -> dict[str, Any]:
+    """Context of bake-os-prep. Builds with internet install missing tools with apt-get; builds
+    without (``artifacts_s3``) never do: they install the .debs ``bake stage --os-packages``
+    staged (S3Download, then a SHA-256 check against the catalog), or fail naming the tools."""
+    from bake.catalog import OS_PREP_PACKAGES
+
+    downloads = [
+        {
+            "step": f"Download{_camel(p.package)}Deb",
+            "source": _safe(f"{artifacts_s3.rstrip('/')}/{p.path}"),
+            "destination": _safe(f"{OS_PACKAGES_DIR}/{p.filename}"),
+            "sha256": _safe(p.sha256),
+            "s3": True,
+        }
+        for p in (release.os_packages if artifacts_s3 else ())
+    ]
     # kubernetes.io "Container Runtimes", "Install and configure prerequisites".
     return {
         **base,
+        "offline": bool(artifacts_s3),
+        "downloads": downloads,
+        "verify_downloads": bool(downloads),
+        "os_packages_dir": OS_PACKAGES_DIR,
         "modules": ["overlay", "br_netfilter"],
         "sysctls": [
             ("net.bridge.bridge-nf-call-iptables", "1"),
@@ -342,8 +364,8 @@ def _os_prep(base: dict[str, Any]) -> dict[str, Any]:
             ("net.ipv4.ip_forward", "1"),
         ],
         # kubeadm preflight checks (kubeadm "Installing kubeadm": conntrack, iptables)
-        "packages": ["iptables", "conntrack"],
-        "tools": ["iptables", "conntrack"],
+        "packages": list(OS_PREP_PACKAGES),
+        "tools": list(OS_PREP_PACKAGES),
     }
 
 
@@ -572,7 +594,7 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
         "downloads_dir": DOWNLOADS_DIR,
     }
     contexts = {
-        "bake-os-prep": {**_os_prep(base), "offline": bool(artifacts_s3)},
+        "bake-os-prep": _os_prep(base, release, artifacts_s3),
         "bake-container-runtime": _runtime(base, release, options.mirror, artifacts_s3),
         "bake-kubernetes": _kubernetes(base, release, options.mirror, artifacts_s3),
         "bake-images": _images(base, release, options.mirror, artifacts_s3),

@@ -209,24 +209,81 @@ def test_every_generated_step_passes_shellcheck(offline, tmp_path):
     assert not failures, "\n".join(failures)
 
 
-def test_missing_network_tools_fail_with_one_clear_line(offline, tmp_path):
-    """A parent image without iptables/conntrack cannot get them from Debian without internet:
-    the step says so instead of leaving apt-get's network errors to decode. dpkg-query and
-    apt-get are stand-ins on PATH (nothing is installed or fetched)."""
-    script = _check_script(offline["1.30.12-amd64"], "EnsureNetworkTools")
+def _stand_ins(tmp_path, installed: set[str]) -> dict[str, str]:
+    """dpkg-query answering "installed" for ``installed`` only, dpkg recording its arguments,
+    apt-get recording that it was called (it must never be, without internet)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stand_ins = {"dpkg-query": "exit 1", "apt-get": "echo 'Could not resolve' >&2; exit 100"}
+    bin_dir.mkdir(exist_ok=True)
+    names = " ".join(sorted(installed)) or "none"
+    stand_ins = {
+        "dpkg-query": f'for a; do last="$a"; done; for p in {names}; do [ "$p" = "$last" ] '
+                      '&& echo "install ok installed" && exit 0; done; exit 1',
+        "dpkg": f'echo "$@" >> {tmp_path}/dpkg.calls',
+        "apt-get": f"touch {tmp_path}/apt-get.called; exit 100",
+    }
     for tool, body in stand_ins.items():
         (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / tool).chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_missing_network_tools_fail_with_one_clear_line(offline, tmp_path):
+    """A parent image without iptables/conntrack and no staged packages: a build without internet
+    never runs apt-get (issue 12.11); it says what is missing and how to stage it."""
+    script = _check_script(offline["1.30.12-amd64"], "EnsureNetworkTools")
+    env = _stand_ins(tmp_path, installed=set())
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "the parent image lacks iptables conntrack and no Debian archive is reachable from this "
-        "build (--artifacts, no internet): use a parent image that has them"
+        "the parent image lacks iptables conntrack and no OS packages were staged for this build "
+        "without internet: run bake stage --os-packages and pass its overlay with --catalog, or "
+        "use a parent image that has them"
     )
+    assert not (tmp_path / "apt-get.called").exists()
+
+
+def test_staged_os_packages_are_downloaded_checked_and_installed_without_apt(
+    tmp_path, images_overlay
+):
+    """With `bake stage --os-packages`'s overlay, the offline bake-os-prep fetches each .deb
+    with S3Download, checks its SHA-256 against the catalog, and installs (dpkg -i) only the
+    packages the parent image lacks: no apt-get, no index, no network."""
+    import yaml
+
+    debs = {
+        "iptables_1.8.9-2_amd64.deb": "1" * 64,
+        "conntrack_1.4.7-1+b2_amd64.deb": "2" * 64,
+        "libc6_2.36-9+deb12u14_amd64.deb": "3" * 64,
+    }
+    overlay = tmp_path / "os-packages.yaml"
+    overlay.write_text(yaml.safe_dump(
+        {"schema": "bake.catalog/v1", "os_packages": {"debian-12": {"amd64": debs}}}
+    ))
+    release = resolve(load_catalog([images_overlay, overlay]), "1.30.12", "amd64")
+    docs = render_image_documents(release, RenderOptions(artifacts_s3=BUCKET))
+    (prep,) = [d for d in docs.components if d.name == "bake-os-prep"]
+    assert "apt-get" not in prep.text.replace("never apt-get", "")
+    steps = prep.data["phases"][0]["steps"]
+    sources = {s["inputs"][0]["source"] for s in steps if s["action"] == "S3Download"}
+    assert sources == {f"{BUCKET}/os-packages/debian-12/amd64/{name}" for name in debs}
+    verify = _check_script(docs, "VerifyDownloads", component="bake-os-prep")
+    for name, sha in debs.items():
+        assert f"{sha} /var/tmp/bake-os-packages/{name}" in verify
+    # the install step, run against stand-ins: libc6 is there already, the rest is installed
+    script = _check_script(docs, "EnsureNetworkTools", component="bake-os-prep")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for name in debs:
+        (staged / name).write_bytes(b"deb")
+    script = script.replace("/var/tmp/bake-os-packages", str(staged))
+    env = _stand_ins(tmp_path, installed={"libc6"})
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    (call,) = (tmp_path / "dpkg.calls").read_text().splitlines()
+    assert call.split() == ["-i", str(staged / "conntrack_1.4.7-1+b2_amd64.deb"),
+                            str(staged / "iptables_1.8.9-2_amd64.deb")]
+    assert not (tmp_path / "apt-get.called").exists()
+    assert not staged.exists()  # removed after installing
 
 
 def test_render_ami_with_artifacts_writes_the_offline_documents(

@@ -46,8 +46,9 @@ class MirrorUrl(click.ParamType):
 
     name = "URL"
 
-    def __init__(self, allow_dir: bool = False) -> None:
+    def __init__(self, allow_dir: bool = False, must_exist: bool = True) -> None:
         self.allow_dir = allow_dir
+        self.must_exist = must_exist
 
     def convert(self, value, param, ctx):
         if value is None:
@@ -55,7 +56,9 @@ class MirrorUrl(click.ParamType):
         from bake.catalog import parse_mirror
 
         option = param.opts[0] if param is not None else "--mirror"
-        return parse_mirror(str(value), option, allow_dir=self.allow_dir)
+        return parse_mirror(
+            str(value), option, allow_dir=self.allow_dir, must_exist=self.must_exist
+        )
 
 
 mirror_option = click.option(

@@ -19,6 +19,8 @@ import yaml
 ARCHES = ("amd64", "arm64")
 
 # k8s minor -> (source file, crictl, containerd, runc, cni-plugins, images at the minor's .0)
+# The etcd client (etcdctl, for the node agent) is the release of the minor's etcd image tag
+# (ETCD_CLIENT below): same 3.x line as the server kubeadm runs.
 # Image tags are what kubeadm itself pulls: `kubeadm config images list --kubernetes-version vX.Y.Z`
 # prints them, from cmd/kubeadm/app/constants/constants.go of the release branch at the tag:
 # SupportedEtcdVersion[minor] (the etcd tag), CoreDNSVersion, PauseVersion. The build proves them:
@@ -95,6 +97,10 @@ MINORS = {
 }
 
 
+# the etcd release whose etcdctl is baked, per minor: the version of the .0 etcd image tag
+ETCD_CLIENT = {m: tags["etcd"].split("-")[0] for m, (*_, tags) in MINORS.items()}
+
+
 def _from(minor: str, first: int, last: int, tags: dict[str, str]) -> dict[str, dict[str, str]]:
     return {f"{minor}.{p}": dict(tags) for p in range(first, last + 1)}
 
@@ -147,6 +153,7 @@ TABLES = {  # bake artifact -> kubespray table
     "containerd": "containerd_archive_checksums",
     "runc": "runc_checksums",
     "cni-plugins": "cni_binary_checksums",
+    "etcd": "etcd_binary_checksums",
 }
 
 
@@ -176,6 +183,7 @@ def derive(upstream: Path) -> dict:
             ("containerd", containerd),
             ("runc", runc),
             ("cni-plugins", cni),
+            ("etcd", ETCD_CLIENT[minor]),
         ):
             sha[name][v] = {a: _sha(d[TABLES[name]], a, v) for a in ARCHES}
         entry = {
@@ -183,6 +191,7 @@ def derive(upstream: Path) -> dict:
             "containerd": {"source": "release", "version": containerd},
             "runc": {"source": "release", "version": runc},
             "cni-plugins": cni,
+            "etcd": ETCD_CLIENT[minor],
             "images": images,
         }
         overrides = image_overrides(minor, patches)

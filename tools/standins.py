@@ -138,7 +138,7 @@ def _tar(members: list[tuple[str, bytes, int]]) -> bytes:
 
 def _gzip(data: bytes) -> bytes:
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=6) as gz:
         gz.write(data)
     return buf.getvalue()
 
@@ -244,7 +244,34 @@ def _artifact_bytes(name: str, version: str, release) -> bytes:
     if name == "cni-plugins":
         return _gzip(_tar([("./", b"", 0o755)] + [
             (f"./{p}", cni_script(p, version), 0o755) for p in CNI_PLUGINS]))
+    if name == "etcd":
+        top = f"etcd-v{version}-linux-{release.arch}"
+        real = host_etcd()
+        if real and real[0] == version:  # Debian's real etcdctl, at its own version's URL
+            etcdctl = Path(real[1]).read_bytes()
+        else:
+            etcdctl = versioned_script("etcdctl", f"etcdctl version: {version}\nAPI version: "
+                                       f"{'.'.join(version.split('.')[:2])}")
+        return _gzip(_tar([(f"{top}/", b"", 0o755), (f"{top}/etcdctl", etcdctl, 0o755)]))
     raise ValueError(f"no stand-in for artifact {name!r}")
+
+
+@functools.cache
+def host_etcd() -> tuple[str, str, str] | None:
+    """``(version, etcdctl path, etcd path)`` of Debian's etcd-client/etcd-server on this host,
+    or ``None``. The VM cluster's stand-ins run the REAL etcd: the etcd client artifact carries
+    this etcdctl (pinned at its own version) and the etcd image stand-in carries this etcd."""
+    import shutil
+    import subprocess
+
+    etcdctl, etcd = shutil.which("etcdctl"), shutil.which("etcd")
+    if not etcdctl or not etcd:
+        return None
+    out = subprocess.run([etcdctl, "version"], capture_output=True, text=True).stdout
+    first = out.splitlines()[0] if out else ""
+    if not first.startswith("etcdctl version: "):
+        return None
+    return first.split(": ", 1)[1].strip(), etcdctl, etcd
 
 
 def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
@@ -264,11 +291,19 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
     Raises:
         bake.errors.CatalogError: unknown version or arch; ``ValueError``: unknown tamper name.
     """
-    from bake.catalog import load_catalog, resolve
+    from dataclasses import replace
+
+    from bake.catalog import ARTIFACT_SPECS, load_catalog, resolve
 
     out = Path(out).resolve()
     mirror = out / "mirror"
     base = resolve(load_catalog(), k8s, arch)
+    real_etcd = host_etcd()
+    if real_etcd:  # the client artifact at the version of the real etcdctl it carries
+        spec = ARTIFACT_SPECS["etcd"]
+        base = replace(base, artifacts=tuple(
+            replace(a, version=real_etcd[0], url=spec.url.format(version=real_etcd[0], arch=arch))
+            if a.name == "etcd" else a for a in base.artifacts))
     files: dict[str, str] = {}
     checksums: dict[str, dict] = {}
     paths: dict[str, Path] = {}
@@ -296,12 +331,14 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
         paths[image.name] = mirror / image.archive_path
     overlay_doc: dict = {"schema": "bake.catalog/v1", "checksums": checksums,
                          "image_archives": {arch: archives}}
+    entry: dict = {"etcd": base.artifact("etcd").version}
     if runtime == "os-package":
-        overlay_doc["kubernetes"] = {base.minor: {
+        entry.update({
             "containerd": {"source": "os-package", "package": "containerd"},
-            "runc": {"source": "os-package", "package": "runc"}}}
+            "runc": {"source": "os-package", "package": "runc"}})
     elif runtime != "release":
         raise ValueError(f"unknown runtime {runtime!r}: use release or os-package")
+    overlay_doc["kubernetes"] = {base.minor: entry}
     overlay = out / "catalog-overlay.yaml"
     overlay.write_text(OVERLAY_HEADER + yaml.safe_dump(overlay_doc, sort_keys=True))
     release = resolve(load_catalog([overlay]), base.kubernetes_version, arch)

@@ -12,6 +12,8 @@ Download locations (facts encoded in ``ARTIFACT_SPECS``):
 - containerd: ``containerd/containerd`` releases, ``containerd-<ver>-linux-<arch>.tar.gz``.
 - runc: ``opencontainers/runc`` releases, ``runc.<arch>``.
 - CNI plugins: ``containernetworking/plugins`` releases, ``cni-plugins-linux-<arch>-v<ver>.tgz``.
+- etcd client (``etcdctl``, which the node agent uses to reconcile etcd members before a
+  control-plane join): ``etcd-io/etcd`` releases, ``etcd-v<ver>-linux-<arch>.tar.gz``.
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ ARTIFACT_SPECS: dict[str, ArtifactSpec] = {
             "https://github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz",
             "tar.gz",
             "/opt/cni/bin",
+        ),
+        ArtifactSpec(
+            "etcd",
+            "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-{arch}.tar.gz",
+            "tar.gz",
+            "/usr/bin",
         ),
     )
 }
@@ -226,8 +234,8 @@ class Release:
         minor: e.g. ``1.30``.
         arch: ``amd64`` or ``arm64``.
         os: the image OS, ``debian-12``.
-        artifacts: kubeadm, kubelet, kubectl, crictl, containerd, runc, cni-plugins, in install
-            order.
+        artifacts: kubeadm, kubelet, kubectl, crictl, containerd, runc, cni-plugins, etcd (the
+            client tools), in install order.
         images: the kubeadm image set.
         catalog_sources: the catalog files that were merged, shipped one first.
         os_packages: OS package files staged for builds without internet (``os_packages`` of
@@ -403,6 +411,7 @@ _CATALOG_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "crictl": {"type": "string", "pattern": PATCH_RE.pattern},
                     "cni-plugins": {"type": "string", "pattern": PATCH_RE.pattern},
+                    "etcd": {"type": "string", "pattern": PATCH_RE.pattern},
                     "containerd": {"$ref": "#/$defs/runtime"},
                     "runc": {"$ref": "#/$defs/runtime"},
                     "images": {"$ref": "#/$defs/tags"},
@@ -656,7 +665,7 @@ def resolve(
     version = resolve_version(catalog, request, arch)
     minor = version.rsplit(".", 1)[0]
     entry = catalog.data["kubernetes"][minor]
-    for key in ("crictl", "cni-plugins", "containerd", "runc", "images"):
+    for key in ("crictl", "cni-plugins", "etcd", "containerd", "runc", "images"):
         if key not in entry:
             raise CatalogError(f"catalog entry for Kubernetes {minor} lacks {key!r}")
     artifacts = (
@@ -667,6 +676,7 @@ def resolve(
         _runtime(catalog, "containerd", entry["containerd"], arch),
         _runtime(catalog, "runc", entry["runc"], arch),
         _artifact(catalog, "cni-plugins", entry["cni-plugins"], arch),
+        _artifact(catalog, "etcd", entry["etcd"], arch),
     )
     tags = dict(entry["images"])
     tags.update(entry.get("image_overrides", {}).get(version, {}))
@@ -731,6 +741,7 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
                 "containerd": rt["containerd"].get("version") or rt["containerd"].get("source"),
                 "runc": rt["runc"].get("version") or rt["runc"].get("source"),
                 "cni_plugins": entry.get("cni-plugins"),
+                "etcd": entry.get("etcd"),
                 "images": dict(entry.get("images", {})),
             }
         )

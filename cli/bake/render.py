@@ -97,6 +97,7 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "containerd": ("/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2"),
     "runc": ("/usr/sbin/runc",),
     "cni-plugins": ("/opt/cni/bin/*",),
+    "etcd": ("/usr/bin/etcdctl",),
 }
 _SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
 # s3://<bucket>[/<prefix>]: bucket naming rules (Amazon S3 user guide, "Bucket naming rules"),
@@ -307,6 +308,12 @@ def _install_commands(artifact: Artifact) -> list[str]:
         return [f"install -D -m 0755 -o root -g root {src} {dest}"]
     if artifact.name == "crictl":
         return [f"tar -xzf {src} -C {dest} --no-same-owner crictl", f"chmod 0755 {dest}/crictl"]
+    if artifact.name == "etcd":  # the client only: etcd itself runs from the kubeadm image set
+        top = _safe(f"etcd-v{artifact.version}-linux-{artifact.arch}")
+        return [
+            f"tar -xzf {src} -C {dest} --no-same-owner --strip-components=1 {top}/etcdctl",
+            f"chmod 0755 {dest}/etcdctl",
+        ]
     return [f"mkdir -p {dest}", f"tar -xzf {src} -C {dest} --no-same-owner"]
 
 
@@ -419,12 +426,14 @@ def _kubernetes(
     base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
 ) -> dict[str, Any]:
     arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
+    etcd = release.artifact("etcd")
     return {
         **base,
-        "downloads": [_download(a, mirror, artifacts_s3) for a in arts],
+        "downloads": [_download(a, mirror, artifacts_s3) for a in (*arts, etcd)],
         "verify_downloads": bool(artifacts_s3 and arts),
-        "install_commands": [line for a in arts for line in _install_commands(a)],
+        "install_commands": [line for a in (*arts, etcd) for line in _install_commands(a)],
         "sha_checks": [{"path": _safe(a.install), "sha256": a.sha256} for a in arts],
+        "etcd_version": _safe(etcd.version),
         "kubelet_unit": read_text("components", "files/kubelet.service"),
         "kubelet_unit_path": "/lib/systemd/system/kubelet.service",
         "kubeadm_dropin": read_text("components", "files/10-kubeadm.conf"),

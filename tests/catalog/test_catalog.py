@@ -35,7 +35,9 @@ def test_exact_patch_is_kept(catalog):
 def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     release = resolve(catalog, minor, arch)
     names = [a.name for a in release.artifacts]
-    assert names == ["kubeadm", "kubelet", "kubectl", "crictl", "containerd", "runc", "cni-plugins"]
+    assert names == [
+        "kubeadm", "kubelet", "kubectl", "crictl", "containerd", "runc", "cni-plugins", "etcd"
+    ]
     for artifact in release.artifacts:
         assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256), artifact
         assert artifact.url.startswith("https://")

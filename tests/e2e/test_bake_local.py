@@ -389,7 +389,12 @@ def test_an_image_failing_its_tests_is_not_published(bake_cli, tmp_path, state_b
 
     generated = standins.generate("1.30", "amd64", tmp_path / "wrong", runtime="os-package")
     kubeadm = next(generated.mirror.rglob("bin/linux/amd64/kubeadm"))
-    kubeadm.write_text("#!/bin/sh\n# bake test stand-in, deliberately wrong\necho v1.29.0\n")
+    # right about its image set (bake-images' validate check passes), wrong about its version
+    images = "\n".join(f"echo {i.ref}" for i in generated.release.images)
+    kubeadm.write_text(
+        "#!/bin/sh\n# bake test stand-in, deliberately wrong\n"
+        f'case "$*" in "config images list"*) {images};; *) echo v1.29.0;; esac\n'
+    )
     overlay = yaml.safe_load(generated.overlay.read_text())
     digest = hashlib.sha256(kubeadm.read_bytes()).hexdigest()
     overlay["checksums"]["kubeadm"]["1.30.12"]["amd64"] = digest

@@ -138,6 +138,7 @@ def test_manifest_lists_the_agent(release, tmp_path):
         "/usr/bin/containerd-shim-runc-v2",
         "/usr/sbin/runc",
         "/opt/cni/bin/bridge",
+        "/usr/bin/etcdctl",
     ]:
         (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (root / path.lstrip("/")).write_text(f"stand-in {path}\n")

@@ -56,6 +56,7 @@ def test_manifest_step_writes_the_contract(
         "/usr/sbin/runc",
         "/opt/cni/bin/bridge",
         "/opt/cni/bin/loopback",
+        "/usr/bin/etcdctl",
     ]:
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

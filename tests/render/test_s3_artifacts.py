@@ -127,7 +127,8 @@ def test_the_sha256_check_passes_pinned_files_and_fails_a_tampered_one(tmp_path)
     the catalog entries of kubeadm, kubelet and kubectl are pointed at the stand-ins' SHA-256."""
     import dataclasses
 
-    contents = {n: f"stand-in {n}\n".encode() for n in ("kubeadm", "kubelet", "kubectl")}
+    names = ("kubeadm", "kubelet", "kubectl", "etcd")
+    contents = {n: f"stand-in {n}\n".encode() for n in names}
     release = resolve(load_catalog(), "1.30.12", "amd64")
     artifacts = tuple(
         dataclasses.replace(a, sha256=hashlib.sha256(contents[a.name]).hexdigest())
@@ -140,11 +141,12 @@ def test_the_sha256_check_passes_pinned_files_and_fails_a_tampered_one(tmp_path)
     script = _check_script(docs, "VerifyDownloads", component="bake-kubernetes")
     script = script.replace(DOWNLOADS_DIR, str(tmp_path))
 
+    files = {a.name: a.filename for a in release.artifacts if a.name in contents}
     for name, content in contents.items():
-        (tmp_path / name).write_bytes(content)
+        (tmp_path / files[name]).write_bytes(content)
     ok = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert all((tmp_path / name).exists() for name in contents)
+    assert all((tmp_path / files[name]).exists() for name in contents)
 
     (tmp_path / "kubelet").write_bytes(b"tampered\n")
     bad = subprocess.run(["bash", "-c", script], capture_output=True, text=True)

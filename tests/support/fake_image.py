@@ -73,12 +73,14 @@ def install_toolbox(root: Path) -> None:
     _link(root, "/usr/bin/sh", "dash")
 
 
-def _extract(archive: Path, dest: Path, strip_dirs: bool = False) -> list[Path]:
-    """Unpack a tar.gz's regular files under ``dest``; returns the installed paths."""
+def _extract(archive: Path, dest: Path, strip_dirs: bool = False,
+             only: tuple[str, ...] = ()) -> list[Path]:
+    """Unpack a tar.gz's regular files under ``dest`` (only those named ``only``, when given);
+    returns the installed paths."""
     installed = []
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
-            if not member.isfile():
+            if not member.isfile() or (only and Path(member.name).name not in only):
                 continue
             name = Path(member.name).name if strip_dirs else member.name.removeprefix("./")
             data = tar.extractfile(member).read()
@@ -138,6 +140,9 @@ def build_fake_image(root: Path, mirror) -> dict:
             shutil.copyfile(src, dest)
             dest.chmod(0o755)
             installed = [dest]
+        elif art.name == "etcd":  # the component installs the client only, from etcd-v<v>-.../
+            installed = _extract(src, root / art.install.lstrip("/"), strip_dirs=True,
+                                 only=("etcdctl",))
         else:
             installed = _extract(src, root / art.install.lstrip("/"))
         files = {"/" + str(p.relative_to(root)): _sha(p) for p in sorted(installed)}

@@ -155,7 +155,7 @@ def test_image_manifest(host, manifest):
         assert manifest.get(key), f"{MANIFEST} lacks {key!r}"
     names = {a.get("name") for a in manifest["artifacts"]}
     missing = {"kubeadm", "kubelet", "kubectl", "crictl", "containerd", "runc",
-               "cni-plugins"} - names
+               "cni-plugins", "etcd"} - names
     assert not missing, f"{MANIFEST} lacks artifacts: {', '.join(sorted(missing))}"
 
 
@@ -222,6 +222,10 @@ def test_artifact_version(host, artifact):
     elif name == "cni-plugins":
         got = _version_output(host, "/opt/cni/bin/bridge")  # no CNI_COMMAND: prints its version
         assert f"v{version}" in got, f"/opt/cni/bin/bridge reported {got.splitlines()[:1]}"
+    elif name == "etcd":
+        got = _version_output(host, "/usr/bin/etcdctl version")
+        assert got.splitlines()[:1] == [f"etcdctl version: {version}"], (
+            f"etcdctl version printed {got.splitlines()[:1]}")
     else:
         pytest.skip(f"no version query known for {name}")
 

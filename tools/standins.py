@@ -15,7 +15,7 @@ without timestamp), so digests are stable across runs and machines.
 Usage (a dev/test tool, not shipped in the wheel)::
 
     python tools/standins.py generate --k8s 1.30 --arch amd64 --out DIR \
-        [--runtime release|os-package] [--tamper NAME]
+        [--runtime release|os-package] [--tamper NAME] [--flavor script|cluster]
     python tools/standins.py serve DIR [--port 0] [--pidfile FILE]
 
 As a library: ``generate(...) -> Generated`` and ``serve_in_thread(dir) -> (url, stop)``.
@@ -84,6 +84,18 @@ def kubeadm_script(version: str, images: list[str]) -> bytes:
     })
 
 
+def cluster_standin(name: str, version: str, images: list[str]) -> bytes:
+    """The VM-cluster stand-in for ``name`` (kubeadm, kubelet or kubectl): the Python program
+    tools/standin_k8s.py (one program; the name it is installed under picks the tool), with the
+    release's version and image set prepended. It answers the same version queries as the
+    script stand-ins and also runs init/join/reset against the REAL etcd (see that file)."""
+    body = (Path(__file__).resolve().parent / "standin_k8s.py").read_text()
+    header = (f"#!/usr/bin/python3\n# {STANDIN_NOTE.format(name=name)} (bake's VM-cluster "
+              "stand-in, tools/standin_k8s.py).\n"
+              f"KUBERNETES_VERSION = {json.dumps(version)}\nIMAGES = {json.dumps(images)}\n")
+    return (header + body).encode()
+
+
 def kubelet_script(version: str) -> bytes:
     """``kubelet --version`` -> ``Kubernetes v1.30.12``."""
     return _script("kubelet", {'"--version"|"version"': f"Kubernetes v{version}"})
@@ -147,15 +159,28 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def oci_archive(ref: str, tag: str, arch: str) -> bytes:
-    """A valid OCI image-layout tar for ``ref`` (one tiny gzip layer holding a note file).
+def etcd_layer_members() -> list[tuple[str, bytes, int]]:
+    """Debian's real etcd (etcd-server) with the C library it links, as an image layer: what
+    the etcd image stand-in of VM clusters carries, so the kubelet stand-in runs real etcd."""
+    real = host_etcd()
+    if real is None:
+        raise RuntimeError("the VM-cluster stand-ins need Debian's etcd-server and etcd-client "
+                           "on this host (make deb-deps)")
+    members = [("usr/", b"", 0o755), ("usr/local/", b"", 0o755), ("usr/local/bin/", b"", 0o755),
+               ("usr/local/bin/etcd", Path(real[2]).read_bytes(), 0o755)]
+    return members
+
+
+def oci_archive(ref: str, tag: str, arch: str, extra: list | None = None) -> bytes:
+    """A valid OCI image-layout tar for ``ref`` (one gzip layer holding a note file, plus
+    ``extra`` members ``(name, data, mode)``).
 
     Layout: ``oci-layout``, ``index.json`` (one manifest descriptor annotated with
     ``io.containerd.image.name`` = ``ref`` and ``org.opencontainers.image.ref.name`` = ``tag``),
     ``blobs/sha256/<digest>`` for manifest, config and layer.
     """
     note = f"{STANDIN_NOTE.format(name=ref)}\n".encode()
-    layer_tar = _tar([("etc/", b"", 0o755), ("etc/bake-standin", note, 0o644)])
+    layer_tar = _tar([("etc/", b"", 0o755), ("etc/bake-standin", note, 0o644), *(extra or [])])
     layer = _gzip(layer_tar)
     config = json.dumps({
         "architecture": arch, "os": "linux",
@@ -216,8 +241,10 @@ def _mirror_path(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
-def _artifact_bytes(name: str, version: str, release) -> bytes:
+def _artifact_bytes(name: str, version: str, release, flavor: str = "script") -> bytes:
     k8s = release.kubernetes_version
+    if flavor == "cluster" and name in ("kubeadm", "kubelet", "kubectl"):
+        return cluster_standin(name, k8s, [i.ref for i in release.images])
     if name == "kubeadm":
         return kubeadm_script(k8s, [i.ref for i in release.images])
     if name == "kubelet":
@@ -275,7 +302,7 @@ def host_etcd() -> tuple[str, str, str] | None:
 
 
 def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
-             tamper: str | None = None) -> Generated:
+             tamper: str | None = None, flavor: str = "script") -> Generated:
     """Write stand-ins for the release ``k8s``/``arch`` resolves to, and their overlay.
 
     Args:
@@ -286,6 +313,9 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
             ``os-package`` (overlay sets both to ``source: os-package``: Debian's real packages).
         tamper: an artifact or image name whose mirror file is altered *after* the overlay is
             written, so its SHA-256 no longer matches (checksum-mismatch tests).
+        flavor: ``script`` (POSIX sh stand-ins that answer version queries) or ``cluster``
+            (the Python stand-ins that form a cluster on VMs, tools/standin_k8s.py, and an
+            etcd image carrying Debian's real etcd).
     Returns:
         ``Generated``.
     Raises:
@@ -320,13 +350,14 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
                                                                                  "runc")):
             continue
         rel = _mirror_path(art.url)
-        data = _artifact_bytes(art.name, art.version, base)
+        data = _artifact_bytes(art.name, art.version, base, flavor)
         write(rel, data, 0o755 if art.kind == "binary" else 0o644)
         checksums.setdefault(art.name, {})[art.version] = {arch: files[rel]}
         paths[art.name] = mirror / rel
     archives: dict[str, str] = {}
     for image in base.images:
-        write(image.archive_path, oci_archive(image.ref, image.tag, arch))
+        extra = etcd_layer_members() if flavor == "cluster" and image.name == "etcd" else None
+        write(image.archive_path, oci_archive(image.ref, image.tag, arch, extra))
         archives[image.ref] = files[image.archive_path]
         paths[image.name] = mirror / image.archive_path
     overlay_doc: dict = {"schema": "bake.catalog/v1", "checksums": checksums,
@@ -398,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", required=True, type=Path)
     g.add_argument("--runtime", choices=["release", "os-package"], default="release")
     g.add_argument("--tamper", metavar="NAME")
+    g.add_argument("--flavor", choices=["script", "cluster"], default="script",
+                   help="cluster: the stand-ins that form a VM cluster with real etcd")
     s = sub.add_parser("serve", help="serve DIR/mirror over HTTP on 127.0.0.1")
     s.add_argument("dir", type=Path)
     s.add_argument("--port", type=int, default=0)
@@ -407,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         from bake.errors import BakeError
 
         try:
-            gen = generate(args.k8s, args.arch, args.out, args.runtime, args.tamper)
-        except (BakeError, ValueError) as exc:
+            gen = generate(args.k8s, args.arch, args.out, args.runtime, args.tamper, args.flavor)
+        except (BakeError, ValueError, RuntimeError) as exc:
             print(f"standins: error: {exc}", file=sys.stderr)
             return 2
         print(f"stand-ins (NOT the real binaries) for Kubernetes "

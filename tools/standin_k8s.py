@@ -1,0 +1,1105 @@
+# bake test stand-in for kubeadm, kubelet and kubectl (one program; its name picks the tool).
+#
+# NOT the real Kubernetes tools: Kubernetes binaries cannot be downloaded on bake's development
+# machines, so local VM clusters bake this instead (tools/standins.py prepends the release's
+# version and image set). What is real around it: the etcd it runs is Debian's etcd-server
+# (carried in the etcd image stand-in, started by the kubelet stand-in from the static pod
+# manifest kubeadm writes), with TLS from a real CA made by openssl; control-plane joins add
+# the member as a learner through the existing cluster and promote it (etcdctl, as kubeadm does);
+# certificates and kubeconfigs land where kubeadm writes them; bootstrap tokens and the
+# uploaded certificates live in etcd with their TTLs. The API server is a small stand-in API
+# health endpoint on 6443 (TLS, /readyz backed by etcd's health) that also serves the
+# discovery, TLS bootstrap and apply calls the other stand-ins need; it is not kube-apiserver.
+#
+# Environment (for tests on one host; defaults are the real paths):
+#   BAKE_STANDIN_ROOT     prefix of /etc/kubernetes, /var/lib/{kubelet,etcd}, /var/lib/bake
+#   BAKE_STANDIN_SYSTEMD  "0": kubeadm starts the kubelet itself instead of systemctl
+#   BAKE_STANDIN_LOOPBACK "0": etcd does not also listen on 127.0.0.1 (several nodes, one host)
+#   BAKE_STANDIN_CERT_TTL seconds the uploaded certificates live (default 7200, kubeadm's 2 h)
+#   BAKE_STANDIN_ETCD     path of an etcd binary to run instead of the etcd image's own
+# The stdlib, python3-yaml, openssl and etcdctl are all it needs (all in bake's images).
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+# the release: tools/standins.py prepends both to this file (defaults when run from the tree)
+KUBERNETES_VERSION = globals().get("KUBERNETES_VERSION", "0.0.0")
+IMAGES = globals().get("IMAGES", [])
+ROOT = Path(os.environ.get("BAKE_STANDIN_ROOT", "/"))
+K8S = ROOT / "etc/kubernetes"
+PKI = K8S / "pki"
+MANIFESTS = K8S / "manifests"
+KUBELET_DIR = ROOT / "var/lib/kubelet"
+ETCD_DATA = ROOT / "var/lib/etcd"
+IMAGE_MANIFEST = ROOT / "etc/bake/image-manifest.json"
+CERT_TTL = int(float(os.environ.get("BAKE_STANDIN_CERT_TTL", "7200")))
+SYSTEMD = os.environ.get("BAKE_STANDIN_SYSTEMD", "1") != "0"
+LOOPBACK = os.environ.get("BAKE_STANDIN_LOOPBACK", "1") != "0"
+SHARED_CERTS = ("ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt",
+                "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key")
+TOKEN_PREFIX = "/bake-standin/bootstrap-tokens/"
+CERTS_KEY = "/bake-standin/kubeadm-certs"
+NODES_PREFIX = "/bake-standin/nodes/"
+APPLIED_PREFIX = "/bake-standin/applied/"
+CONFIG_KEY = "/bake-standin/kubeadm-config"
+
+
+class Fail(Exception):
+    """One line for the user; exit 1."""
+
+
+def say(*parts):
+    print(f"[{NAME}]", *parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def run(argv, check=True, input=None, timeout=120):
+    proc = subprocess.run(argv, capture_output=True, text=input is None or isinstance(input, str),
+                          input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise Fail(f"{' '.join(str(a) for a in argv[:3])} failed: {last}")
+    return proc
+
+
+def write(path: Path, data, mode=0o600):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def b64(data) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def load_config(path):
+    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    kinds = {}
+    for doc in docs:
+        api = doc.get("apiVersion", "")
+        if api not in ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"):
+            raise Fail(f"unsupported kubeadm config apiVersion {api!r}")
+        kinds[doc["kind"]] = doc
+    return kinds
+
+
+def host_port(endpoint: str):
+    host, _, port = endpoint.rpartition(":")
+    return host, int(port or 6443)
+
+
+# ---------------------------------------------------------------- PKI (openssl)
+
+
+def new_key(path: Path):
+    run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-out", str(path)])
+    path.chmod(0o600)
+
+
+def new_ca(name: str, cn: str):
+    key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    new_key(key)
+    run(["openssl", "req", "-x509", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-days",
+         "3650", "-sha256", "-out", str(crt), "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"])
+    crt.chmod(0o644)
+
+
+def sign(name: str, ca: str, subject: str, usages: str, sans=()):
+    """A leaf certificate ``PKI/<name>.{crt,key}`` signed by ``PKI/<ca>.{crt,key}``."""
+    key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    new_key(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        csr, ext = Path(tmp) / "req.csr", Path(tmp) / "ext.cnf"
+        run(["openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr)])
+        lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+                 f"extendedKeyUsage={usages}"]
+        if sans:
+            lines.append("subjectAltName=" + ",".join(sans))
+        ext.write_text("\n".join(lines) + "\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"), "-CAkey",
+             str(PKI / f"{ca}.key"), "-set_serial", str(secrets.randbits(63)), "-days", "365",
+             "-sha256", "-out", str(crt), "-extfile", str(ext)])
+    crt.chmod(0o644)
+
+
+def sign_csr(csr_pem: str, subject_check=None) -> str:
+    """Sign a CSR with the cluster CA (the TLS bootstrap a kubelet does)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        csr, ext, crt = Path(tmp) / "r.csr", Path(tmp) / "e.cnf", Path(tmp) / "c.crt"
+        csr.write_text(csr_pem)
+        subject = run(["openssl", "req", "-in", str(csr), "-noout", "-subject"]).stdout
+        if subject_check and not subject_check(subject):
+            raise Fail(f"refusing to sign {subject.strip()}")
+        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                       "extendedKeyUsage=clientAuth\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / "ca.crt"), "-CAkey",
+             str(PKI / "ca.key"), "-set_serial", str(secrets.randbits(63)), "-days", "365",
+             "-sha256", "-out", str(crt), "-extfile", str(ext)])
+        return crt.read_text()
+
+
+def ca_cert_hash(ca_pem: bytes) -> str:
+    """``sha256:<hex>`` of the CA's SubjectPublicKeyInfo (kubeadm's discovery hash)."""
+    pub = run(["openssl", "x509", "-pubkey", "-noout"], input=ca_pem).stdout
+    der = run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub).stdout
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def node_certs(name: str, ip: str, cert_sans=(), endpoint_host=None):
+    """This node's certificates, signed by the shared CAs (kubeadm's `certs` phase)."""
+    api_sans = [f"DNS:{name}", "DNS:kubernetes", "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+                f"IP:{ip}", "IP:10.96.0.1"]
+    for san in [*cert_sans, *([endpoint_host] if endpoint_host else [])]:
+        entry = f"IP:{san}" if san.replace(".", "").isdigit() else f"DNS:{san}"
+        if entry not in api_sans:
+            api_sans.append(entry)
+    sign("apiserver", "ca", "/CN=kube-apiserver", "serverAuth", api_sans)
+    sign("apiserver-kubelet-client", "ca",
+         "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client", "clientAuth")
+    sign("front-proxy-client", "front-proxy-ca", "/CN=front-proxy-client", "clientAuth")
+    etcd_sans = [f"DNS:{name}", "DNS:localhost", f"IP:{ip}", "IP:127.0.0.1"]
+    sign("etcd/server", "etcd/ca", f"/CN={name}", "serverAuth,clientAuth", etcd_sans)
+    sign("etcd/peer", "etcd/ca", f"/CN={name}", "serverAuth,clientAuth", etcd_sans)
+    sign("etcd/healthcheck-client", "etcd/ca", "/CN=kube-etcd-healthcheck-client", "clientAuth")
+    sign("apiserver-etcd-client", "etcd/ca", "/CN=kube-apiserver-etcd-client", "clientAuth")
+
+
+def kubeconfig(path: Path, server: str, user: str, cert: str, cluster: str = "kubernetes"):
+    ca = (PKI / "ca.crt").read_bytes()
+    doc = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server,
+                                                   "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": b64((PKI / f"{cert}.crt").read_bytes()),
+            "client-key-data": b64((PKI / f"{cert}.key").read_bytes())}}],
+        "contexts": [{"name": f"{user}@{cluster}", "context": {"cluster": cluster, "user": user}}],
+        "current-context": f"{user}@{cluster}",
+    }
+    write(path, yaml.safe_dump(doc, sort_keys=False))
+
+
+def control_plane_kubeconfigs(server: str, local: str, cluster: str):
+    sign("admin", "ca", "/O=kubeadm:cluster-admins/CN=kubernetes-admin", "clientAuth")
+    kubeconfig(K8S / "admin.conf", server, "kubernetes-admin", "admin", cluster)
+    sign("controller-manager", "ca", "/CN=system:kube-controller-manager", "clientAuth")
+    kubeconfig(K8S / "controller-manager.conf", local, "system:kube-controller-manager",
+               "controller-manager", cluster)
+    sign("scheduler", "ca", "/CN=system:kube-scheduler", "clientAuth")
+    kubeconfig(K8S / "scheduler.conf", local, "system:kube-scheduler", "scheduler", cluster)
+    for tmp in ("admin", "controller-manager", "scheduler"):  # kubeadm keeps them only inside
+        (PKI / f"{tmp}.crt").unlink(missing_ok=True)
+        (PKI / f"{tmp}.key").unlink(missing_ok=True)
+
+
+def kubelet_kubeconfig(name: str, server: str, cert_pem: str, key_path: Path):
+    ca = (PKI / "ca.crt").read_bytes()
+    doc = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "default-cluster", "cluster": {
+            "server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": "default-auth", "user": {
+            "client-certificate-data": b64(cert_pem),
+            "client-key-data": b64(key_path.read_bytes())}}],
+        "contexts": [{"name": "default-context", "context": {
+            "cluster": "default-cluster", "user": "default-auth", "namespace": "default"}}],
+        "current-context": "default-context",
+    }
+    write(K8S / "kubelet.conf", yaml.safe_dump(doc, sort_keys=False))
+
+
+# ---------------------------------------------------------------- certificate key (upload-certs)
+
+
+def encrypt(key_hex: str, data: bytes) -> str:
+    iv = secrets.token_hex(16)
+    out = run(["openssl", "enc", "-aes-256-cbc", "-K", key_hex, "-iv", iv], input=data).stdout
+    mac = hashlib.sha256(bytes.fromhex(key_hex) + out).hexdigest()
+    return json.dumps({"iv": iv, "data": b64(out), "mac": mac})
+
+
+def decrypt(key_hex: str, blob: str) -> bytes:
+    doc = json.loads(blob)
+    data = unb64(doc["data"])
+    if hashlib.sha256(bytes.fromhex(key_hex) + data).hexdigest() != doc["mac"]:
+        raise Fail("error downloading certs: the certificate key does not decrypt them "
+                   "(wrong or rotated key)")
+    return run(["openssl", "enc", "-d", "-aes-256-cbc", "-K", key_hex, "-iv", doc["iv"]],
+               input=data).stdout
+
+
+def shared_certs_blob() -> bytes:
+    return json.dumps({name: b64((PKI / name).read_bytes()) for name in SHARED_CERTS}).encode()
+
+
+# ---------------------------------------------------------------- etcd (its v3 JSON gateway)
+
+
+def etcd_tls():
+    ctx = ssl.create_default_context(cafile=str(PKI / "etcd/ca.crt"))
+    ctx.load_cert_chain(str(PKI / "apiserver-etcd-client.crt"),
+                        str(PKI / "apiserver-etcd-client.key"))
+    return ctx
+
+
+class Etcd:
+    """etcd through its v3 JSON gateway (etcd docs, "gRPC gateway")."""
+
+    def __init__(self, endpoints):
+        self.endpoints = list(endpoints)
+        self.ctx = etcd_tls()
+
+    def call(self, path, body):
+        last = None
+        for endpoint in self.endpoints:
+            req = urllib.request.Request(f"{endpoint}{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, context=self.ctx, timeout=10) as resp:
+                    return json.loads(resp.read() or b"{}")
+            except (OSError, ValueError) as exc:
+                last = exc
+        raise Fail(f"etcd {path} failed on {', '.join(self.endpoints)}: {last}")
+
+    def put(self, key, value, ttl=None):
+        body = {"key": b64(key), "value": b64(value)}
+        if ttl:
+            body["lease"] = self.call("/v3/lease/grant", {"TTL": int(ttl)})["ID"]
+        self.call("/v3/kv/put", body)
+
+    def get(self, key):
+        kvs = self.call("/v3/kv/range", {"key": b64(key)}).get("kvs", [])
+        return unb64(kvs[0]["value"]).decode() if kvs else None
+
+    def prefix(self, prefix):
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        kvs = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}).get("kvs", [])
+        return {unb64(kv["key"]).decode(): unb64(kv["value"]).decode() for kv in kvs}
+
+    def delete(self, key):
+        self.call("/v3/kv/deleterange", {"key": b64(key)})
+
+
+def etcdctl(endpoints, *args, check=True):
+    argv = ["etcdctl", "--endpoints", ",".join(endpoints), "--cacert", str(PKI / "etcd/ca.crt"),
+            "--cert", str(PKI / "apiserver-etcd-client.crt"), "--key",
+            str(PKI / "apiserver-etcd-client.key"), "--dial-timeout=5s", "--command-timeout=15s",
+            *args]
+    return run(argv, check=check, timeout=60)
+
+
+def local_etcd():
+    return Etcd([f"https://{advertise_ip()}:2379"])
+
+
+def advertise_ip():
+    manifest = MANIFESTS / "etcd.yaml"
+    for arg in yaml.safe_load(manifest.read_text())["spec"]["containers"][0]["command"]:
+        if arg.startswith("--advertise-client-urls="):
+            return arg.split("//", 1)[1].rsplit(":", 1)[0]
+    raise Fail("no etcd on this node")
+
+
+# ---------------------------------------------------------------- static pod manifests
+
+
+def pod(name, image, command, port=None):
+    container = {"name": name, "image": image, "command": command}
+    if port:
+        container["livenessProbe"] = {"httpGet": {"host": "127.0.0.1", "path": "/healthz",
+                                                  "port": port, "scheme": "HTTPS"}}
+    doc = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "kube-system",
+                        "labels": {"component": name, "tier": "control-plane"}},
+           "spec": {"hostNetwork": True, "containers": [container],
+                    "priorityClassName": "system-node-critical"}}
+    write(MANIFESTS / f"{name}.yaml", yaml.safe_dump(doc, sort_keys=False), 0o600)
+
+
+def image(name):
+    for ref in IMAGES:
+        if f"/{name}:" in ref:
+            return ref
+    raise Fail(f"no {name} image in the image set")
+
+
+def etcd_manifest(name, ip, initial_cluster, state):
+    clients = f"https://{ip}:2379" + (",https://127.0.0.1:2379" if LOOPBACK else "")
+    command = ["etcd", f"--name={name}", f"--data-dir={ETCD_DATA}",
+               f"--listen-client-urls={clients}", f"--advertise-client-urls=https://{ip}:2379",
+               f"--listen-peer-urls=https://{ip}:2380",
+               f"--initial-advertise-peer-urls=https://{ip}:2380",
+               f"--initial-cluster={initial_cluster}", f"--initial-cluster-state={state}",
+               f"--cert-file={PKI}/etcd/server.crt", f"--key-file={PKI}/etcd/server.key",
+               "--client-cert-auth=true", f"--trusted-ca-file={PKI}/etcd/ca.crt",
+               f"--peer-cert-file={PKI}/etcd/peer.crt", f"--peer-key-file={PKI}/etcd/peer.key",
+               "--peer-client-cert-auth=true", f"--peer-trusted-ca-file={PKI}/etcd/ca.crt",
+               "--snapshot-count=10000"]
+    if LOOPBACK:
+        command.append("--listen-metrics-urls=http://127.0.0.1:2381")
+    pod("etcd", image("etcd"), command)
+
+
+def control_plane_manifests(ip, cluster_config):
+    net = cluster_config.get("networking", {})
+    pod("kube-apiserver", image("kube-apiserver"), [
+        "kube-apiserver", f"--advertise-address={ip}", "--secure-port=6443",
+        f"--tls-cert-file={PKI}/apiserver.crt", f"--tls-private-key-file={PKI}/apiserver.key",
+        f"--client-ca-file={PKI}/ca.crt", f"--etcd-servers=https://{ip}:2379",
+        f"--etcd-cafile={PKI}/etcd/ca.crt", f"--etcd-certfile={PKI}/apiserver-etcd-client.crt",
+        f"--etcd-keyfile={PKI}/apiserver-etcd-client.key",
+        f"--service-cluster-ip-range={net.get('serviceSubnet', '10.96.0.0/12')}",
+        f"--service-account-key-file={PKI}/sa.pub"], port=6443)
+    pod("kube-controller-manager", image("kube-controller-manager"), [
+        "kube-controller-manager", f"--kubeconfig={K8S}/controller-manager.conf",
+        f"--cluster-cidr={net.get('podSubnet', '')}", "--allocate-node-cidrs=true"], port=10257)
+    pod("kube-scheduler", image("kube-scheduler"), [
+        "kube-scheduler", f"--kubeconfig={K8S}/scheduler.conf"], port=10259)
+
+
+def start_kubelet():
+    (KUBELET_DIR).mkdir(parents=True, exist_ok=True)
+    write(KUBELET_DIR / "config.yaml", yaml.safe_dump({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd", "staticPodPath": str(MANIFESTS)}), 0o644)
+    write(KUBELET_DIR / "kubeadm-flags.env",
+          'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock"\n',
+          0o644)
+    if SYSTEMD:
+        run(["systemctl", "restart", "kubelet"])
+        return
+    pidfile = KUBELET_DIR / "standin-kubelet.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), 0)
+            return
+        except (OSError, ValueError):
+            pass
+    log = open(KUBELET_DIR / "standin-kubelet.log", "ab")
+    proc = subprocess.Popen([sys.executable, os.path.abspath(sys.argv[0]), "--bake-standin-as",
+                             "kubelet"], stdout=log, stderr=log, start_new_session=True,
+                            env=dict(os.environ))
+    pidfile.write_text(str(proc.pid))
+
+
+def stop_kubelet():
+    if SYSTEMD:
+        run(["systemctl", "stop", "kubelet"], check=False)
+        return
+    pidfile = KUBELET_DIR / "standin-kubelet.pid"
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except (OSError, ValueError):
+        pass
+    pidfile.unlink(missing_ok=True)
+
+
+def wait(what, check, timeout=240.0, every=1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (Fail, OSError, ValueError) as exc:
+            last = exc
+        time.sleep(every)
+    detail = f": {last}" if last else ""
+    raise Fail(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+
+
+def api_ready(ip):
+    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    ctx.check_hostname = False
+    with urllib.request.urlopen(f"https://{ip}:6443/readyz", context=ctx, timeout=5) as resp:
+        return resp.status == 200
+
+
+# ---------------------------------------------------------------- kubeadm
+
+
+def kubeadm_version(args):
+    v = "v" + KUBERNETES_VERSION
+    if "-o" in args or any(a.startswith("--output") or a == "-oshort" for a in args):
+        print(v)
+    else:
+        minor = KUBERNETES_VERSION.split(".")[1]
+        print(f'kubeadm version: &version.Info{{Major:"1", Minor:"{minor}", '
+              f'GitVersion:"{v}", GitCommit:"bake-standin", Compiler:"gc", Platform:"linux"}}')
+
+
+def kubeadm_init(config_path, upload_certs):
+    kinds = load_config(config_path)
+    init, cluster = kinds["InitConfiguration"], kinds["ClusterConfiguration"]
+    name = init["nodeRegistration"]["name"]
+    ip = init["localAPIEndpoint"]["advertiseAddress"]
+    endpoint = cluster["controlPlaneEndpoint"]
+    if (MANIFESTS / "etcd.yaml").exists():
+        raise Fail("[preflight] /etc/kubernetes/manifests/etcd.yaml already exists: "
+                   "run kubeadm reset")
+    say(f"[init] Using Kubernetes version: v{KUBERNETES_VERSION} (bake stand-in)")
+    say("[certs] generating the cluster CAs and this node's certificates (openssl, P-256)")
+    new_ca("ca", "kubernetes")
+    new_ca("front-proxy-ca", "front-proxy-ca")
+    new_ca("etcd/ca", "etcd-ca")
+    new_key(PKI / "sa.key")
+    run(["openssl", "pkey", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub")])
+    node_certs(name, ip, cluster.get("apiServer", {}).get("certSANs", []), host_port(endpoint)[0])
+    control_plane_kubeconfigs(f"https://{endpoint}", f"https://{ip}:6443",
+                              cluster.get("clusterName", "kubernetes"))
+    super_admin = K8S / "super-admin.conf"
+    shutil.copy(K8S / "admin.conf", super_admin)
+    say("[etcd] static pod manifest for a new one-member etcd cluster")
+    etcd_manifest(name, ip, f"{name}=https://{ip}:2380", "new")
+    control_plane_manifests(ip, cluster)
+    say("[kubelet-start] starting the kubelet")
+    start_kubelet()
+    wait("etcd to be healthy", lambda: etcd_healthy(local_etcd()), 240, 2)
+    wait("the API server to be ready", lambda: api_ready(ip), 240, 2)
+    etcd = local_etcd()
+    etcd.put(CONFIG_KEY, json.dumps({"ClusterConfiguration": cluster}))
+    if upload_certs:
+        key = init.get("certificateKey") or secrets.token_hex(32)
+        etcd.put(CERTS_KEY, encrypt(key, shared_certs_blob()), ttl=CERT_TTL)
+        say(f"[upload-certs] uploaded the certificates; key (expires in {CERT_TTL} s):")
+        print(key)
+    kubelet_conf_for_control_plane(name, ip)
+    register_node(etcd, name, ip, "control-plane")
+    say("Your Kubernetes control-plane has initialized successfully! (bake stand-in)")
+
+
+def kubelet_conf_for_control_plane(name, ip):
+    key = PKI / "kubelet-client.key"
+    new_key(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        csr = Path(tmp) / "k.csr"
+        run(["openssl", "req", "-new", "-key", str(key), "-subj",
+             f"/O=system:nodes/CN=system:node:{name}", "-out", str(csr)])
+        cert = sign_csr(csr.read_text())
+    kubelet_kubeconfig(name, f"https://{ip}:6443", cert, key)
+
+
+def register_node(etcd, name, ip, role):
+    etcd.put(NODES_PREFIX + name, json.dumps({"name": name, "ip": ip, "role": role,
+                                              "registered": time.time()}))
+
+
+def token_create(ttl_seconds):
+    token_id, secret = secrets.token_hex(3), secrets.token_hex(8)
+    etcd = local_etcd()
+    etcd.put(TOKEN_PREFIX + token_id, json.dumps(
+        {"secret": secret, "expires": time.time() + ttl_seconds}), ttl=max(1, int(ttl_seconds)))
+    cluster = json.loads(etcd.get(CONFIG_KEY))["ClusterConfiguration"]
+    ca_hash = ca_cert_hash((PKI / "ca.crt").read_bytes())
+    print(f"kubeadm join {cluster['controlPlaneEndpoint']} --token {token_id}.{secret} "
+          f"--discovery-token-ca-cert-hash {ca_hash}")
+
+
+def upload_certs_phase():
+    key = secrets.token_hex(32)
+    local_etcd().put(CERTS_KEY, encrypt(key, shared_certs_blob()), ttl=CERT_TTL)
+    say("[upload-certs] Using certificate key:")
+    print(key)
+
+
+def api(endpoint, path, body=None, token=None, ca_file=None, client=None):
+    """One HTTPS call to the stand-in API (``ca_file`` None: discovery, no verification)."""
+    if ca_file:
+        ctx = ssl.create_default_context(cafile=ca_file)
+        if client:
+            ctx.load_cert_chain(*client)
+    else:
+        ctx = ssl._create_unverified_context()  # noqa: S323 - discovery pins the CA by hash
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"https://{endpoint}{path}", headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=20) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace").strip()
+        raise Fail(f"{path} on {endpoint}: HTTP {exc.code}: {detail}") from None
+
+
+def discover(join):
+    """Token discovery: fetch cluster-info, pin the CA by hash, return (endpoint, ca pem)."""
+    bt = join["discovery"]["bootstrapToken"]
+    endpoint = bt["apiServerEndpoint"]
+    info = wait(f"the API server at {endpoint}",
+                lambda: api(endpoint, "/api/v1/namespaces/kube-public/configmaps/cluster-info"),
+                300, 3)
+    ca = unb64(yaml.safe_load(info["data"]["kubeconfig"])["clusters"][0]["cluster"]
+               ["certificate-authority-data"])
+    if ca_cert_hash(ca) not in bt.get("caCertHashes", []):
+        raise Fail("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "
+                   f"{bt.get('caCertHashes')} are pinned")
+    write(PKI / "ca.crt", ca, 0o644)
+    return endpoint, bt["token"]
+
+
+def download_certs(join):
+    endpoint, token = discover(join)
+    answer = api(endpoint, "/bake-standin/v1/bootstrap", {"role": "control-plane"}, token,
+                 str(PKI / "ca.crt"))
+    if not answer.get("kubeadm_certs"):
+        raise Fail("error downloading certs: the kubeadm-certs Secret is gone (it expires "
+                   f"{CERT_TTL} s after upload): re-upload with kubeadm init phase upload-certs")
+    key = join["controlPlane"]["certificateKey"]
+    files = json.loads(decrypt(key, answer["kubeadm_certs"]))
+    for name, data in files.items():
+        write(PKI / name, unb64(data), 0o600 if name.endswith(".key") else 0o644)
+    say(f"[download-certs] {len(files)} shared certificates downloaded and decrypted")
+    return answer
+
+
+def kubeadm_join_phase(phase, config_path):
+    join = load_config(config_path)["JoinConfiguration"]
+    if phase == "download-certs":
+        download_certs(join)
+    elif phase == "certs":
+        ip = join["controlPlane"]["localAPIEndpoint"]["advertiseAddress"]
+        name = join["nodeRegistration"]["name"]
+        endpoint = join["discovery"]["bootstrapToken"]["apiServerEndpoint"]
+        node_certs(name, ip, (), host_port(endpoint)[0])
+        say("[certs] this node's certificates are signed by the downloaded CAs")
+    else:
+        raise Fail(f"unsupported phase control-plane-prepare {phase}")
+
+
+def kubeadm_join(config_path):
+    join = load_config(config_path)["JoinConfiguration"]
+    name = join["nodeRegistration"]["name"]
+    if (K8S / "kubelet.conf").exists():
+        raise Fail("[preflight] /etc/kubernetes/kubelet.conf already exists: run kubeadm reset")
+    if "controlPlane" in join:
+        join_control_plane(join, name)
+    else:
+        join_worker(join, name)
+
+
+def join_worker(join, name):
+    endpoint, token = discover(join)
+    ip = node_ip(join)
+    key = PKI / "kubelet-client.key"
+    new_key(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        csr = Path(tmp) / "k.csr"
+        run(["openssl", "req", "-new", "-key", str(key), "-subj",
+             f"/O=system:nodes/CN=system:node:{name}", "-out", str(csr)])
+        answer = api(endpoint, "/bake-standin/v1/csr", {"csr": csr.read_text(), "node": name,
+                                                       "ip": ip}, token, str(PKI / "ca.crt"))
+    kubelet_kubeconfig(name, f"https://{endpoint}", answer["certificate"], key)
+    say("[kubelet-start] TLS bootstrap done; starting the kubelet")
+    start_kubelet()
+    client = tls_client_from_kubeconfig(K8S / "kubelet.conf")
+    wait("the node to register", lambda: api(endpoint, f"/bake-standin/v1/nodes/{name}",
+                                             ca_file=str(PKI / "ca.crt"), client=client), 240, 2)
+    say("This node has joined the cluster (bake stand-in)")
+
+
+def node_ip(join):
+    for arg in join["nodeRegistration"].get("kubeletExtraArgs", []) or []:
+        if isinstance(arg, dict) and arg.get("name") == "node-ip":
+            return arg["value"]
+    extra = join["nodeRegistration"].get("kubeletExtraArgs", {})
+    if isinstance(extra, dict) and extra.get("node-ip"):
+        return extra["node-ip"]
+    return socket.gethostbyname(socket.gethostname())
+
+
+def join_control_plane(join, name):
+    cp = join["controlPlane"]
+    ip = cp["localAPIEndpoint"]["advertiseAddress"]
+    endpoint = join["discovery"]["bootstrapToken"]["apiServerEndpoint"]
+    if not (PKI / "ca.key").exists():
+        download_certs(join)
+    if not (PKI / "apiserver-etcd-client.crt").exists():
+        node_certs(name, ip, (), host_port(endpoint)[0])
+    token = join["discovery"]["bootstrapToken"]["token"]
+    answer = api(endpoint, "/bake-standin/v1/bootstrap", {"role": "control-plane"}, token,
+                 str(PKI / "ca.crt"))
+    cluster = answer["cluster_configuration"]
+    existing = answer["etcd_endpoints"]
+    control_plane_kubeconfigs(f"https://{endpoint}", f"https://{ip}:6443",
+                              cluster.get("clusterName", "kubernetes"))
+    say(f"[etcd] adding {name} as a learner through {', '.join(existing)}")
+    added = json.loads(etcdctl(existing, "member", "add", name,
+                               f"--peer-urls=https://{ip}:2380", "--learner", "-w", "json").stdout)
+    member_id = format(added["member"]["ID"], "x")
+    peers = []
+    for m in added.get("members", []):
+        mname = m.get("name") or (name if m["ID"] == added["member"]["ID"] else "")
+        if mname:
+            peers.append(f"{mname}={m['peerURLs'][0]}")
+    etcd_manifest(name, ip, ",".join(peers), "existing")
+    control_plane_manifests(ip, cluster)
+    kubelet_conf_for_control_plane(name, ip)
+    start_kubelet()
+    say(f"[etcd] promoting learner {member_id} once it is in sync")
+    wait("the etcd learner to be promoted",
+         lambda: etcdctl(existing, "member", "promote", member_id, check=False).returncode == 0,
+         300, 3)
+    wait("the API server to be ready", lambda: api_ready(ip), 240, 2)
+    register_node(local_etcd(), name, ip, "control-plane")
+    say("This node has joined the cluster as a control plane (bake stand-in)")
+
+
+def kubeadm_reset():
+    removed = False
+    if (MANIFESTS / "etcd.yaml").exists() and (PKI / "apiserver-etcd-client.crt").exists():
+        try:
+            ip = advertise_ip()
+            members = json.loads(etcdctl([f"https://{ip}:2379"], "member", "list", "-w", "json",
+                                         check=True).stdout).get("members", [])
+            me = [m for m in members if any(ip in u for u in m.get("peerURLs", []))]
+            others = [u for m in members if m not in me for u in m.get("clientURLs", [])]
+            if me and others:
+                # etcd refuses ("unhealthy cluster") while a peer link is younger than its
+                # health interval; kubeadm's etcd client retries with backoff, so does this
+                member_id = format(me[0]["ID"], "x")
+                wait("etcd to accept the member removal", lambda: etcdctl(
+                    others, "member", "remove", member_id, check=False).returncode == 0, 60, 2)
+                removed = True
+        except Fail as exc:
+            say(f"[reset] could not remove this node's etcd member: {exc}")
+    stop_kubelet()
+    for path in (MANIFESTS, ETCD_DATA, PKI, KUBELET_DIR):
+        shutil.rmtree(path, ignore_errors=True)
+    for conf in K8S.glob("*.conf"):
+        conf.unlink()
+    say("[reset] done" + (" (etcd member removed)" if removed else ""))
+
+
+def tls_client_from_kubeconfig(path):
+    doc = yaml.safe_load(Path(path).read_text())
+    user = doc["users"][0]["user"]
+    d = Path(tempfile.mkdtemp(prefix="bake-standin-"))
+    (d / "c.crt").write_bytes(unb64(user["client-certificate-data"]))
+    (d / "c.key").write_bytes(unb64(user["client-key-data"]))
+    (d / "c.key").chmod(0o600)
+    return str(d / "c.crt"), str(d / "c.key")
+
+
+def kubeadm(args):
+    if not args or args[0] in ("-h", "--help"):
+        print(NOTE)
+        return
+    cmd, rest = args[0], args[1:]
+    opt = {}
+    i = 0
+    positional = []
+    while i < len(rest):
+        a = rest[i]
+        if a.startswith("--") and "=" in a:
+            k, v = a[2:].split("=", 1)
+            opt[k] = v
+        elif a.startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+            opt[a[2:]] = rest[i + 1]
+            i += 1
+        elif a.startswith("--"):
+            opt[a[2:]] = True
+        else:
+            positional.append(a)
+        i += 1
+    if cmd == "version":
+        kubeadm_version(rest)
+    elif cmd == "config" and positional[:2] == ["images", "list"]:
+        print("\n".join(IMAGES))
+    elif cmd == "init" and positional[:2] == ["phase", "upload-certs"]:
+        upload_certs_phase()
+    elif cmd == "init":
+        kubeadm_init(opt["config"], bool(opt.get("upload-certs")))
+    elif cmd == "join" and positional[:2] == ["phase", "control-plane-prepare"]:
+        kubeadm_join_phase(positional[2], opt["config"])
+    elif cmd == "join":
+        kubeadm_join(opt["config"])
+    elif cmd == "token" and positional[:1] == ["create"]:
+        ttl = str(opt.get("ttl", "24h"))
+        seconds = float(ttl[:-1]) * {"s": 1, "m": 60, "h": 3600}[ttl[-1]] if ttl[-1] in "smh" \
+            else float(ttl)
+        token_create(seconds)
+    elif cmd == "reset":
+        kubeadm_reset()
+    else:
+        raise Fail(f"{NOTE}: unsupported arguments: {' '.join(args)}")
+
+
+# ---------------------------------------------------------------- the stand-in API endpoint
+
+
+class Api(BaseHTTPRequestHandler):
+    """The stand-in API health endpoint (and the calls the other stand-ins make)."""
+
+    server_version = "bake-standin-apiserver"
+    etcd: Etcd = None  # set by serve_api
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, code, body):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _token(self):
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return None
+        token_id, _, secret = auth[7:].partition(".")
+        stored = self.etcd.get(TOKEN_PREFIX + token_id)
+        if not stored:
+            return None
+        entry = json.loads(stored)
+        return token_id if entry["secret"] == secret and entry["expires"] > time.time() else None
+
+    def _admin(self):
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        if not cert:
+            return False
+        subject = dict(x[0] for x in cert.get("subject", ()))
+        return subject.get("organizationName") in ("kubeadm:cluster-admins", "system:masters")
+
+    def _client(self):
+        cert = self.connection.getpeercert()
+        return dict(x[0] for x in cert.get("subject", ())) if cert else None
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_GET(self):  # noqa: N802
+        try:
+            if self.path in ("/readyz", "/livez", "/healthz"):
+                ok = etcd_healthy(self.etcd)
+                return self._send(200 if ok else 500, b"ok" if ok else b"etcd not healthy")
+            if self.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info":
+                cluster = json.loads(self.etcd.get(CONFIG_KEY))["ClusterConfiguration"]
+                kc = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "", "cluster": {
+                    "server": f"https://{cluster['controlPlaneEndpoint']}",
+                    "certificate-authority-data": b64((PKI / "ca.crt").read_bytes())}}]}
+                return self._send(200, {"kind": "ConfigMap", "data": {"kubeconfig":
+                                                                     yaml.safe_dump(kc)}})
+            if self.path.startswith("/bake-standin/v1/nodes"):
+                if not self._client():
+                    return self._send(401, {"message": "client certificate required"})
+                name = self.path.rsplit("/", 1)[1] if self.path.count("/") > 3 else None
+                nodes = {k[len(NODES_PREFIX):]: json.loads(v)
+                         for k, v in self.etcd.prefix(NODES_PREFIX).items()}
+                if name:
+                    return self._send(200, nodes[name]) if name in nodes else \
+                        self._send(404, {"message": f"node {name} not found"})
+                return self._send(200, {"items": list(nodes.values())})
+            return self._send(404, {"message": "not served by the stand-in API"})
+        except Exception as exc:  # noqa: BLE001 - one answer per request
+            return self._send(500, {"message": str(exc)})
+
+    def do_POST(self):  # noqa: N802
+        try:
+            body = self._body()
+            if self.path == "/bake-standin/v1/bootstrap":
+                if not self._token():
+                    return self._send(401, {"message": "bootstrap token unknown or expired"})
+                answer = {"cluster_configuration":
+                          json.loads(self.etcd.get(CONFIG_KEY))["ClusterConfiguration"]}
+                if body.get("role") == "control-plane":
+                    answer["kubeadm_certs"] = self.etcd.get(CERTS_KEY)
+                    members = json.loads(etcdctl([self.etcd.endpoints[0]], "member", "list",
+                                                 "-w", "json").stdout).get("members", [])
+                    answer["etcd_endpoints"] = sorted(
+                        u for m in members if not m.get("isLearner")
+                        for u in m.get("clientURLs", []))
+                return self._send(200, answer)
+            if self.path == "/bake-standin/v1/csr":
+                if not self._token():
+                    return self._send(401, {"message": "bootstrap token unknown or expired"})
+                cert = sign_csr(body["csr"], lambda s: "system:node:" in s)
+                register_node(self.etcd, body["node"], body.get("ip", ""), "worker")
+                return self._send(201, {"certificate": cert})
+            if self.path == "/bake-standin/v1/nodes":
+                client = self._client()
+                if not client or not client.get("commonName", "").startswith("system:node:"):
+                    return self._send(401, {"message": "kubelet client certificate required"})
+                name = client["commonName"].split(":", 2)[2]
+                known = self.etcd.get(NODES_PREFIX + name)
+                record = json.loads(known) if known else {"name": name, "ip": body.get("ip", ""),
+                                                          "role": "worker"}
+                record["seen"] = time.time()
+                self.etcd.put(NODES_PREFIX + name, json.dumps(record))
+                return self._send(201, {"name": name})
+            if self.path == "/bake-standin/v1/apply":
+                if not self._admin():
+                    return self._send(403, {"message": "apply needs an admin client certificate"})
+                docs = [d for d in yaml.safe_load_all(body["manifest"]) if d]
+                names = []
+                for d in docs:
+                    key = f"{d.get('kind')}/{d.get('metadata', {}).get('namespace', '')}/" \
+                          f"{d.get('metadata', {}).get('name')}"
+                    self.etcd.put(APPLIED_PREFIX + key, json.dumps(d))
+                    names.append(key)
+                return self._send(200, {"applied": names})
+            return self._send(404, {"message": "not served by the stand-in API"})
+        except Fail as exc:
+            return self._send(400, {"message": str(exc)})
+        except Exception as exc:  # noqa: BLE001
+            return self._send(500, {"message": str(exc)})
+
+
+def etcd_healthy(etcd):
+    try:
+        with urllib.request.urlopen(f"{etcd.endpoints[0]}/health", context=etcd.ctx,
+                                    timeout=3) as resp:
+            return json.loads(resp.read()).get("health") == "true"
+    except (OSError, ValueError):
+        return False
+
+
+def serve_api(args):
+    flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    Api.etcd = Etcd([flags["etcd-servers"]])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(flags["tls-cert-file"], flags["tls-private-key-file"])
+    ctx.load_verify_locations(flags["client-ca-file"])
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    server = ThreadingHTTPServer((flags["advertise-address"], int(flags.get("secure-port", 6443))),
+                                 Api)
+    server.daemon_threads = True
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    say(f"stand-in API health endpoint on https://{flags['advertise-address']}:"
+        f"{flags.get('secure-port', 6443)} (not kube-apiserver)")
+    server.serve_forever()
+
+
+# ---------------------------------------------------------------- kubelet
+
+
+def etcd_binary(ref):
+    """The etcd binary of the etcd image: Debian's etcd, carried in the image stand-in."""
+    if os.environ.get("BAKE_STANDIN_ETCD"):
+        return os.environ["BAKE_STANDIN_ETCD"]
+    target = KUBELET_DIR / "bake-standin" / hashlib.sha256(ref.encode()).hexdigest()[:12] / "etcd"
+    if target.exists():
+        return str(target)
+    manifest = json.loads(IMAGE_MANIFEST.read_text())
+    archive = next(i["archive"] for i in manifest["images"] if i["ref"] == ref)
+    with tarfile.open(ROOT / archive.lstrip("/")) as outer:
+        index = json.load(outer.extractfile("index.json"))
+        digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        image_manifest = json.load(outer.extractfile(f"blobs/sha256/{digest}"))
+        for layer in image_manifest["layers"]:
+            blob = outer.extractfile(f"blobs/sha256/{layer['digest'].split(':', 1)[1]}")
+            with tarfile.open(fileobj=blob, mode="r:gz") as inner:
+                for member in inner.getmembers():
+                    if member.name.lstrip("./") == "usr/local/bin/etcd":
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(inner.extractfile(member).read())
+                        target.chmod(0o755)
+                        return str(target)
+    raise Fail(f"image {ref} carries no usr/local/bin/etcd")
+
+
+def kubelet(args):
+    if args and args[0] in ("--version", "version"):
+        print(f"Kubernetes v{KUBERNETES_VERSION}")
+        return
+    if args and args[0] in ("-h", "--help"):
+        print(NOTE)
+        return
+    if args and args[0] == "--bake-standin-apiserver":
+        serve_api(args[1:])
+        return
+    say(f"kubelet stand-in v{KUBERNETES_VERSION}: runs the static pods in {MANIFESTS}")
+    running = {}
+    stopping = threading.Event()
+
+    def stop(*_):
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    last_register = 0.0
+    while not stopping.is_set():
+        wanted = {}
+        for path in sorted(MANIFESTS.glob("*.yaml")) if MANIFESTS.is_dir() else []:
+            try:
+                spec = yaml.safe_load(path.read_text())["spec"]["containers"][0]
+            except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+                continue
+            wanted[path.stem] = spec
+        for name in list(running):
+            if name not in wanted:
+                say(f"stopping static pod {name}")
+                running.pop(name).terminate()
+        for name, spec in wanted.items():
+            proc = running.get(name)
+            if proc is not None and proc.poll() is None:
+                continue
+            if proc is not None:
+                say(f"static pod {name} exited ({proc.returncode}); restarting")
+            argv = pod_argv(name, spec)
+            if argv is None:
+                continue
+            log = open(KUBELET_DIR / f"pod-{name}.log", "ab") if KUBELET_DIR.exists() else None
+            running[name] = subprocess.Popen(argv, stdout=log, stderr=log)
+            say(f"started static pod {name} ({spec['image']})")
+        if time.monotonic() - last_register > 30 and (K8S / "kubelet.conf").exists():
+            last_register = time.monotonic()
+            heartbeat()
+        stopping.wait(1.0)
+    for proc in running.values():
+        proc.terminate()
+    for proc in running.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def pod_argv(name, spec):
+    command = spec.get("command") or []
+    if name == "etcd":
+        return [etcd_binary(spec["image"]), *command[1:]]
+    if name == "kube-apiserver":
+        return [sys.executable, os.path.abspath(sys.argv[0]), "--bake-standin-as", "kubelet",
+                "--bake-standin-apiserver", *command[1:]]
+    return None  # controller-manager, scheduler: nothing to run in the stand-in world
+
+
+def heartbeat():
+    try:
+        doc = yaml.safe_load((K8S / "kubelet.conf").read_text())
+        server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
+        ca = tempfile.NamedTemporaryFile(delete=False)
+        ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
+        ca.close()
+        api(server, "/bake-standin/v1/nodes", {"ip": "", "role": "node"}, ca_file=ca.name,
+            client=tls_client_from_kubeconfig(K8S / "kubelet.conf"))
+    except (Fail, OSError, ValueError, KeyError) as exc:
+        say(f"node status update failed: {exc}")
+
+
+# ---------------------------------------------------------------- kubectl
+
+
+def kubectl(args):
+    if "version" in args:
+        major, minor, _ = KUBERNETES_VERSION.split(".")
+        if any(a in ("-o", "--output", "-ojson", "--output=json") for a in args):
+            print(json.dumps({"clientVersion": {"major": major, "minor": minor,
+                                                "gitVersion": f"v{KUBERNETES_VERSION}",
+                                                "gitCommit": "bake-standin",
+                                                "platform": "linux"}}, indent=2))
+        else:
+            print(f"Client Version: v{KUBERNETES_VERSION}")
+        return
+    if not args or args[0] in ("-h", "--help"):
+        print(NOTE)
+        return
+    config = os.environ.get("KUBECONFIG", str(Path.home() / ".kube/config"))
+    rest = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--kubeconfig":
+            config = args[i + 1]
+            i += 2
+            continue
+        if args[i].startswith("--kubeconfig="):
+            config = args[i].split("=", 1)[1]
+        else:
+            rest.append(args[i])
+        i += 1
+    if rest[:1] == ["apply"] and "-f" in rest:
+        manifest = Path(rest[rest.index("-f") + 1]).read_text()
+        doc = yaml.safe_load(Path(config).read_text())
+        server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
+        ca = tempfile.NamedTemporaryFile(delete=False)
+        ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
+        ca.close()
+        answer = wait("the API server", lambda: api(
+            server, "/bake-standin/v1/apply", {"manifest": manifest}, ca_file=ca.name,
+            client=tls_client_from_kubeconfig(config)), 120, 3)
+        for name in answer["applied"]:
+            print(f"{name} configured (bake stand-in)")
+        return
+    if rest[:2] == ["get", "nodes"]:
+        doc = yaml.safe_load(Path(config).read_text())
+        server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
+        ca = tempfile.NamedTemporaryFile(delete=False)
+        ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
+        ca.close()
+        nodes = api(server, "/bake-standin/v1/nodes", ca_file=ca.name,
+                    client=tls_client_from_kubeconfig(config))["items"]
+        print("NAME  ROLE  IP")
+        for n in nodes:
+            print(f"{n['name']}  {n.get('role', '')}  {n.get('ip', '')}")
+        return
+    raise Fail(f"{NOTE}: unsupported arguments: {' '.join(args)}")
+
+
+# ---------------------------------------------------------------- entry
+
+
+def main():
+    global NAME, NOTE
+    args = sys.argv[1:]
+    if args[:1] == ["--bake-standin-as"]:
+        NAME, args = args[1], args[2:]
+    else:
+        NAME = Path(sys.argv[0]).name
+    NOTE = f"bake test stand-in, not the real {NAME}"
+    try:
+        {"kubeadm": kubeadm, "kubelet": kubelet, "kubectl": kubectl}[NAME](args)
+    except KeyError:
+        print(f"{NOTE}: unknown tool name", file=sys.stderr)
+        sys.exit(1)
+    except Fail as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+NAME = "kubeadm"
+NOTE = "bake test stand-in"
+if __name__ == "__main__":
+    main()

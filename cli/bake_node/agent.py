@@ -11,7 +11,12 @@
 - **post**: the node that ran init applies the CNI and add-on manifests baked into the image.
 
 A node whose state says it joined does nothing on later boots. ``state.json`` records the
-phases with their durations (seconds) and outcome; ``bake-node status`` prints it.
+phases with their durations (seconds) and outcome; ``bake-node status`` prints it. The same
+report goes to the cluster's DynamoDB table (item ``node#<instance id>``: role, address,
+phases, outcome, boot and join times, the failing phase and its error) once the node joined or
+failed, so ``bake status`` reads every node's state over the network, on AWS and in a local VM
+cluster alike; control planes also record what etcd looks like to them (item ``etcd-status``:
+members, learners, health) after their init or join and on every rotation run.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ from bake_node.lease import Lease
 
 log = logging.getLogger("bake_node")
 CLUSTER_KEY = {"pk": {"S": "cluster"}}
+ETCD_STATUS_KEY = {"pk": {"S": "etcd-status"}}
+
+
+def boot_epoch() -> float:
+    """Epoch seconds at which this machine booted (now minus /proc/uptime)."""
+    try:
+        return time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,48 @@ class Agent:
             admin_kubeconfig=str(settings.kubernetes_dir / "admin.conf"),
         )
         self.state = State(settings.state_dir)
+        self.started = time.time()
+        self._ctx: Context | None = None
+
+    # -- the node report (DynamoDB) --------------------------------------------------------
+    def report(self, status: str, failed_phase: str | None = None, error: str | None = None):
+        """Write this node's report to the cluster's table (``node#<instance id>``).
+
+        Best effort: a node that cannot reach the table cannot join either, and the local
+        ``state.json`` keeps the same facts; a failure to report is logged, never raised.
+        """
+        ctx = self._ctx
+        if ctx is None:
+            return
+        first_kubeadm = min((c.started for c in getattr(self.kubeadm, "calls", [])),
+                            default=None)
+        item = {
+            "pk": {"S": f"node#{ctx.identity.instance_id}"},
+            "instance_id": {"S": ctx.identity.instance_id},
+            "role": {"S": ctx.config.role},
+            "hostname": {"S": ctx.identity.hostname},
+            "private_ip": {"S": ctx.identity.private_ip},
+            "kubernetes_version": {"S": ctx.kubernetes_version},
+            "status": {"S": status},
+            "mode": {"S": str(self.state.data.get("mode", ""))},
+            "phases": {"S": json.dumps(self.state.data.get("phases", {}), sort_keys=True)},
+            "boot_epoch": {"N": f"{boot_epoch():.3f}"},
+            "agent_started": {"N": f"{self.started:.3f}"},
+            "updated": {"N": f"{time.time():.3f}"},
+        }
+        if first_kubeadm is not None:
+            item["kubeadm_started"] = {"N": f"{first_kubeadm:.3f}"}
+        if status == "joined":
+            item["joined_at"] = {"N": f"{time.time():.3f}"}
+        if failed_phase:
+            item["failed_phase"] = {"S": failed_phase}
+            item["error"] = {"S": (error or "")[:1000]}
+        try:
+            self.clients(ctx.config).client("dynamodb").put_item(
+                TableName=ctx.config.lock_table, Item=item
+            )
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("could not write the node report to %s: %s", ctx.config.lock_table, exc)
 
     # -- phases ---------------------------------------------------------------------------
     def run(self) -> str:
@@ -127,12 +183,20 @@ class Agent:
             NodeError: any phase failed (recorded in state.json).
         """
         ctx = self._timed("config", self.config_phase)
+        self._ctx = ctx
         if self.state.data.get("joined"):
             log.info("already a member of %s: nothing to do", ctx.config.cluster_name)
             self.state.save(last_run="noop: already joined")  # first boot's phases stay
             return "noop"
-        mode = self._timed("bootstrap", lambda: self.bootstrap_phase(ctx))
-        self._timed("post", lambda: self.post_phase(ctx, mode))
+        phase = "bootstrap"
+        try:
+            mode = self._timed("bootstrap", lambda: self.bootstrap_phase(ctx))
+            phase = "post"
+            self._timed("post", lambda: self.post_phase(ctx, mode))
+        except Exception as exc:
+            self.report("failed", phase, str(exc))
+            raise
+        self.report("joined")
         return mode
 
     def _timed(self, name: str, fn):
@@ -254,9 +318,12 @@ class Agent:
 
     def _register_self(self, ctx: Context, members: EtcdMembers) -> None:
         etcd = self._etcd([f"https://{ctx.identity.private_ip}:2379"])
-        for m in etcd.members():
+        listed = etcd.members()
+        for m in listed:
             if m.name == ctx.identity.hostname:
                 members.register(ctx.identity.instance_id, m)
+                record_etcd_status(self.clients(ctx.config).client("dynamodb"), ctx, etcd,
+                                   listed)
                 return
         raise NodeError(f"this node ({ctx.identity.hostname}) is not in the etcd member list")
 
@@ -378,6 +445,36 @@ class Agent:
         self._register_self(ctx, members)
 
 
+def record_etcd_status(db, ctx: Context, etcd: EtcdCtl, members=None) -> None:
+    """Record the etcd members as this control plane sees them (item ``etcd-status``: every
+    member's id, name, URLs, learner flag and health), for ``bake status``. Best effort."""
+    try:
+        members = members if members is not None else etcd.members()
+        listed = [
+            {
+                "id": m.id,
+                "name": m.name,
+                "started": m.started,
+                "learner": m.is_learner,
+                "healthy": etcd.healthy(m),
+                "peer_url": (m.peer_urls or ("",))[0],
+                "client_url": (m.client_urls or ("",))[0],
+            }
+            for m in members
+        ]
+        db.put_item(
+            TableName=ctx.config.lock_table,
+            Item={
+                **ETCD_STATUS_KEY,
+                "members": {"S": json.dumps(listed, sort_keys=True)},
+                "observed_by": {"S": ctx.identity.instance_id},
+                "observed_at": {"N": f"{time.time():.3f}"},
+            },
+        )
+    except Exception as exc:  # noqa: BLE001 - a status record never fails the node
+        log.warning("could not record the etcd status: %s", exc)
+
+
 def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
     """The rotation timer's work on a control plane: under the lease, refresh join material.
 
@@ -403,6 +500,7 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
         with lease.keep_alive(held) as beat:
             done = agent._material(ctx).rotate(agent.kubeadm, settings.token_ttl)
             beat.check()
+            record_etcd_status(db, ctx, agent._etcd([f"https://{ctx.identity.private_ip}:2379"]))
             return done
     finally:
         lease.release(held)

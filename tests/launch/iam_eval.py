@@ -103,6 +103,8 @@ class Role:
                     ok = actual in values
                 elif op in ("StringLike", "ArnLike"):
                     ok = any(_matches(v, actual) for v in values)
+                elif op == "ForAllValues:StringLike":  # every request value matches a pattern
+                    ok = all(any(_matches(v, a) for v in values) for a in _listify(actual))
                 else:
                     raise AssertionError(f"condition operator {op} not evaluated here")
                 if not ok:

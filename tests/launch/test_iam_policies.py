@@ -80,6 +80,23 @@ def test_workers_read_and_decrypt_only_the_shared_join_material(rendered, specs,
         assert not worker.allows(Request(action, parameter_arn(n["token"])))
 
 
+def _table_write(spec, key: str) -> Request:
+    table = f"arn:aws:dynamodb:{REGION}:123456789012:table/{spec.lock_table}"
+    return Request("dynamodb:PutItem", table, {"dynamodb:LeadingKeys": [key]})
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_workers_write_only_their_node_report(rendered, specs, variant):
+    """The agent reports each node's outcome to the table (node#<instance id>); a worker may
+    write such items, never the lease, the cluster item or the etcd registry."""
+    docs, spec = rendered[variant], specs[variant]
+    worker = Role(docs.template_data, "WorkerRole")
+    assert worker.allows(_table_write(spec, "node#i-0123456789abcdef0"))
+    for key in ("lease#control-plane", "cluster", "etcd#i-0123456789abcdef0", "etcd-status"):
+        assert not worker.allows(_table_write(spec, key)), key
+    assert Role(docs.template_data, "ControlPlaneRole").allows(_table_write(spec, "cluster"))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_control_planes_own_the_cluster_tree_and_nothing_else(rendered, specs, variant):
     docs, spec = rendered[variant], specs[variant]

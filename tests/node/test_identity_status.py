@@ -89,3 +89,18 @@ def test_status_prints_state(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["phases"]["config"] == {"status": "done", "seconds": 0.123}
     assert data["joined"] is False
+
+
+def test_discover_asks_imds_before_cloud_init(imds, tmp_path, monkeypatch):
+    """IMDS is the authority (cloud-init's file is a copy, and NoCloud's has no private IP)."""
+    from bake_node import identity
+
+    data = tmp_path / "instance-data.json"
+    data.write_text(json.dumps({"v1": {"instance_id": "nocloud-1", "local_hostname": "x"}}))
+    monkeypatch.setattr(identity, "CLOUD_INIT_DATA", data)
+    assert identity.discover(imds=imds).instance_id == "i-0abc"
+    # no IMDS: cloud-init's data, and without it one line naming both sources
+    assert identity.discover(imds="http://127.0.0.1:9").instance_id == "nocloud-1"
+    data.unlink()
+    with pytest.raises(ConfigError, match="did not answer.*no cloud-init instance data"):
+        identity.discover(imds="http://127.0.0.1:9")

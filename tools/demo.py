@@ -33,7 +33,8 @@ def main() -> int:
         f"demo: generating STAND-INS for Kubernetes {args.k8s} (not the real binaries: this "
         "machine cannot reach the release files); Debian 12, containerd and runc are real"
     )
-    generated = standins.generate(args.k8s, args.arch, args.work / "standins", runtime="os-package")
+    generated = standins.generate(args.k8s, args.arch, args.work / "standins", runtime="os-package",
+                                  flavor="cluster")
     url, stop = standins.serve_in_thread(args.work / "standins")
     print(f"demo: stand-in mirror at {url}, overlay {generated.overlay}")
     bake = [sys.executable, "-m", "bake"]

@@ -76,6 +76,18 @@ class NodeGroupSpec:
 
 
 @dataclass(frozen=True)
+class LocalSpec:
+    """Settings of the cluster as local VMs (``bake launch --local``); ignored on AWS.
+
+    Attributes:
+        vm_memory_mib: memory of each VM, MiB (measured: the default boots a node reliably
+            under software emulation; bench/local_cluster.py prints the peak).
+    """
+
+    vm_memory_mib: int = 1024
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """A validated cluster file.
 
@@ -103,6 +115,7 @@ class ClusterSpec:
     pod_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/12"
     cni: str = "flannel"
+    local: LocalSpec = field(default_factory=LocalSpec)
     source: str = field(default="<memory>", compare=False)
 
     @property
@@ -179,12 +192,22 @@ kubernetesNetwork:
   cni: flannel                     # flannel | calico | cilium (manifests baked into the image)
 """
 
+# `bake init --local`: the same cluster, sized for VMs on one machine (`bake launch --local`)
+LOCAL_TEXT = """\
+local:                             # `bake launch --local`: this cluster as VMs on this machine
+  vmMemoryMiB: 1024                # memory of each VM (ignored on AWS)
+"""
 
-def init_text(name: str = "demo", region: str = "us-east-1", minor: str = "1.30") -> str:
+
+def init_text(
+    name: str = "demo", region: str = "us-east-1", minor: str = "1.30", local: bool = False
+) -> str:
     """The commented starter ``cluster.yaml`` that ``bake init`` writes.
 
     Args:
         name, region, minor: values filled in (checked like the file itself).
+        local: sized for ``bake launch --local``: 3 control planes and 2 workers of a small
+            instance type (t3.medium), plus the ``local`` section.
 
     Returns:
         YAML text that ``parse_cluster`` accepts.
@@ -193,6 +216,11 @@ def init_text(name: str = "demo", region: str = "us-east-1", minor: str = "1.30"
         ClusterFileError: an argument is invalid (names the field).
     """
     text = INIT_TEXT.format(name=name, region=region, minor=minor)
+    if local:
+        text = (text.replace("instanceType: m6i.large", "instanceType: t3.medium")
+                .replace("instanceTypes: [m6i.large]", "instanceTypes: [t3.medium]")
+                .replace("  min: 1\n", "  min: 2\n").replace("  max: 5\n", "  max: 2\n")
+                + LOCAL_TEXT)
     parse_cluster(yaml.safe_load(text), "cluster.yaml")
     return text
 
@@ -417,6 +445,9 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     if cni not in CNI_NAMES:
         kn.fail("kubernetesNetwork.cni", f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}")
     kn.done()
+    lo = top.sub("local")
+    vm_memory = _positive(lo, "vmMemoryMiB", 1024, 512, 16384)
+    lo.done()
     top.done()
 
     return ClusterSpec(
@@ -439,6 +470,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         pod_cidr=pod,
         service_cidr=svc,
         cni=cni,
+        local=LocalSpec(vm_memory_mib=vm_memory),
         source=source,
     )
 

@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "validate": "bake.commands.cluster:validate",
     "launch": "bake.commands.cluster:launch",
     "destroy": "bake.commands.cluster:destroy",
+    "status": "bake.commands.cluster:status",
+    "logs": "bake.commands.cluster:logs",
 }
 
 # one-line summaries for `bake --help`, so that help does not import every command module
@@ -45,8 +47,10 @@ SUMMARIES: dict[str, str] = {
     "prune": "Deregister older bake AMIs and their snapshots (never a published one).",
     "init": "Write a commented cluster.yaml to start from.",
     "validate": "Check a cluster file and render its stack, without AWS.",
-    "launch": "Deploy a cluster stack through a change set (CloudFormation).",
-    "destroy": "Delete a cluster stack.",
+    "launch": "Deploy a cluster stack (with --local: as VMs of the baked image here).",
+    "destroy": "Delete a cluster stack (and, with --local, its VMs).",
+    "status": "Show a cluster's nodes, etcd members, join material and anything stuck.",
+    "logs": "Print a node's console (kernel, cloud-init, the node agent).",
 }
 
 

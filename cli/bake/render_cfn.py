@@ -277,7 +277,8 @@ def render_cloudformation(docs: Any) -> str:
         "# aws cloudformation deploy --template-file THIS \\\n"
         "#   --parameter-overrides InstanceProfileName=...\n"
     )
-    text += yaml.dump(template, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    text += yaml.dump(template, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000,
+                      default_flow_style=None)
     if yaml.safe_load(text) != template:
         raise RenderError("CloudFormation template did not round-trip through YAML (bake bug)")
     return text

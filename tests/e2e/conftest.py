@@ -35,11 +35,13 @@ class BakeCli:
 
     data_dir: Path
 
-    def __call__(self, *args: str, timeout: float = 900, user: str | None = None) -> Run:
+    def __call__(self, *args: str, timeout: float = 900, user: str | None = None,
+                 env: dict[str, str] | None = None) -> Run:
         cmd = [sys.executable, "-m", "bake", "--data-dir", str(self.data_dir), *args]
         if user:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        env = {k: v for k, v in {**os.environ, **(env or {})}.items()
+               if not k.startswith("AWS_ENDPOINT_URL")}
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
         )
@@ -51,9 +53,10 @@ class BakeCli:
         return sorted(p.name for p in base.iterdir()) if base.exists() else []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bake_cli(tmp_path_factory) -> Iterator[BakeCli]:
-    """A fresh data dir whose rootfs cache is the suite's shared one (see tests/local)."""
+    """A fresh data dir (one per session: the image baked in it is shared by the bake tests
+    and the local cluster's) whose rootfs cache is the suite's shared one (see tests/local)."""
     data = tmp_path_factory.mktemp("e2e-data")
     shared = Path(os.environ.get("BAKE_TEST_DATA_DIR", "/var/tmp/bake-test-data")) / "cache"
     shared.mkdir(parents=True, exist_ok=True)
@@ -61,3 +64,17 @@ def bake_cli(tmp_path_factory) -> Iterator[BakeCli]:
     cli = BakeCli(data)
     yield cli
     cli("sandbox", "stop", timeout=60)
+
+
+@pytest.fixture(scope="session")
+def baked(bake_cli, standin_factory):
+    """One real local bake of Kubernetes 1.30 (Debian's containerd and runc), shared by the
+    session: the image tests check it, boot it, and the local cluster test forms a cluster of
+    its VMs. Its stand-ins are the cluster flavor (tools/standin_k8s.py, real etcd)."""
+    mirror = standin_factory(runtime="os-package", flavor="cluster")
+    run = bake_cli(
+        "ami", "--k8s", "1.30", "--local", "--mirror", mirror.url, "--catalog",
+        str(mirror.overlay), "--output", "json",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.json(), run.stderr

@@ -47,26 +47,6 @@ def _sandbox_clients(bake_cli):
     return boto3.client("ec2", **kwargs), boto3.client("ssm", **kwargs)
 
 
-@pytest.fixture(scope="module")
-def baked(bake_cli, standin_factory):
-    """One real local bake of Kubernetes 1.30 (Debian's containerd and runc)."""
-    mirror = standin_factory(runtime="os-package")
-    run = bake_cli(
-        "ami",
-        "--k8s",
-        "1.30",
-        "--local",
-        "--mirror",
-        mirror.url,
-        "--catalog",
-        str(mirror.overlay),
-        "--output",
-        "json",
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.json(), run.stderr
-
-
 def test_bake_publishes_a_tested_image(baked, bake_cli):
     summary, progress = baked
     assert summary["kubernetes_version"] == "1.30.12"

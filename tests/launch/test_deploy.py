@@ -1,5 +1,5 @@
 """`bake launch` / `bake destroy` against the embedded AWS (moto server), and the failure paths
-against a Stubber. moto's gaps are bridged by tests/launch/moto_shims.py, never by changing the
+against a Stubber. moto's gaps are bridged by bake.sandbox.compat, never by changing the
 template (docs/launch.md lists each gap)."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 import yaml
 from botocore.stub import ANY, Stubber
-from moto_shims import moto_cloudformation_shims
 
 from bake.aws.cloudformation import CloudFormation
 from bake.launch import LaunchError, LaunchOptions, launch, render_cluster, stack_parameters
+from bake.sandbox.compat import moto_cloudformation_shims
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ module) and a catalog overlay pinning their SHA-256.
 
 - ``standin_mirror`` (session): Kubernetes 1.30, amd64, release runtime, served over HTTP.
 - ``standin_factory`` (session): ``standin_factory(k8s="1.30", arch="amd64",
-  runtime="release", tamper=None) -> StandinMirror`` for variants (a tampered kubelet, Debian's
-  containerd and runc via ``runtime="os-package"``); each variant is generated and served once.
+  runtime="release", tamper=None, flavor="script") -> StandinMirror`` for variants (a tampered
+  kubelet, Debian's containerd and runc via ``runtime="os-package"``, the stand-ins that form a
+  VM cluster on the real etcd via ``flavor="cluster"``); each is generated and served once.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ def standin_factory(tmp_path_factory) -> Iterator[Callable[..., StandinMirror]]:
     stops: list[Callable[[], None]] = []
 
     def make(k8s: str = "1.30", arch: str = "amd64", runtime: str = "release",
-             tamper: str | None = None) -> StandinMirror:
-        key = (k8s, arch, runtime, tamper)
+             tamper: str | None = None, flavor: str = "script") -> StandinMirror:
+        key = (k8s, arch, runtime, tamper, flavor)
         if key not in made:
-            out = tmp_path_factory.mktemp(f"standins-{k8s}-{arch}-{runtime}-{tamper or 'ok'}")
-            gen = standins.generate(k8s, arch, out, runtime=runtime, tamper=tamper)
+            out = tmp_path_factory.mktemp(
+                f"standins-{k8s}-{arch}-{runtime}-{tamper or 'ok'}-{flavor}")
+            gen = standins.generate(k8s, arch, out, runtime=runtime, tamper=tamper,
+                                    flavor=flavor)
             url, stop = standins.serve_in_thread(out)
             stops.append(stop)
             made[key] = StandinMirror(url, gen.overlay, gen.dir, gen.release, gen.files, tamper)

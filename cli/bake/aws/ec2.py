@@ -221,3 +221,46 @@ def managed_prefix_list_ids(client: Any, region: str, services: Iterable[str]) -
             f"no AWS-managed prefix list {', '.join(missing)} in {region}: is the region right?"
         )
     return found
+
+
+def instances(client: Any, instance_ids: list[str]) -> list[dict[str, Any]]:
+    """DescribeInstances entries of ``instance_ids`` (every reservation flattened)."""
+    if not instance_ids:
+        return []
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"InstanceIds": list(instance_ids)}
+    while True:
+        resp = call("ec2:DescribeInstances", client.describe_instances, **kwargs)
+        for reservation in resp.get("Reservations", []):
+            out += reservation.get("Instances", [])
+        if not resp.get("NextToken"):
+            return out
+        kwargs["NextToken"] = resp["NextToken"]
+
+
+def launch_template_user_data(client: Any, name: str, version: str = "$Latest") -> bytes:
+    """The user-data of a launch template version, decoded from base64 (what EC2 hands the
+    instance; DescribeLaunchTemplateVersions ``LaunchTemplateData.UserData``)."""
+    import base64
+
+    resp = call("ec2:DescribeLaunchTemplateVersions", client.describe_launch_template_versions,
+                LaunchTemplateName=name, Versions=[version])
+    data = resp["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("UserData", "")
+    return base64.b64decode(data)
+
+
+def console_output(client: Any, instance_id: str) -> str:
+    """The instance's serial console output (``ec2:GetConsoleOutput``, latest), decoded."""
+    import base64
+
+    resp = call("ec2:GetConsoleOutput", client.get_console_output, InstanceId=instance_id,
+                Latest=True)
+    return base64.b64decode(resp.get("Output") or b"").decode(errors="replace")
+
+
+def subnets(client: Any, subnet_ids: list[str]) -> list[dict[str, Any]]:
+    """DescribeSubnets entries of ``subnet_ids`` (``[]`` for none)."""
+    if not subnet_ids:
+        return []
+    resp = call("ec2:DescribeSubnets", client.describe_subnets, SubnetIds=list(subnet_ids))
+    return resp.get("Subnets", [])

@@ -246,3 +246,14 @@ def list_by_path(client: Any, path: str, recursive: bool = True) -> list[Paramet
             break
     found.sort(key=lambda v: v.name)
     return found
+
+
+def secure_values(client: Any, names: list[str]) -> dict[str, str]:
+    """Decrypted values of the SecureString (or String) parameters ``names`` that exist
+    (``ssm:GetParameters`` with decryption; at most 10 names per call)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 10):
+        resp = call("ssm:GetParameters", client.get_parameters, Names=names[i:i + 10],
+                    WithDecryption=True)
+        out.update({p["Name"]: p["Value"] for p in resp.get("Parameters", [])})
+    return out

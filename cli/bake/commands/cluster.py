@@ -58,17 +58,26 @@ def _target_region(g, spec):
     "--k8s", "minor", default="1.30", show_default=True, metavar="MINOR", help="Kubernetes minor."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(cluster_file: Path, name: str, cluster_region: str, minor: str, force: bool) -> None:
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Size it for `bake launch --local`: 3 control planes and 2 workers as VMs here.",
+)
+def init(
+    cluster_file: Path, name: str, cluster_region: str, minor: str, force: bool, local: bool
+) -> None:
     """Write a commented cluster.yaml to start from."""
     from bake.cluster import ClusterFileError, init_text
 
-    text = init_text(name=name, region=cluster_region, minor=minor)
+    text = init_text(name=name, region=cluster_region, minor=minor, local=local)
     if cluster_file.exists() and not force:
         raise ClusterFileError(f"{cluster_file} exists: pass --force to overwrite it")
     from bake.userfiles import write_file
 
     write_file(cluster_file, text, "-f")
-    click.echo(f"wrote {cluster_file}: edit it, then `bake validate -f {cluster_file}`")
+    then = f"`bake launch --local -f {cluster_file}`" if local else (
+        f"`bake validate -f {cluster_file}`")
+    click.echo(f"wrote {cluster_file}: edit it, then {then}")
 
 
 @click.command()
@@ -94,14 +103,31 @@ def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
 @click.command()
 @file_option
 @click.option("--yes", is_flag=True, help="Apply the change set without asking.")
-@click.option("--local", is_flag=True, help="Deploy into the embedded AWS (`bake sandbox start`).")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Deploy into the embedded AWS and boot the instances as VMs of the baked image here.",
+)
 @click.option(
     "--timeout", default=3600, show_default=True, type=int, help="Seconds to follow the stack."
 )
+@click.option(
+    "--join-timeout",
+    default=1800,
+    show_default=True,
+    type=int,
+    help="--local: seconds to wait for every node to join.",
+)
 @catalog_option
 @click.pass_obj
-def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int, catalogs) -> None:
-    """Deploy the cluster stack through a change set, streaming its events."""
+def launch(
+    g, cluster_file: Path, yes: bool, local: bool, timeout: int, join_timeout: int, catalogs
+) -> None:
+    """Deploy the cluster stack through a change set, streaming its events.
+
+    With --local, the stack goes into the embedded AWS and every instance of its Auto Scaling
+    groups boots as a VM of the baked image, with its launch template's user-data.
+    """
     from bake.aws.cloudformation import CloudFormation
     from bake.cluster import load_checked_cluster
     from bake.launch import LaunchOptions, stack_parameters
@@ -110,13 +136,43 @@ def launch(g, cluster_file: Path, yes: bool, local: bool, timeout: int, catalogs
     spec = load_checked_cluster(cluster_file, catalogs)
     confirm = confirmer(yes, f"bake launch of stack {spec.stack_name}")
     clients = _clients(_target_region(g, spec), local)
-    result = run_launch(
-        LaunchOptions(spec=spec, yes=yes, timeout_seconds=timeout),
-        CloudFormation(clients.client("cloudformation")),
-        echo=click.echo,
-        confirm=confirm,
-        parameters=stack_parameters(spec, clients.client("ec2")),
-    )
+
+    def deploy():
+        return run_launch(
+            LaunchOptions(spec=spec, yes=yes, timeout_seconds=timeout, poll_seconds=1 if local
+                          else 5),
+            CloudFormation(clients.client("cloudformation")),
+            echo=click.echo,
+            confirm=confirm,
+            parameters=stack_parameters(spec, clients.client("ec2")),
+        )
+
+    if local:
+        from bake.localcluster.service import LocalOptions, launch_local
+
+        results = launch_local(
+            LocalOptions(spec, g.data_dir, spec.local.vm_memory_mib, float(join_timeout)),
+            clients, click.echo, deploy)
+        def secs(value) -> str:
+            return "-" if value is None else f"{value:.1f} s"
+
+        click.echo(f"{'INSTANCE':<21} {'NODE':<26} {'ROLE':<14} {'IP':<15} {'MODE':<5} "
+                   f"{'BOOT->JOINED':>12} {'AGENT':>7} {'CONFIG':>7} {'BOOTSTRAP':>9} "
+                   f"{'POST':>7}  JOINED")
+        for r in results:
+            row = r.row()
+            ph = row["phases"]
+            click.echo(f"{row['instance_id']:<21} {row['hostname']:<26} {row['role']:<14} "
+                       f"{row['private_ip']:<15} {row['mode']:<5} "
+                       f"{secs(row['boot_to_joined_s']):>12} {secs(row['agent_overhead_s']):>7} "
+                       f"{secs(ph.get('config')):>7} {secs(ph.get('bootstrap')):>9} "
+                       f"{secs(ph.get('post')):>7}  {'yes' if row['status'] == 'joined' else 'no'}")
+        click.echo("AGENT: agent start to the first kubeadm call (identity, config, lease, join "
+                   "material); phase times from each agent's own report")
+        click.echo(f"cluster {spec.name}: {len(results)} nodes joined; `bake status --local -f "
+                   f"{cluster_file}`, `bake logs --local -f {cluster_file} NODE`")
+        return
+    result = deploy()
     if result.outputs:
         click.echo(f"stack {result.stack_name}: {result.status}")
         for key, value in sorted(result.outputs.items()):
@@ -139,15 +195,93 @@ def destroy(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None
 
     spec = load_cluster(cluster_file)
     confirm = confirmer(yes, f"bake destroy of stack {spec.stack_name}")
+    vms = None
+    if local:
+        from bake.localcluster.service import read_state
+
+        vms = read_state(g.data_dir, spec.name)
     # the target must exist and answer before anyone is asked anything
     clients = _clients(_target_region(g, spec), local)
     cfn = CloudFormation(clients.client("cloudformation"))
-    if cfn.stack_status(spec.stack_name) is None:
+    stack = cfn.stack_status(spec.stack_name)
+    if stack is None and vms is None:
         click.echo(f"no stack {spec.stack_name}: nothing to delete")
         click.echo(f"stack {spec.stack_name}: NOT_FOUND")
         return
-    if not confirm(f"delete stack {spec.stack_name} and everything in it?"):
+    what = f"stack {spec.stack_name}" + (f" and the {len(vms.get('nodes', []))} local VMs"
+                                         if vms else "")
+    if not confirm(f"delete {what} and everything in it?"):
         click.echo("not deleted")
+        return
+    if vms is not None:
+        from bake.localcluster.service import destroy_local
+
+        destroy_local(g.data_dir, spec.name, click.echo)
+    if stack is None:
+        click.echo(f"stack {spec.stack_name}: NOT_FOUND")
         return
     status = run_destroy(spec, cfn, click.echo, timeout=timeout)
     click.echo(f"stack {spec.stack_name}: {status}")
+
+
+@click.command()
+@file_option
+@click.option("--local", is_flag=True, help="The local VM cluster (embedded AWS).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def status(g, cluster_file: Path, local: bool, output: str) -> None:
+    """Show the cluster's nodes, etcd members, join material and anything stuck."""
+    import json
+
+    from bake.cluster import load_cluster
+    from bake.status import cluster_status, format_status
+
+    spec = load_cluster(cluster_file)
+    clients = _clients(_target_region(g, spec), local)
+    local_state = None
+    if local:
+        from bake.localcluster.service import STANDIN_NOTE, read_state
+
+        local_state = read_state(g.data_dir, spec.name) or {"nodes": []}
+    result = cluster_status(spec, clients, local_state)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        return
+    for line in format_status(result):
+        click.echo(line)
+    if local:
+        click.echo(STANDIN_NOTE)
+
+
+@click.command()
+@file_option
+@click.option("--local", is_flag=True, help="A VM of the local cluster (its serial console).")
+@click.option("--lines", type=int, default=None, help="Only the last N lines.")
+@click.argument("node")
+@click.pass_obj
+def logs(g, cluster_file: Path, local: bool, lines: int | None, node: str) -> None:
+    """Print a node's console: kernel, systemd, cloud-init and the node agent's journal.
+
+    NODE is an instance id, a private IP or a host name. On AWS this is the instance's console
+    output (ec2:GetConsoleOutput); locally, the VM's serial console.
+    """
+    from bake.cluster import load_cluster
+    from bake.errors import UsageError
+
+    spec = load_cluster(cluster_file)
+    if local:
+        from bake.localcluster.service import console_text, find_node, read_state
+
+        state = read_state(g.data_dir, spec.name)
+        if state is None:
+            raise UsageError(f"no local cluster {spec.name} is running: `bake launch --local -f "
+                             f"{cluster_file}`")
+        click.echo(console_text(find_node(state, node), lines), nl=False)
+        return
+    from bake.aws import ec2
+
+    clients = _clients(_target_region(g, spec), False)
+    text = ec2.console_output(clients.client("ec2"), node)
+    if lines:
+        text = "\n".join(text.splitlines()[-lines:]) + "\n"
+    click.echo(text, nl=False)

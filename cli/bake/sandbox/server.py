@@ -1,7 +1,9 @@
 """Lifecycle of the embedded AWS: moto's server, run detached on 127.0.0.1.
 
-``start`` launches ``python -m moto.server`` from bake's own interpreter (``sys.executable``) as
-a detached process listening on 127.0.0.1 only, waits (bounded) until it answers HTTP, and
+``start`` launches ``python -m bake.sandbox.moto_server`` (moto's server with bake's
+CloudFormation compatibility patches, ``bake.sandbox.compat``) from bake's own interpreter
+(``sys.executable``) as a detached process listening on 127.0.0.1 only, waits (bounded) until it
+answers HTTP, and
 records ``{pid, port, endpoint, started}`` in ``<data_dir>/sandbox/state.json``. ``stop`` ends
 only the recorded PID, and only after checking (``/proc/<pid>/cmdline``) that it still is a moto
 server, so a stale state file never kills an unrelated process that reused the PID. moto keeps
@@ -134,7 +136,8 @@ def _alive(pid: int) -> bool:
 def is_moto_server(pid: int) -> bool:
     """True when ``pid`` is a live process whose command line runs moto's server.
 
-    Recognises ``python -m moto.server`` (how bake starts it) and the ``moto_server`` script.
+    Recognises ``python -m bake.sandbox.moto_server`` (how bake starts it),
+    ``python -m moto.server`` and the ``moto_server`` script.
     """
     if pid <= 0 or not _alive(pid):
         return False
@@ -143,7 +146,8 @@ def is_moto_server(pid: int) -> bool:
     except OSError:
         return False
     args = [a.decode(errors="replace") for a in argv if a]
-    return "moto.server" in args or any(Path(a).name == "moto_server" for a in args)
+    return ("bake.sandbox.moto_server" in args or "moto.server" in args
+            or any(Path(a).name == "moto_server" for a in args))
 
 
 #: bounded wait for one liveness probe, in seconds (the probe's cost does not grow with state).
@@ -333,7 +337,7 @@ def start(
         progress(f"starting the embedded AWS (moto server) on {endpoint}")
     with open(log, "ab") as out:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+            [sys.executable, "-m", "bake.sandbox.moto_server", "-H", HOST, "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

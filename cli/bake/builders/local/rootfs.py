@@ -357,4 +357,8 @@ def prepare_rootfs(
     resolv = dest / "etc/resolv.conf"
     if resolv.is_file() and not resolv.is_symlink():
         resolv.write_text("", encoding="utf-8")
+    # The system locale of Debian's cloud images. Unset, cloud-init's locale module falls back
+    # to en_US.UTF-8, which no locale is generated for, and fails cloud-config.service.
+    (dest / "etc/default").mkdir(parents=True, exist_ok=True)
+    (dest / "etc/default/locale").write_text("LANG=C.UTF-8\n", encoding="utf-8")
     return RootfsResult(dest, tarball, cached, time.monotonic() - start)

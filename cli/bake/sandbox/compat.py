@@ -1,9 +1,11 @@
-"""Test-side fixes for moto's CloudFormation emulation, so the REAL cluster template deploys.
+"""Fixes of moto's CloudFormation emulation, so the REAL cluster template deploys in the
+embedded AWS.
 
-The template is never changed to please the emulator (issue 5). Where moto's CloudFormation
-parsing diverges from AWS, these context-managed patches translate at moto's boundary; each is
-listed, with its AWS reference, in docs/launch.md ("Embedded AWS gaps"). moto runs in this process
-(``ThreadedMotoServer``), so patching its classes affects the server the tests talk to.
+The template is never changed to please the emulator. Where moto's CloudFormation parsing
+diverges from AWS, these patches translate at moto's boundary; each is listed, with its AWS
+reference, in docs/launch.md ("Embedded AWS gaps"). They are applied where moto runs: in the
+embedded AWS's own process (``python -m bake.sandbox.moto_server``, what ``bake sandbox
+start`` runs) and, as a context manager, around the tests' in-process moto server.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def _route_table_delete(self, account_id: str, region_name: str) -> None:
     backend.route_tables.pop(self.id, None)
 
 
+def _target_group_delete(self, account_id: str, region_name: str) -> None:
+    """moto's AWS::ElasticLoadBalancingV2::TargetGroup has no CloudFormation delete, so a
+    deleted stack leaves its target group and the next create of the same stack fails with
+    DuplicateTargetGroupName; AWS deletes it with the stack (DeleteTargetGroup). Raises while a
+    listener still uses it (moto's stack delete retries in its next pass)."""
+    from moto.elbv2.models import elbv2_backends
+
+    elbv2_backends[account_id][region_name].delete_target_group(self.arn)
+
+
+def _listener_delete(self, account_id: str, region_name: str) -> None:
+    """moto's AWS::ElasticLoadBalancingV2::Listener has no CloudFormation delete either
+    (DeleteListener); gone already when its load balancer went first."""
+    from moto.elbv2.models import elbv2_backends
+
+    backend = elbv2_backends[account_id][region_name]
+    for load_balancer in backend.load_balancers.values():
+        load_balancer.listeners.pop(self.arn, None)
+
+
 def _execute_change_set_with_outputs(original):
     """moto builds a stack's outputs from the template the stack had before ExecuteChangeSet,
     so a stack created through a change set has none. AWS evaluates Outputs on execution."""
@@ -97,16 +119,14 @@ def _execute_change_set_with_outputs(original):
     return execute
 
 
-@contextlib.contextmanager
-def moto_cloudformation_shims() -> Iterator[None]:
-    """Apply every shim for the duration of the ``with`` block, then restore moto."""
+def _patches() -> list[tuple[Any, str, Any]]:
     from moto.cloudformation.models import CloudFormationBackend
     from moto.ec2.models.route_tables import RouteTable
     from moto.ec2.models.vpcs import VPCEndPoint
-    from moto.elbv2.models import FakeLoadBalancer
+    from moto.elbv2.models import FakeListener, FakeLoadBalancer, FakeTargetGroup
     from moto.kms.models import Key
 
-    patches = [
+    return [
         (
             Key,
             "create_from_cloudformation_json",
@@ -115,12 +135,26 @@ def moto_cloudformation_shims() -> Iterator[None]:
         (FakeLoadBalancer, "create_from_cloudformation_json", _elbv2_load_balancer_type(None)),
         (VPCEndPoint, "delete", _vpc_endpoint_delete),
         (RouteTable, "delete", _route_table_delete),
+        (FakeTargetGroup, "delete", _target_group_delete),
+        (FakeListener, "delete", _listener_delete),
         (
             CloudFormationBackend,
             "execute_change_set",
             _execute_change_set_with_outputs(CloudFormationBackend.execute_change_set),
         ),
     ]
+
+
+def apply() -> None:
+    """Patch moto for the rest of this process (the embedded AWS's server)."""
+    for cls, name, new in _patches():
+        setattr(cls, name, new)
+
+
+@contextlib.contextmanager
+def moto_cloudformation_shims() -> Iterator[None]:
+    """Apply every shim for the duration of the ``with`` block, then restore moto."""
+    patches = _patches()
     missing = object()
     saved = [(cls, name, cls.__dict__.get(name, missing)) for cls, name, _ in patches]
     try:

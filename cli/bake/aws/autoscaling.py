@@ -1,0 +1,25 @@
+"""Thin Auto Scaling wrapper for ``bake launch --local`` and ``bake status``.
+
+Clients are injected; every call goes through ``bake.aws.errors.call`` (one-line ``AwsError``).
+Shapes: Auto Scaling API reference, DescribeAutoScalingGroups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bake.aws.errors import call
+
+
+def groups(client: Any, names: list[str]) -> dict[str, dict]:
+    """``{group name: DescribeAutoScalingGroups entry}`` for the groups that exist."""
+    out: dict[str, dict] = {}
+    kwargs: dict[str, Any] = {"AutoScalingGroupNames": names}
+    while True:
+        resp = call("autoscaling:DescribeAutoScalingGroups",
+                    client.describe_auto_scaling_groups, **kwargs)
+        for group in resp.get("AutoScalingGroups", []):
+            out[group["AutoScalingGroupName"]] = group
+        if not resp.get("NextToken"):
+            return out
+        kwargs["NextToken"] = resp["NextToken"]

@@ -1,0 +1,649 @@
+"""The service behind ``bake launch --local``, ``bake status --local``, ``bake logs --local`` and
+``bake destroy --local``.
+
+``launch_local`` checks everything before it changes anything (root, the Debian tools, a local
+image of the cluster's minor and arch, free memory), deploys the cluster stack into the embedded
+AWS through the very change-set path of ``bake launch``, reads back the Auto Scaling groups'
+instances and their launch templates' user-data, builds the segment (``plan``), starts the
+gateway, dnsmasq and haproxy inside it, boots one VM per instance (all at once), and follows
+them until every node agent reports ``joined`` in the cluster table, or one reports a failure.
+Progress per node comes from the VMs' consoles; the final figures come from the agents' own
+reports (``node#<instance id>`` items), read over the network like on AWS.
+
+State: ``<data dir>/clusters/<name>/local.json`` (pids of everything started, the nodes),
+beside the VMs' directories and the cluster's CA. ``destroy_local`` stops only processes whose
+``/proc/<pid>/cmdline`` shows they are the ones recorded, deletes the namespace (and with it
+the bridge and taps) and the overlays; the baked image is never written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bake.cluster import ClusterSpec
+from bake.errors import BakeError, EnvironmentProblem, UsageError
+from bake.localcluster import netns, vm
+from bake.localcluster.plan import LocalNetwork, LocalNode, mac_for, network_for, subnet_of
+
+Echo = Callable[[str], None]
+#: Debian packages a local cluster uses: command -> package
+TOOLS = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "cloud-localds": "cloud-image-utils",
+    "dnsmasq": "dnsmasq-base",
+    "haproxy": "haproxy",
+    "ip": "iproute2",
+    "openssl": "openssl",
+}
+HEADROOM_MIB = 512  # host memory left free beyond the VMs'
+STANDIN_NOTE = ("stand-ins, said plainly: kubeadm, kubelet and kubectl in these VMs are bake's "
+                "test stand-ins (tools/standin_k8s.py) running the REAL etcd; the API endpoint "
+                "on 6443 is a stand-in health endpoint, not kube-apiserver")
+
+
+class LocalClusterError(BakeError):
+    """A local cluster failed to form or to stop; names the node, phase and log to read."""
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """What ``bake launch --local`` was asked to do.
+
+    Attributes:
+        spec: the cluster.
+        data_dir: bake's data dir (the cluster's state goes to ``clusters/<name>/``).
+        memory_mib: memory of each VM, MiB.
+        timeout_s: seconds to wait for every node to join.
+        poll_s: seconds between looks at the nodes.
+    """
+
+    spec: ClusterSpec
+    data_dir: Path
+    memory_mib: int = 1024
+    timeout_s: float = 1800.0
+    poll_s: float = 5.0
+
+
+@dataclass
+class NodeResult:
+    """One node as ``bake launch --local`` and ``bake status`` show it."""
+
+    node: LocalNode
+    status: str = "booting"
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        r = self.report
+        phases = json.loads(r.get("phases", "{}")) if r.get("phases") else {}
+        boot_to_joined = (r["joined_at"] - r["boot_epoch"]) if "joined_at" in r else None
+        overhead = (r["kubeadm_started"] - r["agent_started"]) if "kubeadm_started" in r else None
+        return {
+            "instance_id": self.node.instance_id,
+            "hostname": self.node.hostname,
+            "role": self.node.role,
+            "private_ip": self.node.private_ip,
+            "status": self.status,
+            "mode": r.get("mode", ""),
+            "boot_to_joined_s": round(boot_to_joined, 1) if boot_to_joined else None,
+            "agent_overhead_s": round(overhead, 2) if overhead is not None else None,
+            "phases": {k: v.get("seconds") for k, v in phases.items()},
+            "failed_phase": r.get("failed_phase"),
+            "error": r.get("error"),
+        }
+
+
+# ---------------------------------------------------------------- paths and state
+
+
+def cluster_dir(data_dir: Path, name: str) -> Path:
+    """``<data dir>/clusters/<name>``."""
+    return Path(data_dir) / "clusters" / name
+
+
+def state_path(data_dir: Path, name: str) -> Path:
+    """``<data dir>/clusters/<name>/local.json``."""
+    return cluster_dir(data_dir, name) / "local.json"
+
+
+def read_state(data_dir: Path, name: str) -> dict | None:
+    """The recorded local cluster, or ``None``."""
+    try:
+        return json.loads(state_path(data_dir, name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(data_dir: Path, name: str, state: dict) -> None:
+    path = state_path(data_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return [a.decode(errors="replace")
+                for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _ours(pid: int | None, marker: str) -> bool:
+    """True when ``pid`` is alive and its command line holds ``marker`` (a path of ours)."""
+    return bool(pid) and any(marker in a for a in _cmdline(int(pid)))
+
+
+def _stop(pid: int | None, marker: str, timeout_s: float = 10.0) -> None:
+    if not _ours(pid, marker):
+        return
+    os.kill(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _ours(pid, marker):
+        time.sleep(0.2)
+    if _ours(pid, marker):
+        os.kill(int(pid), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- checks before any change
+
+
+def preflight(options: LocalOptions, node_count: int) -> None:
+    """Everything a local cluster needs, checked before anything is started.
+
+    Raises:
+        EnvironmentProblem: not root, a tool missing (names the Debian packages), an arch
+            this host cannot run, or not enough free memory for the VMs (names the figures).
+        UsageError: a VM memory below what boots reliably.
+    """
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("a local cluster makes a network namespace and tap devices: "
+                                 "run as root (sudo)")
+    missing = sorted({pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None})
+    if missing:
+        raise EnvironmentProblem(f"a local cluster needs {', '.join(missing)}: apt-get install "
+                                 f"{' '.join(missing)} (or make deb-deps)")
+    if options.spec.arch != "amd64":
+        raise EnvironmentProblem(f"local clusters run amd64 images on this host (qemu "
+                                 f"x86_64); the cluster file says arch: {options.spec.arch}")
+    if options.memory_mib < 512:
+        raise UsageError(f"local.vmMemoryMiB {options.memory_mib} is below 512 MiB, too small to "
+                         "boot a node")
+    need = node_count * options.memory_mib + HEADROOM_MIB
+    available = _mem_available_mib()
+    if available < need:
+        raise EnvironmentProblem(
+            f"{node_count} VMs of {options.memory_mib} MiB need {need} MiB of free memory "
+            f"(with {HEADROOM_MIB} MiB headroom); this machine has {available} MiB available: "
+            "lower local.vmMemoryMiB or the node counts"
+        )
+
+
+def _mem_available_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def local_image(clients, spec: ClusterSpec) -> Path:
+    """The local image directory the cluster's image parameter points to.
+
+    The parameter (``image.ssmParameter``) holds an AMI of the embedded AWS; a local bake tags
+    it ``bake:local-path`` with the image directory (disk, kernel, initrd).
+
+    Raises:
+        UsageError: no such parameter or AMI, or the AMI is not a local image (names how to
+            bake one).
+    """
+    from bake.aws import ec2, ssm
+
+    hint = (f"bake one with `bake ami --k8s {spec.kubernetes_minor} --local` (or `make demo` "
+            "for 1.30)")
+    param = ssm.get_parameter(clients.client("ssm"), spec.image_ssm_parameter)
+    if param is None:
+        raise UsageError(f"no local image for Kubernetes {spec.kubernetes_minor} ({spec.arch}): "
+                         f"{spec.image_ssm_parameter} is not set in the embedded AWS; {hint}")
+    image = ec2.describe_image(clients.client("ec2"), param.value)
+    tags = ec2.tags_to_dict((image or {}).get("Tags"))
+    path = tags.get("bake:local-path")
+    if not path:
+        raise UsageError(f"{spec.image_ssm_parameter} points to {param.value}, which is not a "
+                         f"local image (no bake:local-path tag); {hint}")
+    directory = Path(path)
+    for name in ("disk.raw", "vmlinuz", "initrd.img"):
+        if not (directory / name).is_file():
+            raise UsageError(f"local image {directory} lacks {name}; {hint}")
+    return directory
+
+
+# ---------------------------------------------------------------- the stack's instances
+
+
+def stack_nodes(clients, spec: ClusterSpec, network_cidrs: list[str] | None = None
+                ) -> tuple[list[LocalNode], list[str]]:
+    """The instances of the cluster's two Auto Scaling groups, with their user-data.
+
+    Returns:
+        ``(nodes, subnet CIDRs)``: control planes first, each in instance-id order.
+    """
+    from bake.aws import autoscaling, ec2
+
+    names = {f"bake-{spec.name}-control-plane": "control-plane",
+             f"bake-{spec.name}-worker": "worker"}
+    groups = autoscaling.groups(clients.client("autoscaling"), list(names))
+    ec2c = clients.client("ec2")
+    user_data = {role: ec2.launch_template_user_data(ec2c, f"bake-{spec.name}-{role}")
+                 for role in ("control-plane", "worker")}
+    ids = {i["InstanceId"]: names[g] for g, grp in groups.items()
+           for i in grp.get("Instances", []) if i.get("LifecycleState", "InService")
+           not in ("Terminating", "Terminated")}
+    described = {i["InstanceId"]: i for i in ec2.instances(ec2c, sorted(ids))}
+    subnet_ids = sorted({i["SubnetId"] for i in described.values() if i.get("SubnetId")})
+    subnets = ec2.subnets(ec2c, subnet_ids)
+    cidrs = network_cidrs or sorted({s["CidrBlock"] for s in subnets})
+    with_routers = tuple((c, str(ipaddress.IPv4Network(c).network_address + 1)) for c in cidrs)
+    order = sorted(ids, key=lambda i: (ids[i] != "control-plane", i))
+    nodes = []
+    for index, instance_id in enumerate(order):
+        inst = described[instance_id]
+        ip = inst["PrivateIpAddress"]
+        cidr, router = subnet_of(ip, with_routers)
+        profile = inst.get("IamInstanceProfile", {}).get("Arn", "")
+        nodes.append(LocalNode(
+            instance_id=instance_id,
+            role=ids[instance_id],
+            private_ip=ip,
+            hostname=inst.get("PrivateDnsName") or f"ip-{ip.replace('.', '-')}",
+            subnet_cidr=cidr,
+            gateway=router,
+            mac=mac_for(ip),
+            availability_zone=inst.get("Placement", {}).get("AvailabilityZone", ""),
+            instance_type=inst.get("InstanceType", ""),
+            image_id=inst.get("ImageId", ""),
+            profile_role=profile.rsplit("/", 1)[-1] or f"bake-{spec.name}-{ids[instance_id]}",
+            user_data=user_data[ids[instance_id]],
+            index=index,
+        ))
+    return nodes, cidrs
+
+
+# ---------------------------------------------------------------- the segment
+
+
+def _dnsmasq_config(net: LocalNetwork, nodes: list[LocalNode], nlb_dns: str, leases: Path) -> str:
+    lines = ["no-resolv", "no-hosts", "bind-interfaces", f"interface={net.bridge}",
+             "except-interface=lo", f"listen-address={net.dns_ip}", f"domain={net.domain}",
+             f"dhcp-leasefile={leases}", "dhcp-authoritative", "log-dhcp",
+             f"dhcp-option=option:dns-server,{net.dns_ip}",
+             f"dhcp-option=option:domain-name,{net.domain}",
+             # the private DNS names of interface endpoints (PrivateDnsEnabled) and the NLB
+             f"address=/amazonaws.com/{net.endpoints_ip}", f"address=/{nlb_dns}/{net.nlb_ip}"]
+    for n, (cidr, router) in enumerate(net.subnets):
+        network = cidr.split("/")[0]
+        mask = str(ipaddress.IPv4Network(cidr).netmask)
+        lines += [f"dhcp-range=set:s{n},{network},static,{mask},12h",
+                  f"dhcp-option=tag:s{n},option:router,{router}"]
+    for node in nodes:
+        short = node.hostname.split(".", 1)[0]
+        lines += [f"dhcp-host={node.mac},{node.private_ip},{short}",
+                  f"host-record={node.hostname},{short},{node.private_ip}"]
+    return "\n".join(lines) + "\n"
+
+
+def _haproxy_config(net: LocalNetwork, nodes: list[LocalNode], pidfile: Path) -> str:
+    """The NLB: TCP 6443 to the control planes, health-checked with HTTPS GET /readyz (the
+    target group's check in the stack)."""
+    servers = [f"  server {n.instance_id} {n.private_ip}:6443 check check-ssl verify none "
+               "inter 5s fall 2 rise 2" for n in nodes if n.role == "control-plane"]
+    return "\n".join([
+        "global", f"  pidfile {pidfile}", "  maxconn 4096",
+        "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 1h",
+        "  timeout server 1h", "  timeout check 5s",
+        "frontend api", f"  bind {net.nlb_ip}:6443", "  default_backend control_planes",
+        "backend control_planes", "  option httpchk GET /readyz",
+        "  http-check expect status 200", *servers, ""])
+
+
+def build_network(net: LocalNetwork, nodes: list[LocalNode]) -> None:
+    """The namespace, its bridge with every router and service address, one tap per VM."""
+    netns.create(net.netns)
+    if netns.ip("link", "show", net.bridge, netns=net.netns, check=False).returncode != 0:
+        netns.ip("link", "add", net.bridge, "type", "bridge", netns=net.netns)
+    addresses = [f"{router}/{cidr.split('/')[1]}" for cidr, router in net.subnets]
+    addresses += [f"{net.dns_ip}/32", f"{net.endpoints_ip}/32", f"{net.nlb_ip}/32",
+                  f"{net.imds_ip}/32"]
+    for address in addresses:
+        netns.ip("addr", "replace", address, "dev", net.bridge, netns=net.netns)
+    netns.ip("link", "set", net.bridge, "up", netns=net.netns)
+    subprocess.run(netns.exec_argv(net.netns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]),
+                   check=True, capture_output=True)
+    for node in nodes:
+        if netns.ip("link", "show", node.tap, netns=net.netns, check=False).returncode != 0:
+            netns.ip("tuntap", "add", "dev", node.tap, "mode", "tap", netns=net.netns)
+        netns.ip("link", "set", node.tap, "master", net.bridge, netns=net.netns)
+        netns.ip("link", "set", node.tap, "up", netns=net.netns)
+
+
+def _spawn(argv: list[str], log: Path) -> int:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+#: The vendor-data command (``sh -c SCRIPT bake-local-ca PEM``): idempotent, so it can run at
+#: every boot (``bootcmd`` does).
+_TRUST_CA = (
+    'set -eu; crt=/usr/local/share/ca-certificates/bake-local-aws.crt; '
+    'mkdir -p "${crt%/*}"; printf "%s\\n" "$1" > "$crt"; '
+    'b=/etc/ssl/certs/ca-certificates.crt; '
+    'grep -qxF "$(sed -n 2p "$crt")" "$b" || cat "$crt" >> "$b"'
+)
+
+
+def _vendor_data(ca_pem: str) -> str:
+    """The vendor-data the platform hands the VM beside the user-data: trust the local CA of
+    the AWS API endpoints, before the node agent starts.
+
+    A cloud-config ``bootcmd`` (cloud-init's init stage, ``cloud-init.service``, which the
+    agent's unit is ordered after; user-data has no ``bootcmd`` to override it) keeps the
+    certificate in ``/usr/local/share/ca-certificates`` (a later ``update-ca-certificates`` keeps
+    it) and appends it to ``/etc/ssl/certs/ca-certificates.crt``, the bundle Debian's botocore
+    reads through certifi. Not cloud-init's ``ca_certs`` module: it runs
+    ``update-ca-certificates``, 160 s per VM under TCG with five VMs (measured).
+
+    Args:
+        ca_pem: the CA certificate (PEM text).
+
+    Returns:
+        the vendor-data text (``#cloud-config``).
+    """
+    import yaml
+
+    command = ["sh", "-c", _TRUST_CA, "bake-local-ca", ca_pem.strip()]
+    return "#cloud-config\n" + yaml.safe_dump({"bootcmd": [command]}, sort_keys=False)
+
+
+def _instances_file(nodes: list[LocalNode], region: str, account: str) -> dict:
+    import base64
+
+    return {n.private_ip: {
+        "instance_id": n.instance_id, "private_ip": n.private_ip, "hostname": n.hostname,
+        "mac": n.mac, "availability_zone": n.availability_zone or f"{region}a",
+        "instance_type": n.instance_type, "image_id": n.image_id, "region": region,
+        "account_id": account, "profile_role": n.profile_role,
+        "user_data_b64": base64.b64encode(n.user_data).decode()} for n in nodes}
+
+
+# ---------------------------------------------------------------- launch
+
+
+def _progress_marker(console: Path) -> str:
+    """What a VM's console says it has reached: the furthest milestone seen since it booted
+    (the console file starts empty at every VM start), so the label never goes backwards when
+    a later cloud-init stage prints its banner again."""
+    try:
+        text = console.read_bytes().decode(errors="replace")
+    except OSError:
+        return "starting"
+    milestones = [("phase post: start", "post"), ("phase bootstrap: start", "init/join"),
+                  ("phase config: start", "config"), ("Starting bake-node.service", "agent"),
+                  ("Cloud-init v.", "cloud-init"), ("Linux version", "booting")]
+    for needle, label in milestones:
+        if needle in text:
+            return label
+    return "starting"
+
+
+def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[], Any]
+                 ) -> list[NodeResult]:
+    """Deploy the stack into the embedded AWS and boot its instances as VMs.
+
+    Args:
+        options: see ``LocalOptions``.
+        clients: ``bake.aws.session.AwsClients`` of the embedded AWS.
+        echo: one line of progress.
+        deploy: deploys (or updates) the stack; the change-set path of ``bake launch``.
+
+    Returns:
+        one ``NodeResult`` per node, all joined.
+
+    Raises:
+        EnvironmentProblem, UsageError: before anything was started (see ``preflight``,
+            ``local_image``).
+        LocalClusterError: a node failed or did not join in time (names node, phase, log);
+            the VMs are left running for ``bake logs --local``; ``bake destroy --local`` ends
+            them.
+    """
+    spec = options.spec
+    node_count = spec.control_plane.desired + spec.workers.desired
+    preflight(options, node_count)
+    image_dir = local_image(clients, spec)
+    state = read_state(options.data_dir, spec.name)
+    if state is not None:
+        return _relaunch(options, clients, echo, state)
+    deploy()
+    from bake.aws import elb
+    from bake.sandbox import require_running
+
+    nodes, cidrs = stack_nodes(clients, spec)
+    if len(nodes) != node_count:
+        raise LocalClusterError(f"the stack's groups have {len(nodes)} instances, the cluster "
+                                f"file asks for {node_count}: check `bake status --local`")
+    net = network_for(spec.name, spec.region, spec.network.vpc_cidr, cidrs)
+    nlb_dns = elb.load_balancer_dns(clients.client("elbv2"), f"bake-{spec.name}-api")
+    if not nlb_dns:
+        raise LocalClusterError(f"the stack has no load balancer bake-{spec.name}-api")
+    base = cluster_dir(options.data_dir, spec.name)
+    base.mkdir(parents=True, exist_ok=True)
+    sandbox = require_running(options.data_dir)
+    from bake.localcluster.pki import endpoint_certificate
+
+    cert, key = endpoint_certificate(base / "pki", spec.name, spec.region)
+    ca_pem = (base / "pki" / "ca.crt").read_text()
+    state = {"cluster": spec.name, "netns": net.netns, "image_dir": str(image_dir),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "memory_mib": options.memory_mib, "nlb_dns": nlb_dns, "nlb_ip": net.nlb_ip,
+             "pids": {}, "nodes": []}
+    _write_state(options.data_dir, spec.name, state)  # from here on, destroy can clean up
+    started = time.monotonic()
+    try:
+        echo(f"network: namespace {net.netns}, bridge {net.bridge}, subnets "
+             f"{', '.join(c for c, _ in net.subnets)}, DNS {net.dns_ip}, endpoints "
+             f"{net.endpoints_ip}, NLB {net.nlb_ip} ({nlb_dns})")
+        build_network(net, nodes)
+        instances = base / "instances.json"
+        instances.write_text(json.dumps(_instances_file(nodes, spec.region, "123456789012")))
+        config = base / "gateway.json"
+        config.write_text(json.dumps({
+            "netns": net.netns, "imds_ip": net.imds_ip, "endpoints_ip": net.endpoints_ip,
+            "cert": str(cert), "key": str(key), "instances": str(instances),
+            "upstream_host": "127.0.0.1", "upstream_port": sandbox.port}))
+        state["pids"]["gateway"] = _spawn(
+            [sys.executable, "-m", "bake.localcluster.gateway", str(config)], base / "gateway.log")
+        dns_conf = base / "dnsmasq.conf"
+        dns_conf.write_text(_dnsmasq_config(net, nodes, nlb_dns, base / "dnsmasq.leases"))
+        state["pids"]["dnsmasq"] = _spawn(netns.exec_argv(net.netns, [
+            "dnsmasq", f"--conf-file={dns_conf}", "--keep-in-foreground",
+            f"--pid-file={base / 'dnsmasq.pid'}"]), base / "dnsmasq.log")
+        haproxy_cfg = base / "haproxy.cfg"
+        haproxy_cfg.write_text(_haproxy_config(net, nodes, base / "haproxy.pid"))
+        state["pids"]["haproxy"] = _spawn(netns.exec_argv(net.netns, [
+            "haproxy", "-db", "-f", str(haproxy_cfg)]), base / "haproxy.log")
+        _write_state(options.data_dir, spec.name, state)
+        _wait_listening(net, base)
+        vendor = _vendor_data(ca_pem)
+        for node in nodes:
+            files = vm.VmFiles(base / "vms" / node.instance_id)
+            vm.make_overlay(image_dir / "disk.raw", files.overlay)
+            vm.make_seed(files, node, vendor)
+        for node in nodes:  # all at once: qemu detaches right away
+            files = vm.VmFiles(base / "vms" / node.instance_id)
+            pid = vm.start(files, node, image_dir, net.netns, options.memory_mib)
+            state["nodes"].append({"instance_id": node.instance_id, "role": node.role,
+                                   "private_ip": node.private_ip, "hostname": node.hostname,
+                                   "pid": pid, "dir": str(files.dir)})
+            echo(f"{node.instance_id} {node.role:<13} {node.private_ip:<15} booting "
+                 f"(VM pid {pid}, {options.memory_mib} MiB, console {files.console})")
+        _write_state(options.data_dir, spec.name, state)
+    except BaseException:
+        _write_state(options.data_dir, spec.name, state)
+        raise
+    echo(STANDIN_NOTE)
+    return follow(options, clients, nodes, base, echo, started)
+
+
+def _wait_listening(net: LocalNetwork, base: Path, timeout_s: float = 20.0) -> None:
+    """The gateway, dnsmasq and haproxy listen before any VM boots (or their log says why)."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    want = [(net.imds_ip, 80, "gateway.log"), (net.endpoints_ip, 443, "gateway.log"),
+            (net.nlb_ip, 6443, "haproxy.log")]
+    with netns.inside(net.netns):
+        pending = list(want)
+        while pending and time.monotonic() < deadline:
+            host, port, log = pending[0]
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                pending.pop(0)
+            except OSError:
+                time.sleep(0.2)
+    if pending:
+        host, port, log = pending[0]
+        tail = (base / log).read_text(errors="replace").strip().splitlines()[-1:] \
+            if (base / log).exists() else []
+        raise LocalClusterError(f"nothing listens on {host}:{port} in {net.netns} after "
+                                f"{timeout_s:.0f} s; see {base / log}" +
+                                (f": {tail[0]}" if tail else ""))
+
+
+def follow(options: LocalOptions, clients, nodes: list[LocalNode], base: Path, echo: Echo,
+           started: float) -> list[NodeResult]:
+    """Follow the nodes until each agent reports joined (or one fails, or time runs out)."""
+    from bake.aws import dynamodb
+
+    results = {n.instance_id: NodeResult(n) for n in nodes}
+    table = options.spec.lock_table
+    db = clients.client("dynamodb")
+    deadline = time.monotonic() + options.timeout_s
+    while True:
+        reports = {r["instance_id"]: r for r in dynamodb.items_with_prefix(db, table, "node#")
+                   if "instance_id" in r}
+        for result in results.values():
+            node = result.node
+            report = reports.get(node.instance_id)
+            files = vm.VmFiles(base / "vms" / node.instance_id)
+            before = result.status
+            if report:
+                result.report = report
+                result.status = str(report.get("status"))
+            else:
+                result.status = _progress_marker(files.console)
+            if result.status != before:
+                elapsed = time.monotonic() - started
+                detail = ""
+                if result.status == "joined":
+                    row = result.row()
+                    detail = f" ({row['mode']}; boot to joined {row['boot_to_joined_s']} s)"
+                echo(f"{elapsed:6.0f} s  {node.instance_id} {node.role:<13} "
+                     f"{result.status}{detail}")
+            if result.status == "failed":
+                r = result.report
+                raise LocalClusterError(
+                    f"node {node.instance_id} ({node.role}, {node.private_ip}) failed in phase "
+                    f"{r.get('failed_phase')}: {r.get('error')}; read its log: bake logs --local "
+                    f"{node.instance_id} ({files.console})")
+        if all(r.status == "joined" for r in results.values()):
+            return [results[n.instance_id] for n in nodes]
+        if time.monotonic() > deadline:
+            late = [r for r in results.values() if r.status != "joined"]
+            first = late[0]
+            files = vm.VmFiles(base / "vms" / first.node.instance_id)
+            raise LocalClusterError(
+                f"{len(late)} node(s) did not join within {options.timeout_s:.0f} s; "
+                f"{first.node.instance_id} ({first.node.role}) is at '{first.status}'; read its "
+                f"log: bake logs --local {first.node.instance_id} ({files.console})")
+        time.sleep(options.poll_s)
+
+
+def _relaunch(options: LocalOptions, clients, echo: Echo, state: dict) -> list[NodeResult]:
+    """A second launch of a running cluster changes nothing; a half-running one is refused."""
+    base = cluster_dir(options.data_dir, options.spec.name)
+    dead = [n["instance_id"] for n in state.get("nodes", [])
+            if not vm.is_our_qemu(n["pid"], vm.VmFiles(Path(n["dir"])))]
+    if dead or not state.get("nodes"):
+        recorded = state_path(options.data_dir, options.spec.name)
+        raise LocalClusterError(
+            f"local cluster {options.spec.name} is recorded in {recorded} but "
+            f"{', '.join(dead) or 'no VM'} is not running: run `bake destroy --local -f "
+            f"{options.spec.source}` first")
+    echo(f"local cluster {options.spec.name} is running ({len(state['nodes'])} VMs): nothing "
+         "changed")
+    nodes, _ = stack_nodes(clients, options.spec)
+    return follow(options, clients, nodes, base, echo, time.monotonic())
+
+
+# ---------------------------------------------------------------- destroy, logs
+
+
+def destroy_local(data_dir: Path, name: str, echo: Echo) -> bool:
+    """Stop what the launch started (by recorded pid, each checked), delete the namespace and the
+    VMs' overlays. Returns False when nothing was recorded. The baked image is untouched."""
+    state = read_state(data_dir, name)
+    if state is None:
+        return False
+    base = cluster_dir(data_dir, name)
+    stopped = 0
+    for node in state.get("nodes", []):
+        if vm.stop(node["pid"], vm.VmFiles(Path(node["dir"]))):
+            stopped += 1
+    pids = state.get("pids", {})
+    _stop(pids.get("haproxy"), str(base / "haproxy.cfg"))
+    _stop(pids.get("dnsmasq"), str(base / "dnsmasq.conf"))
+    _stop(pids.get("gateway"), str(base / "gateway.json"))
+    netns.delete(state["netns"])
+    for node in state.get("nodes", []):
+        vm.remove(vm.VmFiles(Path(node["dir"])))
+    shutil.rmtree(base, ignore_errors=True)
+    echo(f"stopped {stopped} VMs, the gateway, dnsmasq and haproxy of {name}; removed "
+         f"namespace {state['netns']} and the overlays (the image {state['image_dir']} is "
+         "untouched)")
+    return True
+
+
+def find_node(state: dict, ref: str) -> dict:
+    """The recorded node named by instance id, private IP or host name.
+
+    Raises:
+        UsageError: none matches (lists them).
+    """
+    for node in state.get("nodes", []):
+        if ref in (node["instance_id"], node["private_ip"], node["hostname"],
+                   node["hostname"].split(".", 1)[0]):
+            return node
+    known = ", ".join(f"{n['instance_id']} ({n['role']}, {n['private_ip']})"
+                      for n in state.get("nodes", []))
+    raise UsageError(f"no node {ref!r} in this local cluster; nodes: {known or 'none'}")
+
+
+def console_text(node: dict, lines: int | None = None) -> str:
+    """A VM's console (kernel, systemd, cloud-init and the agent's journal lines)."""
+    text = (Path(node["dir"]) / "console.log").read_bytes().decode(errors="replace")
+    text = text.replace("\r\n", "\n")
+    if lines:
+        text = "\n".join(text.splitlines()[-lines:]) + "\n"
+    return text

@@ -1,4 +1,5 @@
-# bake test stand-in for kubeadm, kubelet and kubectl (one program; its name picks the tool).
+# bake test stand-in for kubeadm, kubelet, kubectl and crictl (one program; its name picks the
+# tool).
 #
 # NOT the real Kubernetes tools: Kubernetes binaries cannot be downloaded on bake's development
 # machines, so local VM clusters bake this instead (tools/standins.py prepends the release's
@@ -10,6 +11,9 @@
 # uploaded certificates live in etcd with their TTLs. The API server is a small stand-in API
 # health endpoint on 6443 (TLS, /readyz backed by etcd's health) that also serves the
 # discovery, TLS bootstrap and apply calls the other stand-ins need; it is not kube-apiserver.
+# crictl lists the static pods the kubelet stand-in runs (``ps --name N -q``) and ``exec`` runs
+# a command on the node beside them (there are no containers: the pods are host processes), so
+# the etcdctl commands bake's etcd member cleanup sends through SSM Run Command work unchanged.
 #
 # Environment (for tests on one host; defaults are the real paths):
 #   BAKE_STANDIN_ROOT     prefix of /etc/kubernetes, /var/lib/{kubelet,etcd}, /var/lib/bake
@@ -43,6 +47,7 @@ import yaml
 
 # the release: tools/standins.py prepends both to this file (defaults when run from the tree)
 KUBERNETES_VERSION = globals().get("KUBERNETES_VERSION", "0.0.0")
+CRICTL_VERSION = globals().get("CRICTL_VERSION", "0.0.0")
 IMAGES = globals().get("IMAGES", [])
 ROOT = Path(os.environ.get("BAKE_STANDIN_ROOT", "/"))
 K8S = ROOT / "etc/kubernetes"
@@ -540,8 +545,9 @@ def upload_certs_phase():
     print(key)
 
 
-def api(endpoint, path, body=None, token=None, ca_file=None, client=None):
-    """One HTTPS call to the stand-in API (``ca_file`` None: discovery, no verification)."""
+def api(endpoint, path, body=None, token=None, ca_file=None, client=None, retry_s=120.0):
+    """One HTTPS call to the stand-in API (``ca_file`` None: discovery, no verification),
+    retried for up to ``retry_s`` seconds on transient failures."""
     if ca_file:
         ctx = ssl.create_default_context(cafile=ca_file)
         if client:
@@ -553,12 +559,23 @@ def api(endpoint, path, body=None, token=None, ca_file=None, client=None):
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"https://{endpoint}{path}", headers=headers,
                                  data=json.dumps(body).encode() if body is not None else None)
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=20) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()
-        raise Fail(f"{path} on {endpoint}: HTTP {exc.code}: {detail}") from None
+    # like client-go under kubeadm and the kubelet: transient failures (timeouts, refused or
+    # reset connections, 5xx) are retried with backoff for a bounded time; 4xx are final
+    deadline = time.monotonic() + retry_s
+    delay = 1.0
+    while True:
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace").strip()
+            if exc.code < 500 or time.monotonic() > deadline:
+                raise Fail(f"{path} on {endpoint}: HTTP {exc.code}: {detail}") from None
+        except (OSError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise Fail(f"{path} on {endpoint}: {exc}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 def discover(join):
@@ -566,7 +583,8 @@ def discover(join):
     bt = join["discovery"]["bootstrapToken"]
     endpoint = bt["apiServerEndpoint"]
     info = wait(f"the API server at {endpoint}",
-                lambda: api(endpoint, "/api/v1/namespaces/kube-public/configmaps/cluster-info"),
+                lambda: api(endpoint, "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+                            retry_s=0),
                 300, 3)
     ca = unb64(yaml.safe_load(info["data"]["kubeconfig"])["clusters"][0]["cluster"]
                ["certificate-authority-data"])
@@ -633,7 +651,8 @@ def join_worker(join, name):
     start_kubelet()
     client = tls_client_from_kubeconfig(K8S / "kubelet.conf")
     wait("the node to register", lambda: api(endpoint, f"/bake-standin/v1/nodes/{name}",
-                                             ca_file=str(PKI / "ca.crt"), client=client), 240, 2)
+                                             ca_file=str(PKI / "ca.crt"), client=client,
+                                             retry_s=0), 240, 2)
     say("This node has joined the cluster (bake stand-in)")
 
 
@@ -984,6 +1003,7 @@ def kubelet(args):
             log = open(KUBELET_DIR / f"pod-{name}.log", "ab") if KUBELET_DIR.exists() else None
             running[name] = subprocess.Popen(argv, stdout=log, stderr=log)
             say(f"started static pod {name} ({spec['image']})")
+            record_pods(running)
         if time.monotonic() - last_register > 30 and (K8S / "kubelet.conf").exists():
             last_register = time.monotonic()
             heartbeat()
@@ -1005,6 +1025,45 @@ def pod_argv(name, spec):
         return [sys.executable, os.path.abspath(sys.argv[0]), "--bake-standin-as", "kubelet",
                 "--bake-standin-apiserver", *command[1:]]
     return None  # controller-manager, scheduler: nothing to run in the stand-in world
+
+
+def pods_file():
+    return KUBELET_DIR / "standin-pods.json"
+
+
+def record_pods(running):
+    """Which static pods run, as ``{name: {"id": 64 hex, "pid": int}}`` (crictl's view)."""
+    pods = {name: {"id": hashlib.sha256(f"{name}:{proc.pid}".encode()).hexdigest(),
+                   "pid": proc.pid} for name, proc in running.items() if proc.poll() is None}
+    if KUBELET_DIR.exists():
+        write(pods_file(), json.dumps(pods), 0o644)
+
+
+def crictl(args):
+    """``crictl --version``, ``ps [--name N] [-q]``, ``exec [-i] [-t] ID CMD...``."""
+    if not args or args[0] in ("--version", "-v", "version"):
+        print(f"crictl version v{CRICTL_VERSION}")
+        return
+    try:
+        pods = json.loads(pods_file().read_text())
+    except (OSError, ValueError):
+        pods = {}
+    alive = {n: p for n, p in pods.items() if Path(f"/proc/{p['pid']}").exists()}
+    if args[0] == "ps":
+        name = args[args.index("--name") + 1] if "--name" in args else None
+        quiet = "-q" in args
+        rows = [(p["id"], n) for n, p in sorted(alive.items()) if name is None or name in n]
+        if not quiet:
+            print(f"CONTAINER{' ' * 5}NAME   ({NOTE}: static pods are host processes)")
+        for cid, n in rows:
+            print(cid if quiet else f"{cid[:13]} {n}")
+        return
+    if args[0] == "exec":
+        rest = [a for a in args[1:] if a not in ("-i", "-t", "-it", "-ti")]
+        if len(rest) < 2 or not any(p["id"].startswith(rest[0]) for p in alive.values()):
+            raise Fail(f"crictl exec: no running container {rest[:1]}")
+        os.execvp(rest[1], rest[1:])
+    raise Fail(f"{NOTE}: only --version, ps and exec")
 
 
 def heartbeat():
@@ -1059,7 +1118,7 @@ def kubectl(args):
         ca.close()
         answer = wait("the API server", lambda: api(
             server, "/bake-standin/v1/apply", {"manifest": manifest}, ca_file=ca.name,
-            client=tls_client_from_kubeconfig(config)), 120, 3)
+            client=tls_client_from_kubeconfig(config), retry_s=0), 120, 3)
         for name in answer["applied"]:
             print(f"{name} configured (bake stand-in)")
         return
@@ -1090,7 +1149,7 @@ def main():
         NAME = Path(sys.argv[0]).name
     NOTE = f"bake test stand-in, not the real {NAME}"
     try:
-        {"kubeadm": kubeadm, "kubelet": kubelet, "kubectl": kubectl}[NAME](args)
+        {"kubeadm": kubeadm, "kubelet": kubelet, "kubectl": kubectl, "crictl": crictl}[NAME](args)
     except KeyError:
         print(f"{NOTE}: unknown tool name", file=sys.stderr)
         sys.exit(1)

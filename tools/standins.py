@@ -84,15 +84,17 @@ def kubeadm_script(version: str, images: list[str]) -> bytes:
     })
 
 
-def cluster_standin(name: str, version: str, images: list[str]) -> bytes:
-    """The VM-cluster stand-in for ``name`` (kubeadm, kubelet or kubectl): the Python program
-    tools/standin_k8s.py (one program; the name it is installed under picks the tool), with the
-    release's version and image set prepended. It answers the same version queries as the
-    script stand-ins and also runs init/join/reset against the REAL etcd (see that file)."""
+def cluster_standin(name: str, version: str, images: list[str], crictl_version: str = "0.0.0"
+                    ) -> bytes:
+    """The VM-cluster stand-in for ``name`` (kubeadm, kubelet, kubectl or crictl): the Python
+    program tools/standin_k8s.py (one program; the name it is installed under picks the tool),
+    with the release's versions and image set prepended. It answers the same version queries as
+    the script stand-ins and also runs init/join/reset against the REAL etcd (see that file)."""
     body = (Path(__file__).resolve().parent / "standin_k8s.py").read_text()
     header = (f"#!/usr/bin/python3\n# {STANDIN_NOTE.format(name=name)} (bake's VM-cluster "
               "stand-in, tools/standin_k8s.py).\n"
-              f"KUBERNETES_VERSION = {json.dumps(version)}\nIMAGES = {json.dumps(images)}\n")
+              f"KUBERNETES_VERSION = {json.dumps(version)}\nIMAGES = {json.dumps(images)}\n"
+              f"CRICTL_VERSION = {json.dumps(crictl_version)}\n")
     return (header + body).encode()
 
 
@@ -251,6 +253,8 @@ def _artifact_bytes(name: str, version: str, release, flavor: str = "script") ->
         return kubelet_script(k8s)
     if name == "kubectl":
         return kubectl_script(k8s)
+    if name == "crictl" and flavor == "cluster":
+        return _gzip(_tar([("crictl", cluster_standin("crictl", k8s, [], version), 0o755)]))
     if name == "crictl":
         return _gzip(_tar([("crictl", versioned_script("crictl", f"crictl version v{version}"),
                             0o755)]))

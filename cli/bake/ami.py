@@ -230,13 +230,15 @@ def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
     from bake.builders.local.builder import LocalBuilder, LocalBuildOptions
 
     started = time.monotonic()
-    # every check that needs no building comes first: bad input fails in a second
+    # every check that needs no building comes first: bad input fails in a second; the host
+    # first of all, since no catalog fixes a foreign arch
+    if options.arch in _HOST_ARCH.values():  # an unknown arch is the catalog's to name
+        check_host_arch(options.arch)
     release = resolve_release(options)
     progress(
         f"release: Kubernetes {release.kubernetes_version} {release.arch} {release.os} "
         f"(catalog: {' + '.join(release.catalog_sources)})"
     )
-    check_host_arch(release.arch)
     check_image_archives(release)
     check_mirror(release, options.mirror)
     build_id = new_build_id(release)

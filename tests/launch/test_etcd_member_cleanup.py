@@ -94,12 +94,12 @@ def group(asg, healthy_peers=(PEER, OTHER)):
     )
 
 
-def ssm_run(ssm, command_id, status="Success", stdout="", expect=None):
+def ssm_run(ssm, command_id, status="Success", stdout="", expect=None, instance=PEER):
     ssm.add_response(
         "send_command",
         {"Command": {"CommandId": command_id}},
         {
-            "InstanceIds": [PEER],
+            "InstanceIds": [instance],
             "DocumentName": "AWS-RunShellScript",
             "Parameters": {"commands": expect or ANY},
             "TimeoutSeconds": 60,
@@ -109,12 +109,12 @@ def ssm_run(ssm, command_id, status="Success", stdout="", expect=None):
         "get_command_invocation",
         {
             "CommandId": command_id,
-            "InstanceId": PEER,
+            "InstanceId": instance,
             "Status": status,
             "StandardOutputContent": stdout,
             "StandardErrorContent": "etcdserver: unhealthy cluster" if status != "Success" else "",
         },
-        {"CommandId": command_id, "InstanceId": PEER},
+        {"CommandId": command_id, "InstanceId": instance},
     )
 
 
@@ -177,16 +177,30 @@ def test_quorum_would_be_lost_so_member_is_kept(aws):
     assert cleanup.handler(event(), Context(), clients)["result"] == "quorum-would-be-lost"
 
 
-def test_ssm_command_failure_still_completes_the_lifecycle_action(aws):
+def test_ssm_command_failure_on_every_peer_still_completes_the_lifecycle_action(aws):
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
     ssm_run(ssm, C1, status="Failed")
+    ssm_run(ssm, C2, status="Failed", instance=OTHER)
     completes(asg)
     result = cleanup.handler(event(), Context(), clients)["result"]
-    assert (
-        result.startswith("error: SSM command " + C1 + " Failed") and "unhealthy cluster" in result
-    )
+    assert result.startswith("no-peer-answered (SSM command " + C2 + " Failed")
+    assert "unhealthy cluster" in result
+
+
+def test_a_peer_that_does_not_answer_is_skipped(aws):
+    """A control plane can be down while its group still reports it Healthy (EC2 status checks
+    take minutes): its Run Command fails, the next peer lists and removes the member."""
+    clients, (ec2, asg, ssm) = aws
+    instance_exists(ec2)
+    group(asg)
+    ssm_run(ssm, C1, status="Failed")
+    ssm_run(ssm, C2, stdout=etcd_state(healthy=(TARGET, OTHER, PEER)), instance=OTHER)
+    ssm_run(ssm, "33333333-3333-4333-8333-333333333333", instance=OTHER,
+            expect=[cleanup.ETCDCTL + f"member remove {IDS[TARGET]:x}"])
+    completes(asg)
+    assert cleanup.handler(event(), Context(), clients)["result"] == "removed"
 
 
 def test_duplicate_event_is_a_no_op(aws):
@@ -210,19 +224,20 @@ def test_wait_is_bounded(aws, monkeypatch):
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
-    ssm.add_response("send_command", {"Command": {"CommandId": C1}}, None)
-    clock = iter(range(0, 10_000, 50))
+    clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(cleanup.time, "time", lambda: next(clock))
-    # 50 s per clock read against a 120 s budget: two polls, then the handler gives up
-    for _ in range(2):
-        ssm.add_response(
-            "get_command_invocation",
-            {"CommandId": C1, "InstanceId": PEER, "Status": "InProgress"},
-            None,
-        )
+    # 10 s per clock read; each peer gets PEER_SECONDS (30 s): two polls each, then the next
+    for peer, command in ((PEER, C1), (OTHER, C2)):
+        ssm.add_response("send_command", {"Command": {"CommandId": command}}, None)
+        for _ in range(2):
+            ssm.add_response(
+                "get_command_invocation",
+                {"CommandId": command, "InstanceId": peer, "Status": "InProgress"},
+                None,
+            )
     completes(asg)
     result = cleanup.handler(event(), Context(), clients)["result"]
-    assert result == f"error: SSM command {C1} timed out"
+    assert result == f"no-peer-answered (SSM command {C2} timed out)"
 
 
 @pytest.mark.parametrize(

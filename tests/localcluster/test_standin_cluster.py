@@ -40,6 +40,8 @@ def cluster(tmp_path_factory):
         src = next(gen.mirror.rglob(f"bin/linux/amd64/{tool}"))
         shutil.copy(src, bindir / tool)
         (bindir / tool).chmod(0o755)
+    crictl = next(gen.mirror.rglob("crictl-*.tar.gz"))
+    subprocess.run(["tar", "-xzf", str(crictl), "-C", str(bindir), "crictl"], check=True)
     etcd_image = gen.release.image("etcd")
     nodes = {}
     for n in (1, 2, 3):
@@ -107,6 +109,14 @@ def test_init_control_plane_join_worker_join_and_reset(cluster, tmp_path):
         assert (nodes[1]["root"] / "etc/kubernetes" / conf).is_file(), conf
     (member,) = _members(nodes[1])
     assert member["name"] == "node-1" and not member.get("isLearner")
+
+    # the etcd member cleanup's Run Command script works against the stand-in's static pod
+    from bake.lambdas.etcd_member_cleanup import ETCDCTL
+
+    script = ETCDCTL.replace("127.0.0.1", nodes[1]["ip"]) + "member list -w json"
+    out = _run(nodes[1], "sh", "-c", script.replace("/etc/kubernetes", str(
+        nodes[1]["root"] / "etc/kubernetes")))
+    assert [m["name"] for m in json.loads(out.stdout)["members"]] == ["node-1"]
 
     out = _run(nodes[1], "kubeadm", "token", "create", "--print-join-command", "--ttl", "600s")
     words = out.stdout.split()

@@ -19,6 +19,7 @@ import time
 import boto3
 
 WAIT_SECONDS = 120
+PEER_SECONDS = 30  # per peer asked for the member list
 ETCDCTL = (
     "set -e; c=$(crictl ps --name etcd -q | head -n1); "
     "crictl exec $c etcdctl --endpoints=https://127.0.0.1:2379 "
@@ -92,12 +93,21 @@ def remove_member(ec2, asg, ssm, detail, deadline):
     ]
     if not peers:
         return "no-healthy-peer"
-    out = run(
-        ssm,
-        peers[0],
-        ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w json || true",
-        deadline,
-    )
+    # a peer can be down while its group still counts it healthy: try the next one
+    for peer in peers:
+        try:
+            out = run(
+                ssm,
+                peer,
+                ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w "
+                "json || true",
+                min(deadline, time.time() + PEER_SECONDS),
+            )
+            break
+        except RuntimeError as exc:
+            failed = exc
+    else:
+        return f"no-peer-answered ({failed})"
     docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in "[{"]
     members = docs[0]["members"] if docs else []
     health = docs[1] if len(docs) > 1 else []
@@ -112,7 +122,7 @@ def remove_member(ec2, asg, ssm, detail, deadline):
     }
     if not quorum_safe(list(urls), healthy, found[0]):
         return "quorum-would-be-lost"
-    run(ssm, peers[0], ETCDCTL + f"member remove {found[0]:x}", deadline)
+    run(ssm, peer, ETCDCTL + f"member remove {found[0]:x}", deadline)
     return "removed"
 
 
@@ -179,4 +189,10 @@ def compact_source():
                 node.body = node.body[1:]
         body.append(node)
     tree.body = body
-    return ast.unparse(tree) + "\n"
+    # one space per indentation level: ast.unparse puts every string on one line, so leading
+    # whitespace is only ever indentation
+    lines = []
+    for line in ast.unparse(tree).splitlines():
+        stripped = line.lstrip(" ")
+        lines.append(" " * ((len(line) - len(stripped)) // 4) + stripped)
+    return "\n".join(lines) + "\n"

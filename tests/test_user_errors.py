@@ -106,6 +106,10 @@ CASES = [
     ("cluster-image-parameter-of-another-minor", ["validate", "-f", "{wrong-param}"], 2,
      "image.ssmParameter: /bake/k8s/1.31/debian-12/arm64/image_id is the image of minor 1.31, "
      "but the cluster's minor is 1.30"),
+    ("drill-without-local", ["drill", "-f", "{cluster}", "control-plane-replace"], 2,
+     "drills break a cluster on purpose: they run on the local VM cluster only (add --local)"),
+    ("drill-no-cluster", ["drill", "--local", "-f", "{cluster}", "stale-learner"], 2,
+     "no local cluster demo is running: `bake launch --local -f"),
     ("verify-unreachable-host", ["verify", "--host", "ssh://root@127.0.0.1:{port}"], 1,
      "cannot reach ssh://root@127.0.0.1:{port}: ssh: connect to host 127.0.0.1 port {port}: "
      "Connection refused"),

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "destroy": "bake.commands.cluster:destroy",
     "status": "bake.commands.cluster:status",
     "logs": "bake.commands.cluster:logs",
+    "drill": "bake.commands.cluster:drill",
 }
 
 # one-line summaries for `bake --help`, so that help does not import every command module
@@ -51,6 +52,7 @@ SUMMARIES: dict[str, str] = {
     "destroy": "Delete a cluster stack (and, with --local, its VMs).",
     "status": "Show a cluster's nodes, etcd members, join material and anything stuck.",
     "logs": "Print a node's console (kernel, cloud-init, the node agent).",
+    "drill": "Break a local VM cluster on purpose and check that it recovers.",
 }
 
 

@@ -147,15 +147,19 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
             row["vm"] = "running" if vm.is_our_qemu(node["pid"], vm.VmFiles(Path(node["dir"]))) \
                 else "stopped"
             row["console"] = str(Path(node["dir"]) / "console.log")
+        if lifecycle == "gone":  # left its group (terminated, replaced): history, not a node
+            row["status"] = "gone"
         status.nodes.append(row)
         if row["status"] == "failed":
             status.stuck.append(f"{instance_id} ({row['role']}) failed in phase "
                                 f"{row['failed_phase']}: {row['error']}")
         elif not report and lifecycle not in ("gone", "Terminating", "Terminated"):
+            booted = (local_nodes or {}).get(instance_id, {}).get("started")
             started = (local_state or {}).get("created")
-            status.stuck.append(f"{instance_id} ({row['role']}) has not reported yet"
-                                + (f" (cluster launched {started})" if started else ""))
-        if row.get("vm") == "stopped":
+            since = (f" (VM booted {now - booted:.0f} s ago)" if booted
+                     else f" (cluster launched {started})" if started else "")
+            status.stuck.append(f"{instance_id} ({row['role']}) has not reported yet{since}")
+        if row.get("vm") == "stopped" and lifecycle != "gone":
             status.stuck.append(f"{instance_id}: its VM is not running")
     if etcd:
         listed = json.loads(etcd.get("members", "[]"))

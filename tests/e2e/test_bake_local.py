@@ -109,9 +109,20 @@ def _wait_for(path: Path, needle: bytes, proc: subprocess.Popen, timeout_s: floa
     return False
 
 
-@pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 not installed"
-)
+def _ssh_banner(port: int, proc: subprocess.Popen, timeout_s: float) -> bool:
+    """True once the guest's sshd answers on the forwarded port with an SSH-2.0 banner."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                if conn.recv(64).startswith(b"SSH-2.0"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(2)
+    return False
+
+
 def _prepare_live_node_disk(disk: Path, tmp_path: Path) -> Path:
     """What cloud-init would do from user-data on a real launch, done offline with debugfs: a
     root SSH key for the test and a DHCP network file. Returns an ssh_config for the node."""
@@ -137,6 +148,9 @@ def _prepare_live_node_disk(disk: Path, tmp_path: Path) -> Path:
     return config
 
 
+@pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 not installed"
+)
 def test_disk_boots_in_qemu_with_pinned_images_and_verifies_live(baked, bake_cli, tmp_path):
     """Boot the raw disk with its kernel and initrd (software emulation: KVM with -cpu host
     fails on this kind of machine with "failed to set MSR"), with qemu's user-mode network
@@ -197,6 +211,11 @@ def test_disk_boots_in_qemu_with_pinned_images_and_verifies_live(baked, bake_cli
             f"the image import should skip itself on boot; console tail:\n{text[-3000:]}"
         keys_made = _wait_for(console, b"Finished bake-ssh-host-keys.service", proc, 120)
         assert keys_made, "first boot did not generate SSH host keys (bake-ssh-host-keys.service)"
+        # qemu's port forward accepts before the guest listens (then resets): wait for sshd's
+        # unit and its banner, as a user waits for a node to come up
+        assert _wait_for(console, b"Started ssh.service", proc, 120), \
+            "ssh.service did not start on first boot"
+        assert _ssh_banner(ssh_port, proc, 120), "sshd on the node never sent its SSH-2.0 banner"
         live = bake_cli("verify", "--host", f"ssh://bakenode?ssh_config={ssh_config}")
         assert live.returncode == 0, live.stdout + live.stderr
         assert " 0 failed" in live.stdout + live.stderr

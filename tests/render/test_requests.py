@@ -93,9 +93,10 @@ def test_security_defaults_and_publication():
     ]
     ebs = recipe["blockDeviceMappings"][0]["ebs"]
     assert (ebs["volumeType"], ebs["encrypted"], ebs["volumeSize"]) == ("gp3", True, 30)
+    # the SSM agent stays: the etcd member cleanup runs on control planes via SSM Run Command
     assert (
         recipe["additionalInstanceConfiguration"]["systemsManagerAgent"]["uninstallAfterBuild"]
-        is True
+        is False
     )
     assert infra["instanceMetadataOptions"]["httpTokens"] == "required"
     assert infra["terminateInstanceOnFailure"] is True

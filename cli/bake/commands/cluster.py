@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from bake.commands.common import catalog_option, confirmer
+from bake.localcluster import DRILLS
 
 file_option = click.option(
     "-f",
@@ -285,3 +286,52 @@ def logs(g, cluster_file: Path, local: bool, lines: int | None, node: str) -> No
     if lines:
         text = "\n".join(text.splitlines()[-lines:]) + "\n"
     click.echo(text, nl=False)
+
+
+@click.command()
+@file_option
+@click.option("--local", is_flag=True, help="Required: drills run on the local VM cluster.")
+@click.option("--join-timeout", default=1500, show_default=True, type=int,
+              help="Seconds to wait for a replacement node to join.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("name", metavar="NAME", type=click.Choice(DRILLS))
+@click.pass_obj
+def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, name: str) -> None:
+    """Run failure drill NAME against the running local cluster and check it recovers.
+
+    NAME is one of: control-plane-replace, control-plane-roll, quorum-guard, stale-learner,
+    embedded-aws-outage.
+
+    Prints what the drill did and checked and the seconds to recover, writes the result as
+    JSON under the cluster's directory, and exits 1 when the cluster did not come back healthy.
+    See docs/drills.md.
+    """
+    import json
+
+    from bake.cluster import load_cluster
+    from bake.errors import BakeError, UsageError
+
+    if not local:
+        raise UsageError("drills break a cluster on purpose: they run on the local VM cluster "
+                         "only (add --local)")
+    from bake.localcluster.drills import run_drill
+    from bake.localcluster.service import LocalOptions, read_state
+
+    spec = load_cluster(cluster_file)
+    if read_state(g.data_dir, spec.name) is None:
+        raise UsageError(f"no local cluster {spec.name} is running: `bake launch --local -f "
+                         f"{cluster_file}` first")
+    clients = _clients(_target_region(g, spec), True)
+    echo = click.echo if output == "text" else (lambda line: click.echo(line, err=True))
+    result = run_drill(LocalOptions(spec, g.data_dir, spec.local.vm_memory_mib,
+                                    float(join_timeout)), clients, echo, name)
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        took = f"recovered in {result.recovery_s:.0f} s" if result.recovery_s is not None \
+            else "did not recover"
+        click.echo(f"drill {name}: {'PASSED' if result.passed else 'FAILED'} ({took}; "
+                   f"{len(result.checked)} checks held, {len(result.failures)} failed); "
+                   f"result: {result.details.get('result_file')}")
+    if not result.passed:
+        raise BakeError(f"drill {name} failed: {'; '.join(result.failures) or 'no recovery'}")

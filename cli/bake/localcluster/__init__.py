@@ -11,5 +11,11 @@ internal network load balancer in front of the control planes (haproxy, health-c
 
 Modules: ``plan`` (addresses and names, pure), ``netns`` (entering a network namespace),
 ``gateway`` (IMDSv2 and the endpoint proxy, one process), ``pki`` (the local CA),
-``vm`` (overlays, seeds, qemu), ``service`` (launch, status, logs, destroy).
+``vm`` (overlays, seeds, qemu), ``service`` (launch, status, logs, destroy), ``guest``
+(the qemu guest agent), ``runcommand`` (SSM Run Command and the lifecycle hook on VMs),
+``drills`` (failure drills).
 """
+
+# the failure drills of ``bake drill --local`` (here, so the CLI lists them without imports)
+DRILLS = ("control-plane-replace", "control-plane-roll", "quorum-guard", "stale-learner",
+          "embedded-aws-outage")

@@ -283,10 +283,18 @@ def stack_nodes(clients, spec: ClusterSpec, network_cidrs: list[str] | None = No
 # ---------------------------------------------------------------- the segment
 
 
-def _dnsmasq_config(net: LocalNetwork, nodes: list[LocalNode], nlb_dns: str, leases: Path) -> str:
-    lines = ["no-resolv", "no-hosts", "bind-interfaces", f"interface={net.bridge}",
+def _dnsmasq_config(net: LocalNetwork, base: Path, nlb_dns: str) -> str:
+    """dnsmasq as the VPC's DHCP and DNS; the instances' MAC -> IP and DNS names live in
+    ``dhcp-hosts`` and ``hosts`` (``_write_hosts``), which dnsmasq re-reads on SIGHUP when
+    instances come and go."""
+    # user=root: dnsmasq re-reads the hosts files after it would have dropped to "nobody",
+    # and they live in bake's data dir (under a 0700 home); it runs only inside the cluster's
+    # own namespace. log-facility=-: its log goes to dnsmasq.log (stderr), not to syslog.
+    lines = ["user=root", "log-facility=-",
+             "no-resolv", "no-hosts", "bind-interfaces", f"interface={net.bridge}",
              "except-interface=lo", f"listen-address={net.dns_ip}", f"domain={net.domain}",
-             f"dhcp-leasefile={leases}", "dhcp-authoritative", "log-dhcp",
+             f"dhcp-leasefile={base / 'dnsmasq.leases'}", "dhcp-authoritative", "log-dhcp",
+             f"dhcp-hostsfile={base / 'dhcp-hosts'}", f"addn-hosts={base / 'hosts'}",
              f"dhcp-option=option:dns-server,{net.dns_ip}",
              f"dhcp-option=option:domain-name,{net.domain}",
              # the private DNS names of interface endpoints (PrivateDnsEnabled) and the NLB
@@ -296,11 +304,18 @@ def _dnsmasq_config(net: LocalNetwork, nodes: list[LocalNode], nlb_dns: str, lea
         mask = str(ipaddress.IPv4Network(cidr).netmask)
         lines += [f"dhcp-range=set:s{n},{network},static,{mask},12h",
                   f"dhcp-option=tag:s{n},option:router,{router}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_hosts(base: Path, nodes: list[LocalNode]) -> None:
+    """The instances for dnsmasq: ``dhcp-hosts`` (MAC, IP, name) and ``hosts`` (DNS)."""
+    dhcp, hosts = [], []
     for node in nodes:
         short = node.hostname.split(".", 1)[0]
-        lines += [f"dhcp-host={node.mac},{node.private_ip},{short}",
-                  f"host-record={node.hostname},{short},{node.private_ip}"]
-    return "\n".join(lines) + "\n"
+        dhcp.append(f"{node.mac},{node.private_ip},{short}\n")
+        hosts.append(f"{node.private_ip} {node.hostname} {short}\n")
+    (base / "dhcp-hosts").write_text("".join(dhcp))
+    (base / "hosts").write_text("".join(hosts))
 
 
 def _haproxy_config(net: LocalNetwork, nodes: list[LocalNode], pidfile: Path) -> str:
@@ -475,14 +490,12 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
         state["pids"]["gateway"] = _spawn(
             [sys.executable, "-m", "bake.localcluster.gateway", str(config)], base / "gateway.log")
         dns_conf = base / "dnsmasq.conf"
-        dns_conf.write_text(_dnsmasq_config(net, nodes, nlb_dns, base / "dnsmasq.leases"))
+        _write_hosts(base, nodes)
+        dns_conf.write_text(_dnsmasq_config(net, base, nlb_dns))
         state["pids"]["dnsmasq"] = _spawn(netns.exec_argv(net.netns, [
             "dnsmasq", f"--conf-file={dns_conf}", "--keep-in-foreground",
             f"--pid-file={base / 'dnsmasq.pid'}"]), base / "dnsmasq.log")
-        haproxy_cfg = base / "haproxy.cfg"
-        haproxy_cfg.write_text(_haproxy_config(net, nodes, base / "haproxy.pid"))
-        state["pids"]["haproxy"] = _spawn(netns.exec_argv(net.netns, [
-            "haproxy", "-db", "-f", str(haproxy_cfg)]), base / "haproxy.log")
+        state["pids"]["haproxy"] = _start_haproxy(net, base, nodes)
         _write_state(options.data_dir, spec.name, state)
         _wait_listening(net, base)
         vendor = _vendor_data(ca_pem)
@@ -491,19 +504,134 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
             vm.make_overlay(image_dir / "disk.raw", files.overlay)
             vm.make_seed(files, node, vendor)
         for node in nodes:  # all at once: qemu detaches right away
-            files = vm.VmFiles(base / "vms" / node.instance_id)
-            pid = vm.start(files, node, image_dir, net.netns, options.memory_mib)
-            state["nodes"].append({"instance_id": node.instance_id, "role": node.role,
-                                   "private_ip": node.private_ip, "hostname": node.hostname,
-                                   "pid": pid, "dir": str(files.dir)})
-            echo(f"{node.instance_id} {node.role:<13} {node.private_ip:<15} booting "
-                 f"(VM pid {pid}, {options.memory_mib} MiB, console {files.console})")
+            _start_vm(node, base, image_dir, net, options.memory_mib, state, echo)
         _write_state(options.data_dir, spec.name, state)
     except BaseException:
         _write_state(options.data_dir, spec.name, state)
         raise
     echo(STANDIN_NOTE)
     return follow(options, clients, nodes, base, echo, started)
+
+
+def _start_haproxy(net: LocalNetwork, base: Path, nodes: list[LocalNode],
+                   replace_pid: int | None = None) -> int:
+    """Start haproxy (the NLB) for ``nodes``' control planes; with ``replace_pid``, a soft
+    reload (``-sf``: the new process takes the listener, the old one finishes its connections,
+    as a target group change does not drop the NLB)."""
+    cfg = base / "haproxy.cfg"
+    cfg.write_text(_haproxy_config(net, nodes, base / "haproxy.pid"))
+    argv = ["haproxy", "-db", "-f", str(cfg)]
+    old = replace_pid if replace_pid and _ours(replace_pid, str(cfg)) else None
+    if old:
+        argv += ["-sf", str(old)]
+    pid = _spawn(netns.exec_argv(net.netns, argv), base / "haproxy.log")
+    if old:  # the old process finishes its connections; never leave it behind unrecorded
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _ours(old, str(cfg)):
+            time.sleep(0.5)
+        _stop(old, str(cfg))
+    return pid
+
+
+def _start_vm(node: LocalNode, base: Path, image_dir: Path, net: LocalNetwork, memory_mib: int,
+              state: dict, echo: Echo) -> None:
+    """Boot ``node``'s VM (overlay and seed made already) and record it in ``state``."""
+    files = vm.VmFiles(base / "vms" / node.instance_id)
+    pid = vm.start(files, node, image_dir, net.netns, memory_mib)
+    state["nodes"].append({"instance_id": node.instance_id, "role": node.role,
+                           "private_ip": node.private_ip, "hostname": node.hostname,
+                           "pid": pid, "dir": str(files.dir), "index": node.index,
+                           "started": time.time()})
+    echo(f"{node.instance_id} {node.role:<13} {node.private_ip:<15} booting "
+         f"(VM pid {pid}, {memory_mib} MiB, console {files.console})")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What ``sync_local`` changed: the nodes booted (``LocalNode``) and the instance ids whose
+    VMs were stopped because their instances are gone."""
+
+    booted: tuple[LocalNode, ...] = ()
+    stopped: tuple[str, ...] = ()
+
+
+def running_nodes(state: dict) -> list[dict]:
+    """The recorded nodes whose instances were not terminated (VM running or not)."""
+    return [n for n in state.get("nodes", []) if not n.get("terminated")]
+
+
+def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
+    """Make the VMs follow the Auto Scaling groups, as EC2 does for a group's instances.
+
+    Instances the groups gained (a replacement after a termination, a higher desired
+    capacity) are booted as VMs with their launch template's user-data; VMs of instances that
+    left the groups or were terminated are stopped (their overlay is removed, their console is
+    kept). dnsmasq re-reads the hosts (SIGHUP), the gateway's IMDS re-reads the instances file,
+    and haproxy reloads softly when the control planes changed.
+
+    Returns:
+        ``SyncResult``.
+
+    Raises:
+        LocalClusterError: no local cluster is recorded.
+    """
+    spec = options.spec
+    state = read_state(options.data_dir, spec.name)
+    if state is None:
+        raise LocalClusterError(f"no local cluster {spec.name} is running: `bake launch --local "
+                                f"-f {spec.source}`")
+    base = cluster_dir(options.data_dir, spec.name)
+    image_dir = Path(state["image_dir"])
+    nodes, cidrs = stack_nodes(clients, spec)
+    current = {n.instance_id for n in nodes}
+    known = {n["instance_id"]: n for n in running_nodes(state)}
+    stopped = []
+    for instance_id, rec in known.items():
+        if instance_id in current:
+            continue
+        files = vm.VmFiles(Path(rec["dir"]))
+        vm.stop(rec["pid"], files)
+        files.overlay.unlink(missing_ok=True)
+        rec["terminated"] = time.time()
+        stopped.append(instance_id)
+        echo(f"{instance_id} {rec['role']:<13} {rec['private_ip']:<15} VM stopped (instance "
+             "terminated)")
+    used = [int(n.get("index", i)) for i, n in enumerate(state.get("nodes", []))]
+    indexed = {n["instance_id"]: int(n.get("index", i))
+               for i, n in enumerate(state.get("nodes", []))}
+    import dataclasses
+
+    placed = []
+    for node in nodes:
+        if node.instance_id in indexed:
+            placed.append(dataclasses.replace(node, index=indexed[node.instance_id]))
+        else:
+            index = max(used, default=-1) + 1
+            used.append(index)
+            placed.append(dataclasses.replace(node, index=index))
+    fresh = [n for n in placed if n.instance_id not in known]
+    if stopped or fresh:
+        net = network_for(spec.name, spec.region, spec.network.vpc_cidr, cidrs)
+        build_network(net, placed)
+        (base / "instances.json").write_text(
+            json.dumps(_instances_file(placed, spec.region, "123456789012")))
+        _write_hosts(base, placed)
+        dns_pid = state.get("pids", {}).get("dnsmasq")
+        if _ours(dns_pid, str(base / "dnsmasq.conf")):
+            os.kill(int(dns_pid), signal.SIGHUP)
+        roles = {known[i]["role"] for i in stopped} | {n.role for n in fresh}
+        if "control-plane" in roles:
+            state["pids"]["haproxy"] = _start_haproxy(net, base, placed,
+                                                      state["pids"].get("haproxy"))
+        vendor = _vendor_data((base / "pki" / "ca.crt").read_text())
+        for node in fresh:
+            files = vm.VmFiles(base / "vms" / node.instance_id)
+            vm.make_overlay(image_dir / "disk.raw", files.overlay)
+            vm.make_seed(files, node, vendor)
+            _start_vm(node, base, image_dir, net, state.get("memory_mib", options.memory_mib),
+                      state, echo)
+        _write_state(options.data_dir, spec.name, state)
+    return SyncResult(tuple(fresh), tuple(stopped))
 
 
 def _wait_listening(net: LocalNetwork, base: Path, timeout_s: float = 20.0) -> None:
@@ -581,20 +709,25 @@ def follow(options: LocalOptions, clients, nodes: list[LocalNode], base: Path, e
 
 
 def _relaunch(options: LocalOptions, clients, echo: Echo, state: dict) -> list[NodeResult]:
-    """A second launch of a running cluster changes nothing; a half-running one is refused."""
+    """A second launch of a running cluster boots the instances the groups gained and stops
+    the VMs of instances they lost (``sync_local``); when both match it changes nothing. A
+    cluster whose VMs died is refused (destroy it first)."""
     base = cluster_dir(options.data_dir, options.spec.name)
-    dead = [n["instance_id"] for n in state.get("nodes", [])
+    live = running_nodes(state)
+    dead = [n["instance_id"] for n in live
             if not vm.is_our_qemu(n["pid"], vm.VmFiles(Path(n["dir"])))]
-    if dead or not state.get("nodes"):
+    if dead or not live:
         recorded = state_path(options.data_dir, options.spec.name)
         raise LocalClusterError(
             f"local cluster {options.spec.name} is recorded in {recorded} but "
             f"{', '.join(dead) or 'no VM'} is not running: run `bake destroy --local -f "
             f"{options.spec.source}` first")
-    echo(f"local cluster {options.spec.name} is running ({len(state['nodes'])} VMs): nothing "
-         "changed")
+    started = time.monotonic()
+    changed = sync_local(options, clients, echo)
+    if not (changed.booted or changed.stopped):
+        echo(f"local cluster {options.spec.name} is running ({len(live)} VMs): nothing changed")
     nodes, _ = stack_nodes(clients, options.spec)
-    return follow(options, clients, nodes, base, echo, time.monotonic())
+    return follow(options, clients, nodes, base, echo, started)
 
 
 # ---------------------------------------------------------------- destroy, logs

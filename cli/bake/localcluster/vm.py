@@ -11,7 +11,9 @@
   direct kernel boot of the image's kernel and initrd, the overlay and the seed as virtio
   disks, one virtio NIC on a tap device of the cluster's bridge (MAC from the instance IP),
   serial console to ``console.log`` (the journal forwarded to it: the VM's own log, what
-  ``bake logs`` reads, like EC2's console output), detached with a pid file.
+  ``bake logs`` reads, like EC2's console output), the guest agent's virtio-serial port on
+  ``qga.sock`` (how the local platform carries out SSM Run Command, see ``guest``), detached
+  with a pid file.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class VmFiles:
     def user_data(self) -> Path:
         return self.dir / "user-data"
 
+    @property
+    def guest_agent(self) -> Path:
+        """Host end of the VM's ``org.qemu.guest_agent.0`` port (``bake.localcluster.guest``)."""
+        return self.dir / "qga.sock"
+
 
 def _run(argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -109,6 +116,9 @@ def qemu_argv(files: VmFiles, node: LocalNode, image_dir: Path, memory_mib: int,
         "-netdev", f"tap,id=n0,ifname={node.tap},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=n0,mac={node.mac}",
         "-serial", f"file:{files.console}",
+        "-chardev", f"socket,path={files.guest_agent},server=on,wait=off,id=qga0",
+        "-device", "virtio-serial-pci",
+        "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         "-smbios", f"type=1,serial={node.instance_id}",
         "-pidfile", str(files.pidfile), "-daemonize",
     ]

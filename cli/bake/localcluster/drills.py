@@ -1,0 +1,592 @@
+"""Failure drills on a local VM cluster (``bake drill --local -f cluster.yaml NAME``).
+
+Each drill breaks the running cluster the way AWS would, lets the product's own code recover
+it, and checks the cluster came back: etcd has exactly the expected started members, all
+healthy, no learner; every instance of the groups has a joined node agent; nothing was lost
+from the cluster table or the SSM parameters. It returns a ``DrillResult`` (what it did, what
+it checked, the seconds to recover) that ``bake drill`` prints and writes as JSON.
+
+- ``control-plane-replace``: the terminating lifecycle hook of the control-plane group, as
+  EventBridge delivers it, handed to the very Lambda handler bake deploys
+  (``bake.lambdas.etcd_member_cleanup``); its SSM Run Command runs on a healthy control-plane
+  VM (``runcommand.LocalRunCommand``), its ``complete_lifecycle_action`` lets the group
+  terminate the instance and launch a replacement (``runcommand.LifecycleGroup``), which boots
+  from the image and joins. The member must be gone before the VM is.
+- ``control-plane-roll``: every control plane replaced, one at a time (an AMI roll through the
+  group's rolling update), with quorum checked every 2 s throughout.
+- ``quorum-guard``: one control plane frozen (its VM paused: down, not gone), then a second one
+  terminated: the Lambda must refuse the removal (quorum) and still complete the lifecycle
+  action within its bounded wait; the frozen one then resumes, the replacement joins and the
+  agent's own reconcile removes the gone member.
+- ``stale-learner``: an unstarted etcd learner left by a control plane that died between
+  ``member add`` and etcd's start (cluster-api #13221) is cleaned up by the next join (a
+  control-plane replacement): its pre-join reconcile removes learners that never started.
+- ``embedded-aws-outage``: a worker is added and, once its agent runs, the embedded AWS is
+  paused for 60 s (SIGSTOP of bake's own moto server): the join resumes on botocore's retries,
+  with no second init and no secret written twice.
+
+Etcd is read the way the Lambda reads it: its ``etcdctl`` command, run inside a control-plane
+VM through the guest agent. Only processes bake started are signalled, each by recorded PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bake.errors import UsageError
+from bake.localcluster import DRILLS, vm
+from bake.localcluster.guest import GuestAgent, GuestAgentError
+from bake.localcluster.runcommand import LifecycleGroup, LocalRunCommand
+from bake.localcluster.service import (
+    LocalClusterError,
+    LocalOptions,
+    cluster_dir,
+    read_state,
+    running_nodes,
+    sync_local,
+)
+
+Echo = Callable[[str], None]
+OUTAGE_S = 60.0
+HOOK_NAME = "etcd-member-cleanup"  # cloudformation/cluster.yaml.j2 LifecycleHookSpecificationList
+
+
+@dataclass
+class DrillResult:
+    """One drill run.
+
+    Attributes:
+        name: the drill.
+        passed: the cluster came back healthy and every check held.
+        recovery_s: seconds from the fault to a healthy cluster (None when it did not recover).
+        did: what the drill did, in order (sentences).
+        checked: the checks that held.
+        failures: the checks that did not.
+        details: figures of the run (members, timings, Lambda results).
+    """
+
+    name: str
+    passed: bool = False
+    recovery_s: float | None = None
+    did: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                               time.gmtime()))
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as JSON-ready data (the file ``bake drill`` writes)."""
+        return asdict(self)
+
+
+class _Drill:
+    """Shared state and checks of one drill run."""
+
+    def __init__(self, options: LocalOptions, clients, echo: Echo, result: DrillResult):
+        self.o, self.clients, self.echo, self.r = options, clients, echo, result
+        self.spec = options.spec
+        self.base = cluster_dir(options.data_dir, self.spec.name)
+
+    # -------------------------------------------------------------- state and etcd
+
+    def state(self) -> dict:
+        state = read_state(self.o.data_dir, self.spec.name)
+        if state is None:
+            raise UsageError(f"no local cluster {self.spec.name} is running: `bake launch "
+                             f"--local -f {self.spec.source}` first")
+        return state
+
+    def nodes(self, role: str | None = None) -> list[dict]:
+        return [n for n in running_nodes(self.state()) if role in (None, n["role"])]
+
+    def sockets(self) -> dict[str, Path]:
+        return {n["instance_id"]: vm.VmFiles(Path(n["dir"])).guest_agent for n in self.nodes()}
+
+    def did(self, text: str) -> None:
+        self.r.did.append(text)
+        self.echo(f"drill {self.r.name}: {text}")
+
+    def etcd(self, exclude: tuple[str, ...] = ()) -> tuple[list[dict], set[str]] | None:
+        """(members, healthy client URLs) read inside a control-plane VM, or None."""
+        from bake.lambdas.etcd_member_cleanup import ETCDCTL
+
+        script = (ETCDCTL + "member list -w json; " + ETCDCTL
+                  + "endpoint health --cluster -w json || true")
+        for node in self.nodes("control-plane"):
+            if node["instance_id"] in exclude:
+                continue
+            try:
+                out = GuestAgent(vm.VmFiles(Path(node["dir"])).guest_agent,
+                                 timeout_s=10).run(script, 90).stdout
+            except GuestAgentError:
+                continue
+            docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in "[{"]
+            if not docs:
+                continue
+            members = docs[0].get("members", [])
+            health = docs[1] if len(docs) > 1 else []
+            healthy = {h["endpoint"] for h in health if h.get("health")}
+            return members, healthy
+        return None
+
+    def etcd_summary(self, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        seen = self.etcd(exclude)
+        if seen is None:
+            return {"reachable": False}
+        members, healthy = seen
+        rows = [{"id": f"{m['ID']:x}", "name": m.get("name", ""),
+                 "peer": (m.get("peerURLs") or [""])[0], "learner": bool(m.get("isLearner")),
+                 "started": bool(m.get("name")),
+                 "healthy": any(u in healthy for u in m.get("clientURLs", []))} for m in members]
+        return {"reachable": True, "members": rows}
+
+    # -------------------------------------------------------------- the checks
+
+    def healthy(self, control_planes: int | None = None, exclude: tuple[str, ...] = ()
+                ) -> list[str]:
+        """What is wrong with the cluster now ([] when healthy)."""
+        from bake.aws import autoscaling, dynamodb
+
+        want = control_planes or self.spec.control_plane.desired
+        problems = []
+        etcd = self.etcd_summary(exclude)
+        if not etcd["reachable"]:
+            return ["no control plane answered etcdctl"]
+        members = etcd["members"]
+        started = [m for m in members if m["started"] and not m["learner"]]
+        if len(members) != want or len(started) != want:
+            problems.append(f"etcd has {len(members)} members ({len(started)} started voters), "
+                            f"want {want}")
+        sick = [m["name"] or m["id"] for m in members if not m["healthy"]]
+        if sick:
+            problems.append(f"etcd members not healthy: {', '.join(sick)}")
+        groups = autoscaling.groups(self.clients.client("autoscaling"),
+                                    [f"bake-{self.spec.name}-control-plane",
+                                     f"bake-{self.spec.name}-worker"])
+        ids = {i["InstanceId"] for g in groups.values() for i in g.get("Instances", [])}
+        reports = {r["instance_id"]: r for r in dynamodb.items_with_prefix(
+            self.clients.client("dynamodb"), self.spec.lock_table, "node#")}
+        late = sorted(i for i in ids if reports.get(i, {}).get("status") != "joined")
+        if late:
+            problems.append(f"not joined: {', '.join(late)}")
+        return problems
+
+    def wait_healthy(self, **kwargs: Any) -> list[str]:
+        """Poll ``healthy`` until it holds or ``options.timeout_s`` passes; the last problems."""
+        deadline = time.monotonic() + self.o.timeout_s
+        while True:
+            problems = self.healthy(**kwargs)
+            if not problems or time.monotonic() > deadline:
+                return problems
+            time.sleep(self.o.poll_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The cluster table's keys and the SSM parameters (names, versions) under the
+        cluster's prefix."""
+        from bake.aws import dynamodb
+
+        db = self.clients.client("dynamodb")
+        keys = sorted(i["pk"] for i in dynamodb.items_with_prefix(db, self.spec.lock_table, ""))
+        ssm = self.clients.client("ssm")
+        params = {}
+        for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=[
+                {"Key": "Name", "Option": "BeginsWith", "Values": [self.spec.ssm_prefix]}]):
+            for p in page["Parameters"]:
+                params[p["Name"]] = {"type": p["Type"], "version": p["Version"]}
+        cluster = dynamodb.item(db, self.spec.lock_table, "cluster") or {}
+        return {"keys": keys, "params": params,
+                "initialized_by": cluster.get("initialized_by"), "state": cluster.get("state")}
+
+    def nothing_lost(self, before: dict[str, Any]) -> None:
+        """No cluster-table item or SSM parameter of ``before`` is gone, except the etcd
+        registry items (``etcd#<instance id>``) of instances that left the groups: the agent's
+        reconcile deletes those with the member."""
+        from bake.aws import autoscaling
+
+        after = self.snapshot()
+        groups = autoscaling.groups(self.clients.client("autoscaling"),
+                                    [f"bake-{self.spec.name}-control-plane",
+                                     f"bake-{self.spec.name}-worker"])
+        current = {i["InstanceId"] for g in groups.values() for i in g.get("Instances", [])}
+        lost_keys = sorted(k for k in set(before["keys"]) - set(after["keys"])
+                           if not (k.startswith("etcd#") and k[5:] not in current))
+        lost_params = sorted(set(before["params"]) - set(after["params"]))
+        self.check(not lost_keys, f"no cluster-table item lost ({len(after['keys'])} items)",
+                   f"cluster-table items lost: {', '.join(lost_keys)}")
+        self.check(not lost_params, f"no SSM parameter lost ({len(after['params'])} under "
+                   f"{self.spec.ssm_prefix})", f"SSM parameters lost: {', '.join(lost_params)}")
+        plain = sorted(n for n, p in after["params"].items()
+                       if "/join/" in n and p["type"] != "SecureString")
+        self.check(not plain, "join material only as SecureString",
+                   f"join material not SecureString: {', '.join(plain)}")
+        self.check(after["initialized_by"] == before["initialized_by"],
+                   f"kubeadm init ran once (by {before['initialized_by']})",
+                   f"the cluster record changed hands: {before['initialized_by']} -> "
+                   f"{after['initialized_by']}")
+
+    def check(self, ok: bool, passed: str, failed: str) -> bool:
+        (self.r.checked if ok else self.r.failures).append(passed if ok else failed)
+        self.echo(f"drill {self.r.name}: {'ok  ' if ok else 'FAIL'} {passed if ok else failed}")
+        return ok
+
+    # -------------------------------------------------------------- faults
+
+    def sync(self) -> None:
+        sync_local(self.o, self.clients, self.echo)
+
+    def lifecycle_event(self, instance_id: str) -> dict[str, Any]:
+        """The EventBridge event of a terminating lifecycle action (EC2 Auto Scaling user
+        guide, "Amazon EventBridge events for EC2 Auto Scaling": EC2 Instance-terminate
+        Lifecycle Action)."""
+        group = f"bake-{self.spec.name}-control-plane"
+        return {
+            "version": "0", "id": str(uuid.uuid4()),
+            "detail-type": "EC2 Instance-terminate Lifecycle Action",
+            "source": "aws.autoscaling", "account": "123456789012",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.spec.region, "resources": [],
+            "detail": {"LifecycleActionToken": str(uuid.uuid4()), "AutoScalingGroupName": group,
+                       "LifecycleHookName": HOOK_NAME, "EC2InstanceId": instance_id,
+                       "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                       "Origin": "AutoScalingGroup", "Destination": "EC2"},
+        }
+
+    def terminate_control_plane(self, instance_id: str) -> tuple[str, float, dict[str, Any]]:
+        """Run the lifecycle hook path for ``instance_id``: the handler gets the deployed
+        function's timeout (``bake.launch.LAMBDA_TIMEOUT_SECONDS``) as its context and waits
+        its own default ``WAIT_SECONDS`` (the drill sets no environment). Returns (Lambda
+        result, epoch of the termination, etcd as seen at completion, before the VM stopped)."""
+        from bake.lambdas.etcd_member_cleanup import handler
+        from bake.launch import LAMBDA_TIMEOUT_SECONDS
+
+        seen: dict[str, Any] = {}
+
+        def on_complete(done_id: str, _result: str) -> None:
+            seen.update(self.etcd_summary(exclude=(done_id,)))
+            seen["at"] = time.time()
+
+        group = LifecycleGroup(self.clients.client("autoscaling"), on_complete)
+        run = LocalRunCommand(self.sockets())
+        context = _Context(LAMBDA_TIMEOUT_SECONDS)
+        log = io.StringIO()  # the handler's log line (CloudWatch Logs on AWS)
+        with contextlib.redirect_stdout(log):
+            out = handler(self.lifecycle_event(instance_id), context,
+                          clients=(self.clients.client("ec2"), group, run))
+        self.sync()  # the VM of the terminated instance stops; the replacement boots
+        self.r.details.setdefault("lambda", []).append(
+            {"instance": instance_id, "result": out["result"], "log": log.getvalue().strip(),
+             "run_commands": len(run.log), "completed": group.completed})
+        return out["result"], seen.get("at", time.time()), seen
+
+
+class _Context:
+    """The Lambda context's one method the handler uses."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.time() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(max(0.0, self.deadline - time.time()) * 1000)
+
+
+def _member_of(etcd: dict[str, Any], ip: str) -> bool:
+    return any(f"//{ip}:" in m["peer"] for m in etcd.get("members", []))
+
+
+def _replace(d: _Drill, target: dict) -> float | None:
+    """One control-plane replacement; returns the seconds from termination to healthy."""
+    d.did(f"lifecycle hook for {target['instance_id']} ({target['private_ip']}) -> "
+          "EventBridge event -> the etcd member cleanup Lambda")
+    result, terminated_at, seen = d.terminate_control_plane(target["instance_id"])
+    d.check(result == "removed", "the Lambda removed the member",
+            f"the Lambda answered {result!r}")
+    d.check(seen.get("reachable") and not _member_of(seen, target["private_ip"]),
+            f"member of {target['private_ip']} gone before its VM stopped "
+            f"({len(seen.get('members', []))} members left)",
+            f"member of {target['private_ip']} still listed when the lifecycle action completed")
+    d.did("instance terminated by the group; a replacement boots from the image")
+    problems = d.wait_healthy()
+    if d.check(not problems, "replacement joined; etcd back to "
+               f"{d.spec.control_plane.desired} started, healthy members",
+               "; ".join(problems) or "cluster not healthy"):
+        return round(time.time() - terminated_at, 1)
+    return None
+
+
+def drill_control_plane_replace(d: _Drill) -> None:
+    before = d.snapshot()
+    cps = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+    d.r.recovery_s = _replace(d, cps[-1])
+    d.r.details["etcd_after"] = d.etcd_summary()
+    d.nothing_lost(before)
+
+
+def drill_control_plane_roll(d: _Drill) -> None:
+    before = d.snapshot()
+    originals = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+    low = {"healthy": 99, "quorum": 0}
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # quorum, sampled back to back (2 s apart) for the whole roll
+        while not stop.wait(2.0):
+            etcd = d.etcd_summary()
+            samples.append(time.time())
+            if not etcd.get("reachable"):
+                low["unreachable"] = low.get("unreachable", 0) + 1
+                continue
+            voters = [m for m in etcd["members"] if not m["learner"]]
+            healthy = sum(1 for m in voters if m["healthy"])
+            if healthy - (len(voters) // 2 + 1) < low["healthy"] - low["quorum"]:
+                low.update(healthy=healthy, quorum=len(voters) // 2 + 1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.time()
+    try:
+        for target in originals:
+            if _replace(d, target) is None:
+                break
+    finally:
+        stop.set()
+        watcher.join()
+    d.r.details["lowest_margin"] = low
+    gaps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
+    d.r.details["quorum_samples"] = {"count": len(samples),
+                                     "max_gap_s": round(max(gaps, default=0.0), 1)}
+    d.check(low["healthy"] >= low["quorum"] and not low.get("unreachable"),
+            f"quorum held throughout ({len(samples)} samples, at most "
+            f"{max(gaps, default=0.0):.0f} s apart; lowest: {low['healthy']} healthy, "
+            f"quorum {low['quorum']})",
+            f"quorum lost during the roll (lowest: {low})")
+    if not d.r.failures:
+        d.r.recovery_s = round(time.time() - started, 1)
+    d.nothing_lost(before)
+
+
+def _freeze(node: dict, on: bool) -> None:
+    """Pause (SIGSTOP) or resume (SIGCONT) one of our VMs (pid checked first)."""
+    files = vm.VmFiles(Path(node["dir"]))
+    if vm.is_our_qemu(node["pid"], files):
+        import os
+
+        os.kill(int(node["pid"]), signal.SIGSTOP if on else signal.SIGCONT)
+
+
+def drill_quorum_guard(d: _Drill) -> None:
+    before = d.snapshot()
+    cps = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+    down, target = cps[0], cps[-1]
+    d.did(f"control plane {down['instance_id']} ({down['private_ip']}) frozen (VM paused)")
+    _freeze(down, True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            etcd = d.etcd_summary(exclude=(down["instance_id"],))
+            if any(not m["healthy"] for m in etcd.get("members", [])):
+                break
+            time.sleep(2)
+        from bake.launch import LAMBDA_TIMEOUT_SECONDS
+
+        started = time.time()
+        d.did(f"lifecycle hook for a second control plane, {target['instance_id']}")
+        result, _, seen = d.terminate_control_plane(target["instance_id"])
+        took = time.time() - started
+        d.r.details["lambda_seconds"] = round(took, 1)
+        d.check(result == "quorum-would-be-lost", "the Lambda refused the removal (quorum)",
+                f"the Lambda answered {result!r}")
+        d.check(took <= LAMBDA_TIMEOUT_SECONDS, f"the lifecycle action completed after "
+                f"{took:.0f} s (within the function's {LAMBDA_TIMEOUT_SECONDS} s timeout)",
+                f"the lifecycle action took {took:.0f} s, past the function's timeout")
+        want = d.spec.control_plane.desired
+        d.check(_member_of(seen, target["private_ip"]) and len(seen.get("members", [])) == want,
+                f"nothing half-removed: {want} members listed when the action completed",
+                f"members at completion: {seen.get('members')}")
+    finally:
+        d.did(f"control plane {down['instance_id']} resumed")
+        _freeze(down, False)
+    resumed = time.time()
+    problems = d.wait_healthy()
+    if d.check(not problems, "replacement joined (its agent removed the gone member); etcd "
+               f"back to {d.spec.control_plane.desired} healthy members",
+               "; ".join(problems) or "cluster not healthy"):
+        d.r.recovery_s = round(time.time() - resumed, 1)
+    d.nothing_lost(before)
+
+
+def _unused_ip(d: _Drill, node: dict) -> str:
+    """An address of ``node``'s subnet that no instance, router or endpoint uses (from the top,
+    below the endpoint and load balancer addresses the plan keeps there)."""
+    import ipaddress
+
+    ec2 = d.clients.client("ec2")
+    instance = ec2.describe_instances(InstanceIds=[node["instance_id"]])
+    subnet = instance["Reservations"][0]["Instances"][0]["SubnetId"]
+    cidr = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["CidrBlock"]
+    taken = {n["private_ip"] for n in d.nodes()}
+    net = ipaddress.ip_network(cidr)
+    for offset in range(16, 64):
+        ip = str(net[-offset])
+        if ip not in taken:
+            return ip
+    raise LocalClusterError(f"no free address in {net} for the stale learner")
+
+
+def drill_stale_learner(d: _Drill) -> None:
+    """A control plane that died between ``member add --learner`` and its etcd's first start
+    leaves an unstarted learner (etcd allows one learner at a time, so it blocks the next join:
+    cluster-api #13221). The next control plane's pre-join reconcile must remove it."""
+    from bake.lambdas.etcd_member_cleanup import ETCDCTL
+
+    before = d.snapshot()
+    cps = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+    ghost = _unused_ip(d, cps[0])
+    out = GuestAgent(vm.VmFiles(Path(cps[0]["dir"])).guest_agent, timeout_s=10).run(
+        ETCDCTL + f"member add bake-stale-learner --learner --peer-urls=https://{ghost}:2380",
+        60)
+    d.did(f"learner for {ghost} added through {cps[0]['instance_id']} and never started "
+          "(a control plane that died between member add and etcd's start)")
+    etcd = d.etcd_summary()
+    stale = [m for m in etcd.get("members", []) if m["learner"] and not m["started"]]
+    if not d.check(len(stale) == 1, f"the cluster holds an unstarted learner ({stale[0]['id']})"
+                   if stale else "", f"no unstarted learner after member add: {out.stderr}"):
+        return
+    d.r.details["stale_learner"] = stale[0]
+    d.r.recovery_s = _replace(d, cps[-1])
+    etcd = d.etcd_summary()
+    d.r.details["etcd_after"] = etcd
+    d.check(not _member_of(etcd, ghost), "the next join removed the stale learner",
+            f"the learner for {ghost} is still listed")
+    d.nothing_lost(before)
+
+
+def drill_embedded_aws_outage(d: _Drill) -> None:
+    from bake.aws import autoscaling
+    from bake.sandbox import require_running
+    from bake.sandbox.server import is_moto_server
+
+    before = d.snapshot()
+    group = f"bake-{d.spec.name}-worker"
+    asg = d.clients.client("autoscaling")
+    desired = autoscaling.groups(asg, [group])[group]["DesiredCapacity"]
+    known = {n["instance_id"] for n in d.nodes()}
+    d.did(f"worker group {group}: desired {desired} -> {desired + 1}")
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired + 1)
+    d.sync()
+    new = [n for n in d.nodes("worker") if n["instance_id"] not in known]
+    if not d.check(len(new) == 1, "one worker VM booted for the new instance",
+                   f"{len(new)} new worker VMs"):
+        return
+    console = vm.VmFiles(Path(new[0]["dir"])).console
+    deadline = time.monotonic() + d.o.timeout_s
+    while time.monotonic() < deadline:
+        text = console.read_bytes().decode(errors="replace") if console.exists() else ""
+        if "phase config: start" in text:
+            break
+        time.sleep(1)
+    sandbox = require_running(d.o.data_dir)
+    if not is_moto_server(sandbox.pid):
+        raise LocalClusterError(f"pid {sandbox.pid} is not bake's embedded AWS; not pausing it")
+    import os
+
+    d.did(f"embedded AWS (pid {sandbox.pid}) paused for {OUTAGE_S:.0f} s while the agent runs")
+    outage = time.time()
+    os.kill(sandbox.pid, signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE_S)
+    finally:
+        os.kill(sandbox.pid, signal.SIGCONT)
+    resumed = time.time()
+    d.did("embedded AWS resumed")
+    problems = d.wait_healthy()
+    if d.check(not problems, "the worker joined after the outage; all nodes joined",
+               "; ".join(problems) or "cluster not healthy"):
+        d.r.recovery_s = round(time.time() - resumed, 1)
+    from bake.aws import dynamodb
+
+    report = dynamodb.item(d.clients.client("dynamodb"), d.spec.lock_table,
+                           f"node#{new[0]['instance_id']}") or {}
+    started, joined = float(report.get("agent_started", 0)), float(report.get("joined_at", 0))
+    d.r.details["outage"] = {"start": round(outage, 3), "end": round(resumed, 3),
+                             "worker": new[0]["instance_id"], "agent_started": started,
+                             "kubeadm_started": float(report.get("kubeadm_started", 0)),
+                             "joined_at": joined}
+    d.check(0 < started < resumed < joined,
+            f"the worker's agent ran through the outage (started {resumed - started:.0f} s "
+            f"before it ended, joined {joined - resumed:.0f} s after)",
+            f"the outage did not fall inside the worker's join (agent started {started}, "
+            f"joined {joined}, outage {outage:.0f}-{resumed:.0f})")
+    ssm = d.clients.client("ssm")
+    twice = []
+    for name in before["params"]:  # the ca-cert-hash is the same value at every rotation
+        if not name.endswith(("/join/token", "/join/certificate-key")):
+            continue
+        history = ssm.get_parameter_history(Name=name, WithDecryption=True)["Parameters"]
+        values = [h["Value"] for h in history]
+        if len(values) != len(set(values)):
+            twice.append(name)
+    d.check(not twice, "no secret written twice (parameter histories hold distinct values)",
+            f"a secret was written twice: {', '.join(twice)}")
+    d.nothing_lost(before)
+    d.did(f"worker group back to desired {desired}")
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    d.sync()
+
+
+_RUNNERS = {  # in the order of DRILLS
+    "control-plane-replace": drill_control_plane_replace,
+    "control-plane-roll": drill_control_plane_roll,
+    "quorum-guard": drill_quorum_guard,
+    "stale-learner": drill_stale_learner,
+    "embedded-aws-outage": drill_embedded_aws_outage,
+}
+
+
+def run_drill(options: LocalOptions, clients, echo: Echo, name: str) -> DrillResult:
+    """Run drill ``name`` against the running local cluster and write its result.
+
+    Args:
+        options: the cluster (``LocalOptions``; ``timeout_s`` bounds each wait for joins).
+        clients: the embedded AWS's ``AwsClients``.
+        echo: one line of progress.
+        name: one of ``DRILLS``.
+
+    Returns:
+        the ``DrillResult`` (also written to ``<cluster dir>/drills/<name>-<time>.json``).
+
+    Raises:
+        UsageError: unknown drill, or no local cluster, or the cluster is not healthy before
+            the drill (it would prove nothing).
+    """
+    if name not in _RUNNERS:
+        raise UsageError(f"unknown drill {name!r}; drills: {', '.join(DRILLS)}")
+    result = DrillResult(name)
+    d = _Drill(options, clients, echo, result)
+    d.state()
+    problems = d.healthy()
+    if problems:
+        raise UsageError(f"the cluster is not healthy before the drill ({'; '.join(problems)}): "
+                         "`bake status --local` shows why")
+    d.check(True, "healthy before the drill", "")
+    started = time.monotonic()
+    try:
+        _RUNNERS[name](d)
+    finally:
+        result.passed = not result.failures and result.recovery_s is not None
+        result.details["drill_seconds"] = round(time.monotonic() - started, 1)
+        out = d.base / "drills" / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        result.details["result_file"] = str(out)
+    return result

@@ -1,0 +1,136 @@
+"""The local platform's SSM Run Command and lifecycle completion, without VMs.
+
+A guest agent speaking the QEMU Guest Agent protocol (guest-sync-delimited, guest-exec with
+capture-output, guest-exec-status; base64 output) on a unix socket stands in for a VM's
+qemu-ga; the real one answers in the VM tests (tests/e2e/test_local_cluster.py drills). The
+Auto Scaling side is checked with botocore's Stubber against the service model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from bake.localcluster.guest import GuestAgent, GuestAgentError
+from bake.localcluster.runcommand import LifecycleGroup, LocalRunCommand
+
+
+class FakeGuestAgent(threading.Thread):
+    """qemu-ga's protocol over a unix socket; runs the commands on this host."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(path))
+        self.server.listen()
+        self.procs = {}
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    if chunk.startswith(b"\xff"):  # as qemu-ga does: the reset byte is
+                        chunk = chunk.lstrip(b"\xff")  # answered with a parse error
+                        conn.sendall(json.dumps({"error": {
+                            "class": "GenericError",
+                            "desc": "JSON parse error, stray '\\xff'"}}).encode() + b"\n")
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            conn.sendall(self.answer(json.loads(line)))
+
+    def answer(self, req):
+        args = req.get("arguments", {})
+        if req["execute"] == "guest-sync-delimited":
+            return b"\xff" + json.dumps({"return": args["id"]}).encode() + b"\n"
+        if req["execute"] == "guest-exec":
+            proc = subprocess.Popen([args["path"], *args["arg"]], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            self.procs[proc.pid] = proc
+            return json.dumps({"return": {"pid": proc.pid}}).encode() + b"\n"
+        if req["execute"] == "guest-exec-status":
+            proc = self.procs[args["pid"]]
+            if proc.poll() is None:
+                return json.dumps({"return": {"exited": False}}).encode() + b"\n"
+            out, err = proc.communicate()
+            return json.dumps({"return": {
+                "exited": True, "exitcode": proc.returncode,
+                "out-data": base64.b64encode(out).decode(),
+                "err-data": base64.b64encode(err).decode()}}).encode() + b"\n"
+        return json.dumps({"error": {"class": "CommandNotFound", "desc": "nope"}}).encode() + b"\n"
+
+
+@pytest.fixture
+def agent(tmp_path):
+    path = tmp_path / "qga.sock"
+    fake = FakeGuestAgent(path)
+    fake.start()
+    yield path
+    fake.server.close()
+
+
+def test_guest_agent_runs_a_script_and_returns_its_output(agent):
+    result = GuestAgent(agent).run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_no_guest_agent_is_one_clear_error(tmp_path):
+    with pytest.raises(GuestAgentError, match="cannot reach the guest agent"):
+        GuestAgent(tmp_path / "absent.sock").run("true")
+
+
+def test_run_command_follows_ssm_statuses(agent):
+    ssm = LocalRunCommand({"i-0aaaaaaaaaaaaaaa1": agent})
+    cmd = ssm.send_command(InstanceIds=["i-0aaaaaaaaaaaaaaa1"],
+                           DocumentName="AWS-RunShellScript",
+                           Parameters={"commands": ["sleep 1", "echo listed"]},
+                           TimeoutSeconds=60)["Command"]["CommandId"]
+    first = ssm.get_command_invocation(CommandId=cmd, InstanceId="i-0aaaaaaaaaaaaaaa1")
+    assert first["Status"] == "InProgress"
+    deadline = time.monotonic() + 20
+    while ssm.get_command_invocation(CommandId=cmd, InstanceId="i-0aaaaaaaaaaaaaaa1")[
+            "Status"] == "InProgress" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = ssm.get_command_invocation(CommandId=cmd, InstanceId="i-0aaaaaaaaaaaaaaa1")
+    assert (done["Status"], done["StandardOutputContent"], done["ResponseCode"]) == (
+        "Success", "listed\n", 0)
+    with pytest.raises(ssm.exceptions.InvocationDoesNotExist):
+        ssm.get_command_invocation(CommandId="nope", InstanceId="i-0aaaaaaaaaaaaaaa1")
+    with pytest.raises(ssm.exceptions.InvalidInstanceId):
+        ssm.send_command(InstanceIds=["i-0bbbbbbbbbbbbbbb2"], DocumentName="AWS-RunShellScript",
+                         Parameters={"commands": ["true"]})
+
+
+def test_completing_the_lifecycle_action_terminates_without_shrinking_the_group():
+    client = boto3.client("autoscaling", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    seen = []
+    group = LifecycleGroup(client, lambda i, r: seen.append((i, r)))
+    with Stubber(client) as stub:
+        stub.add_response("terminate_instance_in_auto_scaling_group", {"Activity": {
+            "ActivityId": "a", "AutoScalingGroupName": "bake-demo-control-plane",
+            "Cause": "drill", "StartTime": "2026-12-02T00:00:00Z", "StatusCode": "InProgress"}},
+            {"InstanceId": "i-0aaaaaaaaaaaaaaa1", "ShouldDecrementDesiredCapacity": False})
+        group.complete_lifecycle_action(
+            LifecycleHookName="etcd-member-cleanup", AutoScalingGroupName="bake-demo-control-plane",
+            LifecycleActionToken="t", LifecycleActionResult="CONTINUE",
+            InstanceId="i-0aaaaaaaaaaaaaaa1")
+    assert seen == [("i-0aaaaaaaaaaaaaaa1", "CONTINUE")]
+    assert group.completed[0]["result"] == "CONTINUE"

@@ -101,6 +101,28 @@ def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
     )
 
 
+def _deployer(spec, clients, yes: bool, timeout: int, local: bool, echo):
+    """The change-set deploy of ``bake launch`` for ``spec``, as a callable (asks first unless
+    ``yes``; refuses without a terminal)."""
+    from bake.aws.cloudformation import CloudFormation
+    from bake.launch import LaunchOptions, stack_parameters
+    from bake.launch import launch as run_launch
+
+    confirm = confirmer(yes, f"bake launch of stack {spec.stack_name}")
+
+    def deploy():
+        return run_launch(
+            LaunchOptions(spec=spec, yes=yes, timeout_seconds=timeout, poll_seconds=1 if local
+                          else 5),
+            CloudFormation(clients.client("cloudformation")),
+            echo=echo,
+            confirm=confirm,
+            parameters=stack_parameters(spec, clients.client("ec2")),
+        )
+
+    return deploy
+
+
 @click.command()
 @file_option
 @click.option("--yes", is_flag=True, help="Apply the change set without asking.")
@@ -129,24 +151,11 @@ def launch(
     With --local, the stack goes into the embedded AWS and every instance of its Auto Scaling
     groups boots as a VM of the baked image, with its launch template's user-data.
     """
-    from bake.aws.cloudformation import CloudFormation
     from bake.cluster import load_checked_cluster
-    from bake.launch import LaunchOptions, stack_parameters
-    from bake.launch import launch as run_launch
 
     spec = load_checked_cluster(cluster_file, catalogs)
-    confirm = confirmer(yes, f"bake launch of stack {spec.stack_name}")
     clients = _clients(_target_region(g, spec), local)
-
-    def deploy():
-        return run_launch(
-            LaunchOptions(spec=spec, yes=yes, timeout_seconds=timeout, poll_seconds=1 if local
-                          else 5),
-            CloudFormation(clients.client("cloudformation")),
-            echo=click.echo,
-            confirm=confirm,
-            parameters=stack_parameters(spec, clients.client("ec2")),
-        )
+    deploy = _deployer(spec, clients, yes, timeout, local, click.echo)
 
     if local:
         from bake.localcluster.service import LocalOptions, launch_local
@@ -294,13 +303,18 @@ def logs(g, cluster_file: Path, local: bool, lines: int | None, node: str) -> No
 @click.option("--join-timeout", default=1500, show_default=True, type=int,
               help="Seconds to wait for a replacement node to join.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--yes", is_flag=True, help="leader-dies-mid-init: apply the new cluster's change "
+              "set without asking.")
 @click.argument("name", metavar="NAME", type=click.Choice(DRILLS))
+@catalog_option
 @click.pass_obj
-def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, name: str) -> None:
+def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, yes: bool,
+          name: str, catalogs) -> None:
     """Run failure drill NAME against the running local cluster and check it recovers.
 
     NAME is one of: control-plane-replace, control-plane-roll, quorum-guard, stale-learner,
-    embedded-aws-outage.
+    embedded-aws-outage (on a running cluster), leader-dies-mid-init (launches the cluster
+    itself and breaks it while it forms; none may be running).
 
     Prints what the drill did and checked and the seconds to recover, writes the result as
     JSON under the cluster's directory, and exits 1 when the cluster did not come back healthy.
@@ -308,23 +322,38 @@ def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, na
     """
     import json
 
-    from bake.cluster import load_cluster
+    from bake.cluster import load_checked_cluster, load_cluster
     from bake.errors import BakeError, UsageError
 
     if not local:
         raise UsageError("drills break a cluster on purpose: they run on the local VM cluster "
                          "only (add --local)")
+    from bake.localcluster import FRESH_CLUSTER_DRILLS
     from bake.localcluster.drills import run_drill
     from bake.localcluster.service import LocalOptions, read_state
 
-    spec = load_cluster(cluster_file)
-    if read_state(g.data_dir, spec.name) is None:
+    fresh = name in FRESH_CLUSTER_DRILLS
+    spec = load_checked_cluster(cluster_file, catalogs) if fresh else load_cluster(cluster_file)
+    running = read_state(g.data_dir, spec.name) is not None
+    if fresh and running:
+        raise UsageError(f"drill {name} forms a new cluster: `bake destroy --local -f "
+                         f"{cluster_file}` first")
+    if not fresh and not running:
         raise UsageError(f"no local cluster {spec.name} is running: `bake launch --local -f "
                          f"{cluster_file}` first")
     clients = _clients(_target_region(g, spec), True)
     echo = click.echo if output == "text" else (lambda line: click.echo(line, err=True))
-    result = run_drill(LocalOptions(spec, g.data_dir, spec.local.vm_memory_mib,
-                                    float(join_timeout)), clients, echo, name)
+    options = LocalOptions(spec, g.data_dir, spec.local.vm_memory_mib, float(join_timeout))
+    launch = None
+    if fresh:
+        from bake.localcluster.service import launch_local
+
+        deploy = _deployer(spec, clients, yes, 3600, True, echo)
+
+        def launch() -> None:
+            launch_local(options, clients, echo, deploy, wait=False)
+
+    result = run_drill(options, clients, echo, name, launch)
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

@@ -21,6 +21,9 @@ it checked, the seconds to recover) that ``bake drill`` prints and writes as JSO
 - ``stale-learner``: an unstarted etcd learner left by a control plane that died between
   ``member add`` and etcd's start (cluster-api #13221) is cleaned up by the next join (a
   control-plane replacement): its pre-join reconcile removes learners that never started.
+- ``leader-dies-mid-init`` (on a new cluster it launches): the control plane holding the lease
+  is killed inside ``kubeadm init``; another takes over after the lease expires (reset, init),
+  the crashed instance is replaced, the cluster forms.
 - ``embedded-aws-outage``: a worker is added and, once its agent runs, the embedded AWS is
   paused for 60 s (SIGSTOP of bake's own moto server): the join resumes on botocore's retries,
   with no second init and no secret written twice.
@@ -44,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bake.errors import UsageError
-from bake.localcluster import DRILLS, vm
+from bake.localcluster import DRILLS, FRESH_CLUSTER_DRILLS, vm
 from bake.localcluster.guest import GuestAgent, GuestAgentError
 from bake.localcluster.runcommand import LifecycleGroup, LocalRunCommand
 from bake.localcluster.service import (
@@ -101,6 +104,7 @@ class _Drill:
     # -------------------------------------------------------------- state and etcd
 
     def state(self) -> dict:
+        """The cluster's recorded local state (``local.json``). Raises UsageError when none."""
         state = read_state(self.o.data_dir, self.spec.name)
         if state is None:
             raise UsageError(f"no local cluster {self.spec.name} is running: `bake launch "
@@ -108,12 +112,15 @@ class _Drill:
         return state
 
     def nodes(self, role: str | None = None) -> list[dict]:
+        """The recorded nodes not terminated, of ``role`` (``control-plane``/``worker``) or all."""
         return [n for n in running_nodes(self.state()) if role in (None, n["role"])]
 
     def sockets(self) -> dict[str, Path]:
+        """Instance id -> its VM's guest agent socket (what ``LocalRunCommand`` reaches)."""
         return {n["instance_id"]: vm.VmFiles(Path(n["dir"])).guest_agent for n in self.nodes()}
 
     def did(self, text: str) -> None:
+        """Record and print one thing the drill did."""
         self.r.did.append(text)
         self.echo(f"drill {self.r.name}: {text}")
 
@@ -141,6 +148,8 @@ class _Drill:
         return None
 
     def etcd_summary(self, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``{"reachable": bool, "members": [{id (hex), name, peer, learner, started,
+        healthy}]}`` as a control plane not in ``exclude`` sees etcd."""
         seen = self.etcd(exclude)
         if seen is None:
             return {"reachable": False}
@@ -236,6 +245,7 @@ class _Drill:
                    f"{after['initialized_by']}")
 
     def check(self, ok: bool, passed: str, failed: str) -> bool:
+        """Record and print one check (``passed`` or ``failed`` text); returns ``ok``."""
         (self.r.checked if ok else self.r.failures).append(passed if ok else failed)
         self.echo(f"drill {self.r.name}: {'ok  ' if ok else 'FAIL'} {passed if ok else failed}")
         return ok
@@ -243,6 +253,7 @@ class _Drill:
     # -------------------------------------------------------------- faults
 
     def sync(self) -> None:
+        """Make the VMs follow the Auto Scaling groups (``service.sync_local``)."""
         sync_local(self.o, self.clients, self.echo)
 
     def lifecycle_event(self, instance_id: str) -> dict[str, Any]:
@@ -297,6 +308,7 @@ class _Context:
         self.deadline = time.time() + seconds
 
     def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
         return int(max(0.0, self.deadline - time.time()) * 1000)
 
 
@@ -325,6 +337,7 @@ def _replace(d: _Drill, target: dict) -> float | None:
 
 
 def drill_control_plane_replace(d: _Drill) -> None:
+    """The highest-id control plane replaced through the lifecycle hook path."""
     before = d.snapshot()
     cps = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
     d.r.recovery_s = _replace(d, cps[-1])
@@ -333,6 +346,7 @@ def drill_control_plane_replace(d: _Drill) -> None:
 
 
 def drill_control_plane_roll(d: _Drill) -> None:
+    """Every original control plane replaced in turn, with quorum sampled throughout."""
     before = d.snapshot()
     originals = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
     low = {"healthy": 99, "quorum": 0}
@@ -385,6 +399,7 @@ def _freeze(node: dict, on: bool) -> None:
 
 
 def drill_quorum_guard(d: _Drill) -> None:
+    """One control plane frozen, a second one's removal refused; the cluster heals after."""
     before = d.snapshot()
     cps = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
     down, target = cps[0], cps[-1]
@@ -471,7 +486,81 @@ def drill_stale_learner(d: _Drill) -> None:
     d.nothing_lost(before)
 
 
+def drill_leader_dies_mid_init(d: _Drill, launch: Callable[[], Any]) -> None:
+    """A new cluster is launched; the control plane that takes the lease and starts kubeadm
+    init is killed inside init (its VM, SIGKILL: a crashed instance). Another one must take
+    over once the lease expires (reset, then its own init), the group replaces the crashed
+    instance (the lifecycle hook path) and the cluster forms with every instance joined."""
+    from bake.aws import dynamodb
+
+    db = d.clients.client("dynamodb")
+    launch()
+    d.did("a new cluster launched: its control planes race for the lease")
+    deadline = time.monotonic() + d.o.timeout_s
+    cluster: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        cluster = dynamodb.item(db, d.spec.lock_table, "cluster") or {}
+        if cluster.get("state") == "initializing" and cluster.get("init_started_by"):
+            break
+        time.sleep(0.5)
+    leader_id = cluster.get("init_started_by")
+    if not d.check(bool(leader_id), f"{leader_id} took the lease and started kubeadm init",
+                   "no control plane started kubeadm init"):
+        return
+    leader = next(n for n in d.nodes() if n["instance_id"] == leader_id)
+    if not vm.is_our_qemu(leader["pid"], vm.VmFiles(Path(leader["dir"]))):
+        raise LocalClusterError(f"pid {leader['pid']} is not {leader_id}'s VM; not killing it")
+    import os
+
+    os.kill(int(leader["pid"]), signal.SIGKILL)  # at once: init takes about 90 s here
+    killed = time.time()
+    cluster = dynamodb.item(db, d.spec.lock_table, "cluster") or {}
+    if not d.check(cluster.get("state") == "initializing", f"{leader_id} was killed inside "
+                   "init (the cluster record still says initializing)",
+                   f"init finished before the kill: {cluster.get('state')}"):
+        return
+    d.did(f"control plane {leader_id} ({leader['private_ip']}) killed inside kubeadm init "
+          "(its VM, SIGKILL)")
+    while time.monotonic() < deadline:
+        cluster = dynamodb.item(db, d.spec.lock_table, "cluster") or {}
+        if cluster.get("state") == "initialized":
+            break
+        time.sleep(d.o.poll_s)
+    taker = cluster.get("initialized_by")
+    d.r.details["takeover"] = {"leader": leader_id, "initialized_by": taker,
+                               "seconds": round(time.time() - killed, 1)}
+    if not d.check(bool(taker) and taker != leader_id,
+                   f"{taker} took over after the lease expired and initialized "
+                   f"({time.time() - killed:.0f} s after the kill)",
+                   f"no takeover: the cluster record is {cluster}"):
+        return
+    taker_node = next(n for n in d.nodes() if n["instance_id"] == taker)
+    text = vm.VmFiles(Path(taker_node["dir"])).console.read_text(errors="replace")
+    d.check("resetting and taking over" in text, f"{taker}'s agent reset and took over (its "
+            "log: an init by ... did not finish (lease expired))",
+            f"{taker}'s console does not show the takeover")
+    before = d.snapshot()
+    d.did(f"the group replaces the crashed {leader_id} (failed EC2 health check): lifecycle "
+          "hook -> the etcd member cleanup Lambda")
+    result, _, _ = d.terminate_control_plane(leader_id)
+    # the crashed leader's one-member etcd never joined the new cluster: the Lambda must remove
+    # nothing; when no peer answers in time (a peer still joining) it completes the lifecycle
+    # action all the same, which is what lets the group replace the instance
+    d.check(result == "already-removed" or result.startswith(("no-peer-answered",
+                                                               "no-healthy-peer")),
+            f"the Lambda removed nothing and completed the lifecycle action ({result})",
+            f"the Lambda answered {result!r}")
+    problems = d.wait_healthy()
+    if d.check(not problems, "the cluster formed: every instance joined, etcd has "
+               f"{d.spec.control_plane.desired} started, healthy members",
+               "; ".join(problems) or "cluster not healthy"):
+        d.r.recovery_s = round(time.time() - killed, 1)
+    d.r.details["etcd_after"] = d.etcd_summary()
+    d.nothing_lost(before)
+
+
 def drill_embedded_aws_outage(d: _Drill) -> None:
+    """A worker added and the embedded AWS paused for ``OUTAGE_S`` while its agent runs."""
     from bake.aws import autoscaling
     from bake.sandbox import require_running
     from bake.sandbox.server import is_moto_server
@@ -544,7 +633,7 @@ def drill_embedded_aws_outage(d: _Drill) -> None:
     d.sync()
 
 
-_RUNNERS = {  # in the order of DRILLS
+_RUNNERS = {  # the drills on a running cluster, in the order of DRILLS
     "control-plane-replace": drill_control_plane_replace,
     "control-plane-roll": drill_control_plane_roll,
     "quorum-guard": drill_quorum_guard,
@@ -553,7 +642,8 @@ _RUNNERS = {  # in the order of DRILLS
 }
 
 
-def run_drill(options: LocalOptions, clients, echo: Echo, name: str) -> DrillResult:
+def run_drill(options: LocalOptions, clients, echo: Echo, name: str,
+              launch: Callable[[], Any] | None = None) -> DrillResult:
     """Run drill ``name`` against the running local cluster and write its result.
 
     Args:
@@ -561,6 +651,9 @@ def run_drill(options: LocalOptions, clients, echo: Echo, name: str) -> DrillRes
         clients: the embedded AWS's ``AwsClients``.
         echo: one line of progress.
         name: one of ``DRILLS``.
+        launch: for ``leader-dies-mid-init`` (``FRESH_CLUSTER_DRILLS``), which needs a cluster
+            that is still forming: deploys the stack and boots the VMs without waiting
+            (``service.launch_local(wait=False)``); no cluster may be running.
 
     Returns:
         the ``DrillResult`` (also written to ``<cluster dir>/drills/<name>-<time>.json``).
@@ -569,19 +662,28 @@ def run_drill(options: LocalOptions, clients, echo: Echo, name: str) -> DrillRes
         UsageError: unknown drill, or no local cluster, or the cluster is not healthy before
             the drill (it would prove nothing).
     """
-    if name not in _RUNNERS:
+    if name not in DRILLS:
         raise UsageError(f"unknown drill {name!r}; drills: {', '.join(DRILLS)}")
     result = DrillResult(name)
     d = _Drill(options, clients, echo, result)
-    d.state()
-    problems = d.healthy()
-    if problems:
-        raise UsageError(f"the cluster is not healthy before the drill ({'; '.join(problems)}): "
-                         "`bake status --local` shows why")
-    d.check(True, "healthy before the drill", "")
+    fresh = name in FRESH_CLUSTER_DRILLS
+    if fresh:
+        if read_state(options.data_dir, options.spec.name) is not None or launch is None:
+            raise UsageError(f"drill {name} forms a new cluster: `bake destroy --local -f "
+                             f"{options.spec.source}` first")
+    else:
+        d.state()
+        problems = d.healthy()
+        if problems:
+            raise UsageError(f"the cluster is not healthy before the drill "
+                             f"({'; '.join(problems)}): `bake status --local` shows why")
+        d.check(True, "healthy before the drill", "")
     started = time.monotonic()
     try:
-        _RUNNERS[name](d)
+        if fresh:
+            drill_leader_dies_mid_init(d, launch)
+        else:
+            _RUNNERS[name](d)
     finally:
         result.passed = not result.failures and result.recovery_s is not None
         result.details["drill_seconds"] = round(time.monotonic() - started, 1)

@@ -423,8 +423,8 @@ def _progress_marker(console: Path) -> str:
     return "starting"
 
 
-def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[], Any]
-                 ) -> list[NodeResult]:
+def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[], Any],
+                 wait: bool = True) -> list[NodeResult]:
     """Deploy the stack into the embedded AWS and boot its instances as VMs.
 
     Args:
@@ -432,9 +432,11 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
         clients: ``bake.aws.session.AwsClients`` of the embedded AWS.
         echo: one line of progress.
         deploy: deploys (or updates) the stack; the change-set path of ``bake launch``.
+        wait: follow the nodes until all joined; False returns once the VMs are booting (a
+            drill that breaks the cluster while it forms follows it itself).
 
     Returns:
-        one ``NodeResult`` per node, all joined.
+        one ``NodeResult`` per node, all joined ([] when not ``wait``).
 
     Raises:
         EnvironmentProblem, UsageError: before anything was started (see ``preflight``,
@@ -510,6 +512,8 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
         _write_state(options.data_dir, spec.name, state)
         raise
     echo(STANDIN_NOTE)
+    if not wait:
+        return []
     return follow(options, clients, nodes, base, echo, started)
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import signal
 import threading
 import time
@@ -51,6 +52,7 @@ from bake.localcluster import DRILLS, FRESH_CLUSTER_DRILLS, vm
 from bake.localcluster.guest import GuestAgent, GuestAgentError
 from bake.localcluster.runcommand import LifecycleGroup, LocalRunCommand
 from bake.localcluster.service import (
+    EMBEDDED_ACCOUNT_ID,
     LocalClusterError,
     LocalOptions,
     cluster_dir,
@@ -264,7 +266,7 @@ class _Drill:
         return {
             "version": "0", "id": str(uuid.uuid4()),
             "detail-type": "EC2 Instance-terminate Lifecycle Action",
-            "source": "aws.autoscaling", "account": "123456789012",
+            "source": "aws.autoscaling", "account": EMBEDDED_ACCOUNT_ID,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "region": self.spec.region, "resources": [],
             "detail": {"LifecycleActionToken": str(uuid.uuid4()), "AutoScalingGroupName": group,
@@ -389,13 +391,17 @@ def drill_control_plane_roll(d: _Drill) -> None:
     d.nothing_lost(before)
 
 
+def _signal_vm(node: dict, sig: int) -> bool:
+    """Send ``sig`` to ``node``'s qemu when its recorded pid is still our VM; True if sent."""
+    if not vm.is_our_qemu(node["pid"], vm.VmFiles(Path(node["dir"]))):
+        return False
+    os.kill(int(node["pid"]), sig)
+    return True
+
+
 def _freeze(node: dict, on: bool) -> None:
     """Pause (SIGSTOP) or resume (SIGCONT) one of our VMs (pid checked first)."""
-    files = vm.VmFiles(Path(node["dir"]))
-    if vm.is_our_qemu(node["pid"], files):
-        import os
-
-        os.kill(int(node["pid"]), signal.SIGSTOP if on else signal.SIGCONT)
+    _signal_vm(node, signal.SIGSTOP if on else signal.SIGCONT)
 
 
 def drill_quorum_guard(d: _Drill) -> None:
@@ -508,11 +514,8 @@ def drill_leader_dies_mid_init(d: _Drill, launch: Callable[[], Any]) -> None:
                    "no control plane started kubeadm init"):
         return
     leader = next(n for n in d.nodes() if n["instance_id"] == leader_id)
-    if not vm.is_our_qemu(leader["pid"], vm.VmFiles(Path(leader["dir"]))):
+    if not _signal_vm(leader, signal.SIGKILL):  # at once: init takes about 90 s here
         raise LocalClusterError(f"pid {leader['pid']} is not {leader_id}'s VM; not killing it")
-    import os
-
-    os.kill(int(leader["pid"]), signal.SIGKILL)  # at once: init takes about 90 s here
     killed = time.time()
     cluster = dynamodb.item(db, d.spec.lock_table, "cluster") or {}
     if not d.check(cluster.get("state") == "initializing", f"{leader_id} was killed inside "
@@ -587,8 +590,6 @@ def drill_embedded_aws_outage(d: _Drill) -> None:
     sandbox = require_running(d.o.data_dir)
     if not is_moto_server(sandbox.pid):
         raise LocalClusterError(f"pid {sandbox.pid} is not bake's embedded AWS; not pausing it")
-    import os
-
     d.did(f"embedded AWS (pid {sandbox.pid}) paused for {OUTAGE_S:.0f} s while the agent runs")
     outage = time.time()
     os.kill(sandbox.pid, signal.SIGSTOP)

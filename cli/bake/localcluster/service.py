@@ -18,6 +18,7 @@ the bridge and taps) and the overlays; the baked image is never written.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -48,6 +49,7 @@ TOOLS = {
     "openssl": "openssl",
 }
 HEADROOM_MIB = 512  # host memory left free beyond the VMs'
+EMBEDDED_ACCOUNT_ID = "123456789012"  # the account moto answers for (its default)
 STANDIN_NOTE = ("stand-ins, said plainly: kubeadm, kubelet and kubectl in these VMs are bake's "
                 "test stand-ins (tools/standin_k8s.py) running the REAL etcd; the API endpoint "
                 "on 6443 is a stand-in health endpoint, not kube-apiserver")
@@ -483,7 +485,7 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
              f"{net.endpoints_ip}, NLB {net.nlb_ip} ({nlb_dns})")
         build_network(net, nodes)
         instances = base / "instances.json"
-        instances.write_text(json.dumps(_instances_file(nodes, spec.region, "123456789012")))
+        instances.write_text(json.dumps(_instances_file(nodes, spec.region, EMBEDDED_ACCOUNT_ID)))
         config = base / "gateway.json"
         config.write_text(json.dumps({
             "netns": net.netns, "imds_ip": net.imds_ip, "endpoints_ip": net.endpoints_ip,
@@ -502,9 +504,7 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
         _wait_listening(net, base)
         vendor = _vendor_data(ca_pem)
         for node in nodes:
-            files = vm.VmFiles(base / "vms" / node.instance_id)
-            vm.make_overlay(image_dir / "disk.raw", files.overlay)
-            vm.make_seed(files, node, vendor)
+            _prepare_vm(node, base, image_dir, vendor)
         for node in nodes:  # all at once: qemu detaches right away
             _start_vm(node, base, image_dir, net, options.memory_mib, state, echo)
         _write_state(options.data_dir, spec.name, state)
@@ -535,6 +535,13 @@ def _start_haproxy(net: LocalNetwork, base: Path, nodes: list[LocalNode],
             time.sleep(0.5)
         _stop(old, str(cfg))
     return pid
+
+
+def _prepare_vm(node: LocalNode, base: Path, image_dir: Path, vendor: str) -> None:
+    """``node``'s copy-on-write overlay of the baked disk and its NoCloud seed."""
+    files = vm.VmFiles(base / "vms" / node.instance_id)
+    vm.make_overlay(image_dir / "disk.raw", files.overlay)
+    vm.make_seed(files, node, vendor)
 
 
 def _start_vm(node: LocalNode, base: Path, image_dir: Path, net: LocalNetwork, memory_mib: int,
@@ -600,25 +607,21 @@ def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
         stopped.append(instance_id)
         echo(f"{instance_id} {rec['role']:<13} {rec['private_ip']:<15} VM stopped (instance "
              "terminated)")
-    used = [int(n.get("index", i)) for i, n in enumerate(state.get("nodes", []))]
+    # every node ever recorded keeps its index (its tap device); new ones get the next free
     indexed = {n["instance_id"]: int(n.get("index", i))
                for i, n in enumerate(state.get("nodes", []))}
-    import dataclasses
-
+    next_index = max(indexed.values(), default=-1) + 1
     placed = []
     for node in nodes:
-        if node.instance_id in indexed:
-            placed.append(dataclasses.replace(node, index=indexed[node.instance_id]))
-        else:
-            index = max(used, default=-1) + 1
-            used.append(index)
-            placed.append(dataclasses.replace(node, index=index))
+        if node.instance_id not in indexed:
+            indexed[node.instance_id], next_index = next_index, next_index + 1
+        placed.append(dataclasses.replace(node, index=indexed[node.instance_id]))
     fresh = [n for n in placed if n.instance_id not in known]
     if stopped or fresh:
         net = network_for(spec.name, spec.region, spec.network.vpc_cidr, cidrs)
         build_network(net, placed)
         (base / "instances.json").write_text(
-            json.dumps(_instances_file(placed, spec.region, "123456789012")))
+            json.dumps(_instances_file(placed, spec.region, EMBEDDED_ACCOUNT_ID)))
         _write_hosts(base, placed)
         dns_pid = state.get("pids", {}).get("dnsmasq")
         if _ours(dns_pid, str(base / "dnsmasq.conf")):
@@ -629,9 +632,7 @@ def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
                                                       state["pids"].get("haproxy"))
         vendor = _vendor_data((base / "pki" / "ca.crt").read_text())
         for node in fresh:
-            files = vm.VmFiles(base / "vms" / node.instance_id)
-            vm.make_overlay(image_dir / "disk.raw", files.overlay)
-            vm.make_seed(files, node, vendor)
+            _prepare_vm(node, base, image_dir, vendor)
             _start_vm(node, base, image_dir, net, state.get("memory_mib", options.memory_mib),
                       state, echo)
         _write_state(options.data_dir, spec.name, state)

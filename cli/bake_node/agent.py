@@ -301,9 +301,21 @@ class Agent:
             control_plane=False,
         )
         try:
+            self._reset_half_done_join()
             self.kubeadm.join(path)
         finally:
             path.unlink(missing_ok=True)
+
+    def _reset_half_done_join(self) -> None:
+        """Before a join: when an earlier run on this node started one and did not finish
+        (``join_started`` in state.json; the unit restarts the agent after a failure), undo
+        what it left (``kubeadm reset --force``), since kubeadm's preflight refuses a node that
+        already has ``kubelet.conf`` or static pod manifests (kubeadm join docs, "preflight").
+        Then record that a join is starting."""
+        if self.state.data.get("join_started"):
+            log.warning("an earlier join on this node did not finish: kubeadm reset first")
+            self.kubeadm.reset()
+        self.state.save(join_started=True)
 
     def _etcd(self, endpoints: list[str]) -> EtcdCtl:
         pki = self.s.kubernetes_dir / "pki"
@@ -433,6 +445,7 @@ class Agent:
             certificate_key=m.certificate_key.value,
         )
         try:
+            self._reset_half_done_join()
             self.kubeadm.prepare_control_plane(path)
             endpoints = members.client_urls()
             if endpoints:

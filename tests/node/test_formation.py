@@ -248,3 +248,24 @@ def test_worker_joins_through_ssm_throttling(cluster):
     assert Agent(settings, clients).run() == "join"
     assert len(throttled) == 4
     assert "w-0" in cluster.standins.state()["nodes"]
+
+
+@pytest.mark.slow
+def test_join_that_failed_half_way_is_reset_before_the_retry(cluster):
+    """kubeadm join wrote kubelet.conf and then failed (the kubelet never became healthy); the
+    unit restarts the agent, which resets the node before joining again instead of failing
+    kubeadm's preflight ("kubelet.conf already exists") on every restart."""
+    argv, env = cluster.node("cp-0", "control-plane")
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    argv, env = cluster.node("w-0", "worker")
+    env["BAKE_STANDIN_FAIL_JOIN_AFTER_KUBELET_CONF"] = "1"
+    first = start(argv, env)
+    first.communicate(timeout=180)
+    assert first.returncode != 0
+    assert not cluster.state("w-0")["joined"]
+    del env["BAKE_STANDIN_FAIL_JOIN_AFTER_KUBELET_CONF"]
+    assert finish(start(argv, env)).strip() == "bake-node: join"  # the unit's restart
+    calls = [c["argv"][0] for c in cluster.standins.calls()
+             if c["node"] == "w-0" and c["event"] == "end" and c["tool"] == "kubeadm"]
+    assert calls == ["join", "reset", "join"]
+    assert "w-0" in cluster.standins.state()["nodes"]

@@ -190,8 +190,31 @@ class _Drill:
             self.clients.client("dynamodb"), self.spec.lock_table, "node#")}
         late = sorted(i for i in ids if reports.get(i, {}).get("status") != "joined")
         if late:
-            problems.append(f"not joined: {', '.join(late)}")
+            problems.append("not joined: " + "; ".join(
+                f"{i} ({self.why_not_joined(i, reports.get(i))})" for i in late))
         return problems
+
+    def why_not_joined(self, instance_id: str, report: dict | None) -> str:
+        """One clause on a node that has not joined, for the drill's failure line: its agent's
+        reported failure (``node#<id>``: ``failed_phase``, ``error``), else whether its VM runs
+        and the last agent line on its console (the journal is forwarded there)."""
+        if report and report.get("status") == "failed":
+            return (f"agent failed in {report.get('failed_phase', '?')}: "
+                    f"{str(report.get('error', ''))[:300]}")
+        node = next((n for n in self.nodes() if n["instance_id"] == instance_id), None)
+        if node is None:
+            return "no VM recorded for it"
+        files = vm.VmFiles(Path(node["dir"]))
+        if not node.get("pid") or not vm.is_our_qemu(int(node["pid"]), files):
+            return "its VM is not running"
+        try:
+            lines = files.console.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        agent = [ln.split("]: ", 1)[-1] for ln in lines if "bake-node[" in ln
+                 or "bake_node" in ln]
+        return f"VM running; last agent line: {agent[-1][:300]}" if agent else \
+            "VM running; the agent has logged nothing yet"
 
     def wait_healthy(self, **kwargs: Any) -> list[str]:
         """Poll ``healthy`` until it holds or ``options.timeout_s`` passes; the last problems."""

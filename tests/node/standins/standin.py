@@ -7,7 +7,9 @@ in a directory, and append every call as a JSON line (start and end, with times)
 Environment: BAKE_STANDIN_ROOT (this node's root), BAKE_STANDIN_CLUSTER (shared dir),
 BAKE_STANDIN_LOG (JSON lines), BAKE_STANDIN_NODE (node label for the log),
 BAKE_STANDIN_DELAY_INIT / BAKE_STANDIN_DELAY_JOIN (seconds to sleep inside init / join),
-BAKE_STANDIN_CERT_TTL (certificate key lifetime, seconds; default 7200).
+BAKE_STANDIN_CERT_TTL (certificate key lifetime, seconds; default 7200),
+BAKE_STANDIN_FAIL_JOIN_AFTER_KUBELET_CONF (join fails after writing kubelet.conf, as a real
+join does when the kubelet never becomes healthy).
 Usage: ``standin.py kubeadm|kubectl|etcdctl ARGS...``.
 """
 
@@ -226,6 +228,9 @@ def kubeadm(argv: list[str]) -> str:
     time.sleep(float(os.environ.get("BAKE_STANDIN_DELAY_JOIN", "0")))
     write(K8S / "pki" / "ca.crt", ca, 0o644)
     write(K8S / "kubelet.conf", kubeconfig(f"system:node:{name}"))
+    if os.environ.get("BAKE_STANDIN_FAIL_JOIN_AFTER_KUBELET_CONF"):
+        # what kubeadm says when the kubelet it started never becomes healthy
+        raise Fail("[kubelet-check] timed out waiting for the condition")
     if cp is not None:
         write(K8S / "admin.conf", kubeconfig("kubernetes-admin"))
         for f in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):

@@ -501,6 +501,10 @@ def kubeadm_init(config_path, upload_certs):
     wait("the API server to be ready", lambda: api_ready(ip), 240, 2)
     etcd = local_etcd()
     etcd.put(CONFIG_KEY, json.dumps({"ClusterConfiguration": cluster}))
+    # [bootstrap-token]: the tokens of InitConfiguration, or kubeadm's default one of 24 h
+    for bt in init.get("bootstrapTokens") or [{"token": f"{secrets.token_hex(3)}."
+                                                        f"{secrets.token_hex(8)}", "ttl": "24h"}]:
+        store_token(etcd, bt["token"], duration_seconds(bt.get("ttl", "24h")))
     if upload_certs:
         key = init.get("certificateKey") or secrets.token_hex(32)
         etcd.put(CERTS_KEY, encrypt(key, shared_certs_blob()), ttl=CERT_TTL)
@@ -527,11 +531,39 @@ def register_node(etcd, name, ip, role):
                                               "registered": time.time()}))
 
 
+def duration_seconds(text):
+    """kubeadm's duration forms the agent uses (``900s``, ``15m``, ``24h``) in seconds."""
+    text = str(text)
+    if text[-1:] in ("s", "m", "h"):
+        return float(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
+    return float(text)
+
+
+def store_token(etcd, token, ttl_seconds):
+    """Keep bootstrap token ``id.secret`` for ``ttl_seconds`` under an etcd lease of that TTL:
+    like the bootstrap-token Secret that kube-controller-manager's token cleaner deletes at
+    its expiry, it is gone once expired."""
+    token_id, _, secret = token.partition(".")
+    etcd.put(TOKEN_PREFIX + token_id, json.dumps(
+        {"secret": secret, "expires": time.time() + ttl_seconds}), ttl=max(1, int(ttl_seconds)))
+
+
+def token_list():
+    """``kubeadm token list -o json``: one JSON object per token (output.kubeadm.k8s.io)."""
+    for key, value in sorted(local_etcd().prefix(TOKEN_PREFIX).items()):
+        entry = json.loads(value)
+        print(json.dumps({
+            "kind": "BootstrapToken", "apiVersion": "output.kubeadm.k8s.io/v1alpha3",
+            "token": f"{key[len(TOKEN_PREFIX):]}.{entry['secret']}",
+            "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["expires"])),
+            "usages": ["authentication", "signing"],
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"]}))
+
+
 def token_create(ttl_seconds):
     token_id, secret = secrets.token_hex(3), secrets.token_hex(8)
     etcd = local_etcd()
-    etcd.put(TOKEN_PREFIX + token_id, json.dumps(
-        {"secret": secret, "expires": time.time() + ttl_seconds}), ttl=max(1, int(ttl_seconds)))
+    store_token(etcd, f"{token_id}.{secret}", ttl_seconds)
     cluster = json.loads(etcd.get(CONFIG_KEY))["ClusterConfiguration"]
     ca_hash = ca_cert_hash((PKI / "ca.crt").read_bytes())
     print(f"kubeadm join {cluster['controlPlaneEndpoint']} --token {token_id}.{secret} "
@@ -773,10 +805,9 @@ def kubeadm(args):
     elif cmd == "join":
         kubeadm_join(opt["config"])
     elif cmd == "token" and positional[:1] == ["create"]:
-        ttl = str(opt.get("ttl", "24h"))
-        seconds = float(ttl[:-1]) * {"s": 1, "m": 60, "h": 3600}[ttl[-1]] if ttl[-1] in "smh" \
-            else float(ttl)
-        token_create(seconds)
+        token_create(duration_seconds(opt.get("ttl", "24h")))
+    elif cmd == "token" and positional[:1] == ["list"]:
+        token_list()
     elif cmd == "reset":
         kubeadm_reset()
     else:

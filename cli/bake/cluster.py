@@ -100,6 +100,12 @@ class ClusterSpec:
         network, control_plane, workers: see their classes.
         pod_cidr, service_cidr: Kubernetes pod and service CIDRs.
         cni: the CNI manifest set baked into the image (``flannel``, ``calico``, ``cilium``).
+        bootstrap_token_ttl_minutes: lifetime of every kubeadm bootstrap token the node agent
+            creates (``bootstrapToken.ttlMinutes``, 15-1440). The control planes' rotate timer
+            (every 2 min, up to 20 s late) replaces a token past half its TTL, and a join
+            starts only with 5 min of validity left (kubeadm's discovery timeout,
+            ``bake_node.joinmaterial.JOIN_MIN_VALIDITY``): TTL/2 + 2 min 20 s + 5 min <= TTL
+            holds from 15 min (14.7) up, so a joiner never waits for a rotation.
         source: the file it was loaded from (for messages), or ``"<memory>"``.
     """
 
@@ -115,6 +121,7 @@ class ClusterSpec:
     pod_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/12"
     cni: str = "flannel"
+    bootstrap_token_ttl_minutes: int = 30
     local: LocalSpec = field(default_factory=LocalSpec)
     source: str = field(default="<memory>", compare=False)
 
@@ -190,6 +197,8 @@ kubernetesNetwork:
   podCIDR: 10.244.0.0/16
   serviceCIDR: 10.96.0.0/12
   cni: flannel                     # flannel | calico | cilium (manifests baked into the image)
+bootstrapToken:
+  ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 """
 
 # `bake init --local`: the same cluster, sized for VMs on one machine (`bake launch --local`)
@@ -445,6 +454,9 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     if cni not in CNI_NAMES:
         kn.fail("kubernetesNetwork.cni", f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}")
     kn.done()
+    bt = top.sub("bootstrapToken")
+    token_ttl = _positive(bt, "ttlMinutes", 30, 15, 1440)
+    bt.done()
     lo = top.sub("local")
     vm_memory = _positive(lo, "vmMemoryMiB", 1024, 512, 16384)
     lo.done()
@@ -470,6 +482,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         pod_cidr=pod,
         service_cidr=svc,
         cni=cni,
+        bootstrap_token_ttl_minutes=token_ttl,
         local=LocalSpec(vm_memory_mib=vm_memory),
         source=source,
     )

@@ -126,6 +126,7 @@ def node_config(spec: ClusterSpec, role: str, api_host: str) -> dict[str, Any]:
         "serviceCIDR": spec.service_cidr,
         "vpcCIDR": spec.network.vpc_cidr,
         "cni": spec.cni,
+        "bootstrapTokenTTLSeconds": spec.bootstrap_token_ttl_minutes * 60,
     }
 
 

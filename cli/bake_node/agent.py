@@ -34,8 +34,8 @@ from bake_node.config import NodeConfig, load_config
 from bake_node.errors import ConfigError, NodeError
 from bake_node.etcd import EtcdCtl, EtcdMembers
 from bake_node.identity import Identity, discover
-from bake_node.joinmaterial import CERT_KEY_TTL, DEFAULT_TOKEN_TTL, JoinMaterial, Material, Secret
-from bake_node.kubeadm import Kubeadm, new_certificate_key, render_config
+from bake_node.joinmaterial import CERT_KEY_TTL, JoinMaterial, Material, Secret
+from bake_node.kubeadm import Kubeadm, new_certificate_key, new_token, render_config
 from bake_node.lease import Lease
 
 log = logging.getLogger("bake_node")
@@ -56,6 +56,7 @@ class Settings:
     """How the agent runs (the CLI builds it; defaults are the on-image paths).
 
     Times are seconds. ``kubeadm_env`` is passed to kubeadm/kubectl/etcdctl (stand-ins in tests).
+    ``token_ttl`` overrides node.yaml's ``bootstrapTokenTTLSeconds`` when set (tests, labs).
     """
 
     config_path: Path = Path("/etc/bake/node.yaml")
@@ -69,7 +70,7 @@ class Settings:
     etcdctl: str = "etcdctl"
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
-    token_ttl: float = DEFAULT_TOKEN_TTL
+    token_ttl: float | None = None
     poll: float = 2.0
     max_poll: float = 15.0
     wait_timeout: float = 3600.0
@@ -269,6 +270,11 @@ class Agent:
         c = ctx.config
         return JoinMaterial(self.clients(c).client("ssm"), c.ssm_prefix, c.kms_key_id)
 
+    def token_ttl(self, config: NodeConfig) -> float:
+        """Seconds a bootstrap token this agent creates lives: ``Settings.token_ttl`` when set,
+        else node.yaml's ``bootstrapTokenTTLSeconds`` (default 1800)."""
+        return self.s.token_ttl if self.s.token_ttl is not None else config.bootstrap_token_ttl_s
+
     def _write_config(self, kind: str, ctx: Context, **values: Any) -> Path:
         c, ident = ctx.config, ctx.identity
         text, _docs = render_config(
@@ -401,6 +407,8 @@ class Agent:
             service_cidr=c.service_cidr,
             cert_sans=sans,
             certificate_key=cert_key,
+            init_token=new_token(),
+            bootstrap_token_ttl=int(self.token_ttl(c)),
         )
         try:
             self.kubeadm.init(path)
@@ -408,10 +416,10 @@ class Agent:
             path.unlink(missing_ok=True)
         beat.check()
         issued = time.time()
-        token, ca_hash = self.kubeadm.token_create(self.s.token_ttl)
+        token, ca_hash = self.kubeadm.token_create(self.token_ttl(c))
         material.publish(
             Material(
-                token=Secret(token, issued + self.s.token_ttl, issued),
+                token=Secret(token, issued + self.token_ttl(c), issued),
                 ca_hash=Secret(ca_hash),
                 certificate_key=Secret(cert_key, issued + CERT_KEY_TTL, issued),
             )
@@ -511,7 +519,7 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
     )
     try:
         with lease.keep_alive(held) as beat:
-            done = agent._material(ctx).rotate(agent.kubeadm, settings.token_ttl)
+            done = agent._material(ctx).rotate(agent.kubeadm, agent.token_ttl(c))
             beat.check()
             record_etcd_status(db, ctx, agent._etcd([f"https://{ctx.identity.private_ip}:2379"]))
             return done

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from bake_node.errors import ConfigError
+from bake_node.joinmaterial import DEFAULT_TOKEN_TTL
 
 DEFAULT_PATH = Path("/etc/bake/node.yaml")
 
@@ -37,14 +38,16 @@ def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[st
     """Check ``data`` against the subset of JSON schema the node config uses.
 
     Supports ``type``, ``required``, ``properties``, ``additionalProperties: false``, ``enum``,
-    ``pattern``, ``minLength`` and ``maxLength``. Returns a list of one-line findings
-    (``"<path>: <problem>"``), empty when valid. The tests check that it agrees with the
-    ``jsonschema`` package on valid and invalid examples.
+    ``pattern``, ``minLength``, ``maxLength``, ``minimum`` and ``maximum``. Returns a list of
+    one-line findings (``"<path>: <problem>"``), empty when valid. The tests check that it
+    agrees with the ``jsonschema`` package on valid and invalid examples.
     """
     path = where or "node.yaml"
     expected = schema.get("type")
-    if expected and not isinstance(data, _TYPES[expected]):
-        return [f"{path}: must be a {expected}, got {type(data).__name__}"]
+    if expected and (not isinstance(data, _TYPES[expected])
+                     or (expected == "integer" and isinstance(data, bool))):
+        article = "an" if expected[0] in "aeiou" else "a"
+        return [f"{path}: must be {article} {expected}, got {type(data).__name__}"]
     errors: list[str] = []
     if "enum" in schema and data not in schema["enum"]:
         errors.append(f"{path}: must be one of {', '.join(map(str, schema['enum']))}, got {data!r}")
@@ -55,6 +58,11 @@ def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[st
             errors.append(f"{path}: must not be empty")
         if "maxLength" in schema and len(data) > schema["maxLength"]:
             errors.append(f"{path}: longer than {schema['maxLength']} characters")
+    if isinstance(data, int) and not isinstance(data, bool):
+        if "minimum" in schema and data < schema["minimum"]:
+            errors.append(f"{path}: must be at least {schema['minimum']}, got {data}")
+        if "maximum" in schema and data > schema["maximum"]:
+            errors.append(f"{path}: must be at most {schema['maximum']}, got {data}")
     if isinstance(data, dict):
         props = schema.get("properties", {})
         for key in schema.get("required", []):
@@ -86,6 +94,7 @@ class NodeConfig:
     vpc_cidr: str | None = None
     kubernetes_version: str | None = None
     endpoints: dict[str, str] = field(default_factory=dict)
+    bootstrap_token_ttl_s: int = int(DEFAULT_TOKEN_TTL)
 
     @property
     def endpoint_host(self) -> str:
@@ -144,6 +153,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         vpc_cidr=data.get("vpcCIDR"),
         kubernetes_version=data.get("kubernetesVersion"),
         endpoints=dict(data.get("endpoints", {})),
+        bootstrap_token_ttl_s=data.get("bootstrapTokenTTLSeconds", int(DEFAULT_TOKEN_TTL)),
     )
 
 

@@ -29,6 +29,11 @@ log = logging.getLogger("bake_node.joinmaterial")
 
 CERT_KEY_TTL = 2 * 3600.0  # kubeadm deletes the kubeadm-certs Secret after 2 h
 DEFAULT_TOKEN_TTL = 1800.0  # 30 min; rotated at TTL/2 by the control-plane timer
+# a join starts only with material valid this long: kubeadm's discovery timeout (kubeadm config
+# API: v1beta3 JoinConfiguration discovery.timeout, v1beta4 timeouts.discovery; default 5m0s)
+JOIN_MIN_VALIDITY = 300.0
+# bake-node-rotate.timer (components/bake-node.yaml.j2): every 2 min, up to 20 s late
+ROTATE_PERIOD = 140.0
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,15 @@ class JoinMaterial:
     def wait(
         self,
         control_plane: bool,
-        min_validity: float = 60.0,
+        min_validity: float = JOIN_MIN_VALIDITY,
         timeout: float = 3600.0,
         poll: float = 2.0,
         max_poll: float = 15.0,
     ) -> Material:
-        """Wait for material whose token (and certificate key) stays valid ``min_validity`` s.
+        """Wait for material whose token (and certificate key) stays valid ``min_validity`` s
+        (default: kubeadm's 5 min discovery timeout, so the token outlives the join's discovery
+        and TLS bootstrap). The rotation timer keeps at least that much on the published token
+        when its TTL is 15 min or more (TTL/2 + ``ROTATE_PERIOD`` + 5 min <= TTL).
 
         Polls with exponential backoff from ``poll`` to ``max_poll`` seconds (a waiting node,
         not a retry: botocore retries failed calls). Expired material is never used: the

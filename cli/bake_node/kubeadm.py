@@ -45,8 +45,9 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
         kubernetes_version: e.g. ``"1.30.12"``; picks the config API version.
         context: template values (``node_name``, ``advertise_address``,
             ``control_plane_endpoint``, and per kind: ``cluster_name``, ``pod_cidr``,
-            ``service_cidr``, ``cert_sans``, ``certificate_key`` / ``token``, ``ca_hash``,
-            ``control_plane``).
+            ``service_cidr``, ``cert_sans``, ``certificate_key``, ``init_token`` and
+            ``bootstrap_token_ttl`` (seconds) for the token ``kubeadm init`` creates /
+            ``token``, ``ca_hash``, ``control_plane``).
 
     Returns:
         ``(text, documents)``: the rendered YAML and its parsed documents.

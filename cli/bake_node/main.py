@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--kubectl", default="kubectl", help="kubectl executable")
         s.add_argument("--etcdctl", default="etcdctl", help="etcdctl executable")
         s.add_argument("--lease-ttl", type=float, default=Settings.lease_ttl, help="seconds")
-        s.add_argument("--token-ttl", type=float, default=Settings.token_ttl, help="seconds")
+        s.add_argument("--token-ttl", type=float, default=None,
+                       help="seconds (default: node.yaml's bootstrapTokenTTLSeconds)")
         s.add_argument("--poll", type=float, default=Settings.poll, help="seconds between looks")
         s.add_argument("--max-poll", type=float, default=Settings.max_poll, help="seconds")
         s.add_argument("--wait-timeout", type=float, default=Settings.wait_timeout, help="seconds")

@@ -49,6 +49,10 @@ def cluster(baked, bake_cli, tmp_path_factory):
     cluster_file = work / "cluster.yaml"
     init = bake_cli("init", "-f", str(cluster_file), "--local", "--name", NAME)
     assert init.returncode == 0, init.stderr
+    # the shortest bootstrap token TTL: the first token has expired by the token drill
+    text = cluster_file.read_text()
+    assert "ttlMinutes: 30" in text
+    cluster_file.write_text(text.replace("ttlMinutes: 30", "ttlMinutes: 15"))
     summary, _ = baked
     disk = Path(summary["local"]["disk"])
     before = hashlib.sha256(disk.read_bytes()).hexdigest()
@@ -211,6 +215,19 @@ def test_drill_embedded_aws_outage(cluster, bake_cli):
     assert any("no secret written twice" in c for c in result["checked"]), result
     assert any("kubeadm init ran once" in c for c in result["checked"]), result
     assert any("ran through the outage" in c for c in result["checked"]), result
+
+
+def test_drill_worker_after_token_expiry(cluster, bake_cli):
+    """With a 15 min bootstrap token TTL, the first published token has expired (the drill
+    waits if not), kubeadm on a control plane no longer lists it, the rotate timer published a
+    new one, and a worker added now joins with it."""
+    result = _drill(bake_cli, cluster[0], "worker-after-token-expiry")
+    assert any("is no longer valid in the cluster" in c for c in result["checked"]), result
+    assert any("the published token is a rotated one" in c for c in result["checked"])
+    assert any("after the first token expired" in c for c in result["checked"])
+    published = result["details"]["tokens"]["published"]
+    assert len(published) >= 2 and result["details"]["tokens"]["ttl_s"] == 900
+    assert all(set(p) == {"id", "version", "issued", "expires"} for p in published)
 
 
 def test_destroy_leaves_the_image_untouched(cluster, bake_cli):

@@ -104,6 +104,9 @@ def _set(doc: dict, dotted: str, value) -> dict:
             "weave",
             "kubernetesNetwork.cni: must be one of flannel, calico, cilium",
         ),
+        ("bootstrapToken.ttlMinutes", 5, "bootstrapToken.ttlMinutes: must be between 15 and "
+         "1440, got 5"),
+        ("bootstrapToken.ttl", "30m", "bootstrapToken.ttl: unknown field"),
         ("workers.spot", True, "workers.spot: unknown field"),
         ("extra", 1, "extra: unknown field"),
     ],

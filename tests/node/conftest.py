@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -90,8 +91,9 @@ class Cluster:
         self.instances.append(iid)
         return iid
 
-    def node(self, name: str, role: str, **options: str) -> tuple[list[str], dict[str, str]]:
-        """Prepare node ``name``; returns (bake-node run argv, environment)."""
+    def node(self, name: str, role: str, **options: Any) -> tuple[list[str], dict[str, str]]:
+        """Prepare node ``name``; returns (bake-node run argv, environment). ``node_yaml``:
+        extra node.yaml fields; other options become ``--option value`` arguments."""
         base = self.tmp / "nodes" / name
         base.mkdir(parents=True, exist_ok=True)
         config = {
@@ -110,6 +112,7 @@ class Cluster:
             "kubernetesVersion": options.pop("version", "1.30.12"),
             "endpoints": {s: self.endpoint for s in ("dynamodb", "ssm", "kms", "ec2")},
         }
+        config.update(options.pop("node_yaml", {}))  # extra node.yaml fields
         (base / "node.yaml").write_text(yaml.safe_dump(config))
         identity = {
             "instance_id": options.pop("instance_id", None) or self.new_instance(),

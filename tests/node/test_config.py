@@ -39,11 +39,21 @@ BAD_SCHEMA = [
     ("no-port", {**GOOD, "controlPlaneEndpoint": "demo-api"}, "controlPlaneEndpoint"),
     ("bad-endpoint-url", {**GOOD, "endpoints": {"ssm": "ftp://x"}}, "endpoints.ssm"),
     ("wrong-type", {**GOOD, "podCIDR": 10}, "podCIDR: must be a string"),
+    ("token-ttl-low", {**GOOD, "bootstrapTokenTTLSeconds": 60},
+     "bootstrapTokenTTLSeconds: must be at least 900, got 60"),
+    ("token-ttl-high", {**GOOD, "bootstrapTokenTTLSeconds": 90000},
+     "bootstrapTokenTTLSeconds: must be at most 86400"),
+    ("token-ttl-text", {**GOOD, "bootstrapTokenTTLSeconds": "15m"},
+     "bootstrapTokenTTLSeconds: must be an integer"),
+    ("token-ttl-bool", {**GOOD, "bootstrapTokenTTLSeconds": True},
+     "bootstrapTokenTTLSeconds: must be an integer"),
 ]
 
 
 def test_doc_example_is_valid():
     assert parse_config(GOOD).endpoint_host == "demo-api-0123.elb.us-east-1.amazonaws.com"
+    assert parse_config(GOOD).bootstrap_token_ttl_s == 1800  # the default
+    assert parse_config({**GOOD, "bootstrapTokenTTLSeconds": 900}).bootstrap_token_ttl_s == 900
 
 
 @pytest.mark.parametrize(

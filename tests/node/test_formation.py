@@ -162,8 +162,29 @@ def test_expired_token_is_rotated_for_late_nodes(cluster):
     assert finish(late).strip() == "bake-node: join"
     assert finish(late_cp).strip() == "bake-node: join"
     assert cluster.state("w-late")["joined"] and cluster.state("cp-late")["joined"]
-    assert len(cluster.standins.state()["tokens"]) == 2
+    # kubeadm init's own (never published), the one published at init, the rotated one
+    assert len(cluster.standins.state()["tokens"]) == 3
     assert sorted(m["name"] for m in cluster.standins.state()["members"]) == ["cp-0", "cp-late"]
+
+
+@pytest.mark.slow
+def test_every_token_lives_the_ttl_of_node_yaml(cluster):
+    """node.yaml's bootstrapTokenTTLSeconds (from the cluster file's bootstrapToken.ttlMinutes)
+    bounds the token kubeadm init creates itself (InitConfiguration bootstrapTokens; kubeadm's
+    default would be 24 h) and the published one; the init token is never published."""
+    import json
+
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml={"bootstrapTokenTTLSeconds": 900})
+    before = time.time()
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    tokens = cluster.standins.state()["tokens"]
+    assert len(tokens) == 2
+    assert all(before + 900 - 1 < expiry < time.time() + 900 + 1 for expiry in tokens.values())
+    ssm = cluster.clients().client("ssm")
+    published = json.loads(ssm.get_parameter(
+        Name=f"{cluster.prefix}/shared/join/token", WithDecryption=True)["Parameter"]["Value"])
+    assert published["expires"] - published["issued"] == 900
+    assert published["value"] in tokens and len(set(tokens) - {published["value"]}) == 1
 
 
 @pytest.mark.slow

@@ -27,6 +27,8 @@ INIT = {
     "service_cidr": "10.96.0.0/12",
     "cert_sans": ["10.0.1.10", "cp-1", "demo-api.elb.us-east-1.amazonaws.com"],
     "certificate_key": "ab" * 32,
+    "init_token": "ghijkl.0123456789ghijkl",
+    "bootstrap_token_ttl": 1800,
 }
 JOIN = {
     "token": "abcdef.0123456789abcdef",

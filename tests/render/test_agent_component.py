@@ -220,3 +220,30 @@ def test_install_step_unpacks_a_working_agent(release, tmp_path):
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip().startswith(str(site))
+
+
+def test_rotate_timer_keeps_join_validity_at_the_shortest_token_ttl(release):
+    """The baked rotate timer's period (systemd OnUnitActiveSec + RandomizedDelaySec) is the
+    one the agent's arithmetic assumes, and at the cluster file's shortest token TTL a token is
+    replaced while it still has the validity a join asks for (so no joiner ever waits)."""
+    import re
+
+    import yaml
+
+    from bake.cluster import init_text, parse_cluster
+    from bake.errors import UsageError
+    from bake_node.joinmaterial import JOIN_MIN_VALIDITY, ROTATE_PERIOD
+
+    docs = render_image_documents(release, RenderOptions(mirror=MIRROR, agent=AGENT))
+    (timer,) = [s["inputs"][0]["content"] for s in _steps(_agent_doc(docs))
+                if s["name"] == "WriteRotateTimer"]
+    units = {"s": 1, "min": 60}
+    seconds = {k: int(n) * units[u] for k, n, u in
+               re.findall(r"^(OnUnitActiveSec|RandomizedDelaySec)=(\d+)(s|min)$", timer, re.M)}
+    assert seconds["OnUnitActiveSec"] + seconds["RandomizedDelaySec"] == ROTATE_PERIOD
+    data = yaml.safe_load(init_text())
+    shortest = parse_cluster({**data, "bootstrapToken": {"ttlMinutes": 15}})
+    ttl = shortest.bootstrap_token_ttl_minutes * 60
+    assert ttl / 2 + ROTATE_PERIOD + JOIN_MIN_VALIDITY <= ttl
+    with pytest.raises(UsageError):
+        parse_cluster({**data, "bootstrapToken": {"ttlMinutes": 14}})

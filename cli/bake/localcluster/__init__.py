@@ -18,6 +18,6 @@ Modules: ``plan`` (addresses and names, pure), ``netns`` (entering a network nam
 
 # the failure drills of ``bake drill --local`` (here, so the CLI lists them without imports)
 DRILLS = ("control-plane-replace", "control-plane-roll", "quorum-guard", "stale-learner",
-          "embedded-aws-outage", "leader-dies-mid-init")
+          "embedded-aws-outage", "worker-after-token-expiry", "leader-dies-mid-init")
 # drills that launch the cluster themselves (they break it while it forms)
 FRESH_CLUSTER_DRILLS = ("leader-dies-mid-init",)

@@ -27,6 +27,10 @@ it checked, the seconds to recover) that ``bake drill`` prints and writes as JSO
 - ``embedded-aws-outage``: a worker is added and, once its agent runs, the embedded AWS is
   paused for 60 s (SIGSTOP of bake's own moto server): the join resumes on botocore's retries,
   with no second init and no secret written twice.
+- ``worker-after-token-expiry``: the first bootstrap token published to SSM has expired (the
+  drill waits for it when the cluster is younger than the cluster file's
+  ``bootstrapToken.ttlMinutes``); kubeadm on a control plane no longer lists it, the published
+  token is a rotated one, and a worker added now still joins.
 
 Etcd is read the way the Lambda reads it: its ``etcdctl`` command, run inside a control-plane
 VM through the guest agent. Only processes bake started are signalled, each by recorded PID.
@@ -657,12 +661,115 @@ def drill_embedded_aws_outage(d: _Drill) -> None:
     d.sync()
 
 
+def _token_history(d: _Drill) -> list[dict[str, Any]]:
+    """The published bootstrap tokens, oldest first: ``[{"id": token id (the public half),
+    "version": SSM parameter version, "issued", "expires": epoch seconds}]``. The secret half
+    never leaves this function (it is not printed, logged or written to the result)."""
+    ssm = d.clients.client("ssm")
+    name = f"{d.spec.shared_prefix}/join/token"
+    rows = []
+    for page in ssm.get_paginator("get_parameter_history").paginate(Name=name,
+                                                                     WithDecryption=True):
+        for h in page["Parameters"]:
+            data = json.loads(h["Value"])
+            rows.append({"id": data["value"].split(".", 1)[0], "version": h["Version"],
+                         "issued": data.get("issued"), "expires": data.get("expires")})
+    return sorted(rows, key=lambda r: r["version"])
+
+
+def _kubeadm_tokens(d: _Drill) -> dict[str, float] | None:
+    """Token id -> expiry (epoch seconds) as ``kubeadm token list -o json`` prints them inside
+    a control-plane VM (one JSON object per token), or None when no control plane answered."""
+    import calendar
+
+    for node in d.nodes("control-plane"):
+        try:
+            out = GuestAgent(vm.VmFiles(Path(node["dir"])).guest_agent, timeout_s=10).run(
+                "kubeadm token list -o json", 90)
+        except GuestAgentError:
+            continue
+        if out.exit_code != 0:
+            continue
+        tokens, decoder, text = {}, json.JSONDecoder(), out.stdout.strip()
+        while text:
+            doc, end = decoder.raw_decode(text)
+            text = text[end:].lstrip()
+            expires = calendar.timegm(time.strptime(doc["expires"], "%Y-%m-%dT%H:%M:%SZ"))
+            tokens[doc["token"].split(".", 1)[0]] = float(expires)
+        return tokens
+    return None
+
+
+def drill_worker_after_token_expiry(d: _Drill) -> None:
+    """The first published bootstrap token expires (waited for if need be, at most its TTL);
+    the cluster no longer has it, the rotated one is published, and a new worker joins."""
+    from bake.aws import autoscaling, dynamodb
+
+    before = d.snapshot()
+    history = _token_history(d)
+    if not d.check(bool(history), f"{len(history)} bootstrap token(s) published so far",
+                   "no bootstrap token was ever published"):
+        return
+    first, ttl = history[0], d.spec.bootstrap_token_ttl_minutes * 60
+    d.r.details["tokens"] = {"ttl_s": ttl, "published": history}
+    wait = first["expires"] + 5 - time.time()
+    if wait > 0:
+        d.did(f"waiting {wait:.0f} s for the first token ({first['id']}, TTL {ttl} s) to "
+              "expire")
+        time.sleep(wait)
+    else:
+        d.did(f"the first token ({first['id']}) expired {-wait:.0f} s ago")
+    listed = _kubeadm_tokens(d)
+    if not d.check(listed is not None, "kubeadm token list answered on a control plane",
+                   "no control plane answered kubeadm token list"):
+        return
+    now = time.time()
+    live = {t for t, exp in listed.items() if exp > now}
+    d.check(first["id"] not in live, f"the expired token {first['id']} is no longer valid in "
+            "the cluster (kubeadm token list)",
+            f"the expired token {first['id']} is still listed as valid")
+    current = _token_history(d)[-1]
+    d.check(current["id"] != first["id"] and current["id"] in live
+            and current["expires"] - now > 0,
+            f"the published token is a rotated one ({current['id']}, version "
+            f"{current['version']}, valid {current['expires'] - now:.0f} s more)",
+            f"the published token ({current['id']}) is not a live rotated token")
+    group = f"bake-{d.spec.name}-worker"
+    asg = d.clients.client("autoscaling")
+    desired = autoscaling.groups(asg, [group])[group]["DesiredCapacity"]
+    known = {n["instance_id"] for n in d.nodes()}
+    d.did(f"worker group {group}: desired {desired} -> {desired + 1}")
+    added = time.time()
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired + 1)
+    d.sync()
+    new = [n for n in d.nodes("worker") if n["instance_id"] not in known]
+    if d.check(len(new) == 1, "one worker VM booted for the new instance",
+               f"{len(new)} new worker VMs"):
+        problems = d.wait_healthy()
+        if d.check(not problems, "the worker added after the expiry joined; all nodes joined",
+                   "; ".join(problems) or "cluster not healthy"):
+            d.r.recovery_s = round(time.time() - added, 1)
+        report = dynamodb.item(d.clients.client("dynamodb"), d.spec.lock_table,
+                               f"node#{new[0]['instance_id']}") or {}
+        joined = float(report.get("joined_at", 0))
+        d.r.details["worker"] = {"instance_id": new[0]["instance_id"], "joined_at": joined,
+                                 "first_token_expired": first["expires"]}
+        d.check(joined > first["expires"],
+                f"it joined {joined - first['expires']:.0f} s after the first token expired",
+                "the worker's join does not postdate the first token's expiry")
+    d.nothing_lost(before)
+    d.did(f"worker group back to desired {desired}")
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    d.sync()
+
+
 _RUNNERS = {  # the drills on a running cluster, in the order of DRILLS
     "control-plane-replace": drill_control_plane_replace,
     "control-plane-roll": drill_control_plane_roll,
     "quorum-guard": drill_quorum_guard,
     "stale-learner": drill_stale_learner,
     "embedded-aws-outage": drill_embedded_aws_outage,
+    "worker-after-token-expiry": drill_worker_after_token_expiry,
 }
 
 

@@ -108,6 +108,20 @@ def add_member(state: dict, name: str) -> None:
         )
 
 
+def init_tokens(init: dict) -> dict[str, float]:
+    """The bootstrap tokens ``kubeadm init`` creates: ``bootstrapTokens`` (each ``token`` of
+    the kubeadm shape, ``ttl`` like ``"900s"``), or kubeadm's one 24 h token when unset."""
+    out = {}
+    for bt in init.get("bootstrapTokens") or [{"token": "abcdef.0123456789abcdef", "ttl": "24h"}]:
+        if not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", bt.get("token", "")):
+            raise Fail(f"bootstrapTokens: invalid token {bt.get('token')!r}")
+        m = re.fullmatch(r"(\d+)([smh])", str(bt.get("ttl", "24h")))
+        if not m:
+            raise Fail(f"bootstrapTokens: invalid ttl {bt.get('ttl')!r}")
+        out[bt["token"]] = time.time() + int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    return out
+
+
 def kubeadm(argv: list[str]) -> str:
     p = argparse.ArgumentParser(prog="kubeadm", exit_on_error=False)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -178,7 +192,7 @@ def kubeadm(argv: list[str]) -> str:
             st.update(
                 ca=ca,
                 endpoint=cfg["ClusterConfiguration"]["controlPlaneEndpoint"],
-                tokens={},
+                tokens=init_tokens(cfg["InitConfiguration"]),
                 certificate_key=[key, time.time() + CERT_TTL],
                 members=[],
                 initialized_by=name,

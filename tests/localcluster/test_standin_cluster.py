@@ -10,6 +10,7 @@ fast check of what `bake launch --local` runs inside its VMs.
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed"),
 ]
 ENDPOINT = "127.0.0.11:6443"
+INIT_TOKEN = "abcdef.0123456789abcdef"  # the token kubeadm init registers (bootstrapTokens)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_init_control_plane_join_worker_join_and_reset(cluster, tmp_path):
     cert_key = "ab" * 32
     init = _config(nodes[1], "init", tmp_path, cluster_name="lab", pod_cidr="10.244.0.0/16",
                    service_cidr="10.96.0.0/12", cert_sans=["127.0.0.11"],
-                   certificate_key=cert_key)
+                   certificate_key=cert_key, init_token=INIT_TOKEN, bootstrap_token_ttl=900)
     _run(nodes[1], "kubeadm", "init", "--config", str(init), "--upload-certs")
     pki1 = nodes[1]["root"] / "etc/kubernetes/pki"
     for name in ("ca.crt", "ca.key", "apiserver.crt", "etcd/ca.crt", "etcd/server.crt",
@@ -109,6 +111,13 @@ def test_init_control_plane_join_worker_join_and_reset(cluster, tmp_path):
         assert (nodes[1]["root"] / "etc/kubernetes" / conf).is_file(), conf
     (member,) = _members(nodes[1])
     assert member["name"] == "node-1" and not member.get("isLearner")
+
+    # init registered the configured token with the configured lifetime, not kubeadm's 24 h
+    listed = [json.loads(line) for line in _run(
+        nodes[1], "kubeadm", "token", "list", "-o", "json").stdout.splitlines() if line.strip()]
+    (entry,) = [t for t in listed if t["token"] == INIT_TOKEN]
+    expires = calendar.timegm(time.strptime(entry["expires"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert 0 < expires - time.time() <= 900
 
     # the etcd member cleanup's Run Command script works against the stand-in's static pod
     from bake.lambdas.etcd_member_cleanup import ETCDCTL

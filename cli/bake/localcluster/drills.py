@@ -679,7 +679,8 @@ def _token_history(d: _Drill) -> list[dict[str, Any]]:
 
 def _kubeadm_tokens(d: _Drill) -> dict[str, float] | None:
     """Token id -> expiry (epoch seconds) as ``kubeadm token list -o json`` prints them inside
-    a control-plane VM (one JSON object per token), or None when no control plane answered."""
+    a control-plane VM (one JSON object per token), or None when no control plane answered
+    with a readable list (the drill then fails its check instead of raising)."""
     import calendar
 
     for node in d.nodes("control-plane"):
@@ -691,11 +692,14 @@ def _kubeadm_tokens(d: _Drill) -> dict[str, float] | None:
         if out.exit_code != 0:
             continue
         tokens, decoder, text = {}, json.JSONDecoder(), out.stdout.strip()
-        while text:
-            doc, end = decoder.raw_decode(text)
-            text = text[end:].lstrip()
-            expires = calendar.timegm(time.strptime(doc["expires"], "%Y-%m-%dT%H:%M:%SZ"))
-            tokens[doc["token"].split(".", 1)[0]] = float(expires)
+        try:
+            while text:
+                doc, end = decoder.raw_decode(text)
+                text = text[end:].lstrip()
+                expires = calendar.timegm(time.strptime(doc["expires"], "%Y-%m-%dT%H:%M:%SZ"))
+                tokens[doc["token"].split(".", 1)[0]] = float(expires)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # not kubeadm's JSON (a half-written answer): ask the next control plane
         return tokens
     return None
 

@@ -11,7 +11,7 @@ import pytest
         ((), "missing --k8s VERSION"),
         (("--k8s", "1.30", "--local", "--arch", "amd64,arm64"), "one arch at a time"),
         (
-            ("--k8s", "1.30", "--local", "--artifacts", "s3://b/p"),
+            ("--k8s", "1.30", "--local", "--artifacts", "s3://bucket/p"),
             "--artifacts applies to EC2 Image Builder builds, not --local",
         ),
         (

@@ -28,7 +28,13 @@ from typing import Any
 
 from bake.catalog import Release, load_catalog, resolve
 from bake.errors import ArtifactError, BuildError, CatalogError, EnvironmentProblem
-from bake.render import AgentSource, ImageDocuments, RenderOptions, render_image_documents
+from bake.render import (
+    LOG_PREFIX,
+    AgentSource,
+    ImageDocuments,
+    RenderOptions,
+    render_image_documents,
+)
 
 Progress = Callable[[str], None]
 
@@ -153,7 +159,9 @@ def check_image_archives(release: Release) -> None:
     Raises:
         CatalogError: listing the images without one and how to add them.
     """
-    missing = [i.ref for i in release.images if not i.archive_sha256]
+    from bake.plan import download_plan
+
+    missing = download_plan(release).images_without_sha256
     if missing:
         raise CatalogError(
             f"no SHA-256 for the image archives of {', '.join(missing[:3])}"
@@ -165,15 +173,16 @@ def check_image_archives(release: Release) -> None:
 def check_mirror(release: Release, mirror: str | None, timeout_s: float = 10.0) -> None:
     """Fail fast when the artifact source does not answer, before minutes of building.
 
-    Probes the first downloadable artifact with an HTTP HEAD request.
+    Probes the first downloadable file of the release's download plan (``bake.plan``) with
+    an HTTP HEAD request.
 
     Raises:
         ArtifactError: connection refused/timeout or an HTTP error, naming the URL.
     """
-    for artifact in release.artifacts:
-        if artifact.source != "release":
-            continue
-        url = artifact.fetch_url(mirror)
+    from bake.plan import download_plan
+
+    for planned in download_plan(release).artifacts[:1]:
+        url = planned.url(mirror)
         if not url.startswith(("http://", "https://")):
             return
         request = urllib.request.Request(url, method="HEAD")
@@ -298,7 +307,7 @@ def _build_and_publish(
     """Build in staging, test, publish, then move the image into place (see module docstring)."""
     import time
 
-    from bake.publish import PublishRequest, publish_image
+    from bake.publish import BuiltImage, publish, unpublish
     from bake.sandbox.server import ensure_running, sandbox_target
 
     builder.preflight()
@@ -311,19 +320,18 @@ def _build_and_publish(
         final_dir = builder.final_directory(build_id)
         digest = manifest_sha256(image.manifest_path)
         progress(f"registering the image in the embedded AWS ({sandbox.endpoint})")
-        publication = publish_image(
+        publications = publish(
             clients,
-            PublishRequest(
-                kubernetes_version=release.kubernetes_version,
-                minor=release.minor,
-                arch=release.arch,
-                os=release.os,
-                build_id=build_id,
+            BuiltImage.of(
+                release,
+                build_id,
                 manifest_sha256=digest,
-                ssm_prefix=options.ssm_prefix,
                 local_path=str(final_dir),
+                logs=str(final_dir / image.logs_dir.relative_to(image.directory)),
             ),
+            options.ssm_prefix,
         )
+        (publication,) = publications
     except BaseException:
         builder.discard(image)
         raise
@@ -342,9 +350,7 @@ def _build_and_publish(
     try:
         image = builder.commit(image, build_info)
     except BaseException:
-        from bake.publish import unpublish
-
-        unpublish(clients, publication)
+        unpublish(clients, publications)
         builder.discard(image)
         raise
     progress(
@@ -383,7 +389,8 @@ class AwsBakeOptions:
         instance_types: build instance types (``()``: the recipe's defaults).
         subnet_id, security_group_ids: where the build instance runs (private subnet).
         instance_profile: the build instance's profile (needs the Image Builder and SSM policies).
-        log_bucket, log_prefix: S3 location of the build logs.
+        log_bucket, log_prefix: S3 location of the build logs (default prefix: the rendered
+            one, ``bake.render.LOG_PREFIX``).
         target_accounts: accounts the AMI is shared with / copied to.
         kms_key_id: KMS key for the AMI's EBS snapshots.
         artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage`` (air-gapped builds).
@@ -397,7 +404,7 @@ class AwsBakeOptions:
     security_group_ids: tuple[str, ...] = ()
     instance_profile: str = ""
     log_bucket: str | None = None
-    log_prefix: str = "bake/imagebuilder"
+    log_prefix: str = LOG_PREFIX
     target_accounts: tuple[str, ...] = ()
     kms_key_id: str | None = None
     artifacts_s3: str | None = None

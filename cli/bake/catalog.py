@@ -154,18 +154,6 @@ class Artifact:
     install: str
     package: str | None = None
 
-    def fetch_url(self, mirror: str | None) -> str:
-        """Where to download this artifact from: ``url``, or its path on ``mirror``.
-
-        Args:
-            mirror: base URL of a mirror laid out as ``<mirror>/<upstream host>/<upstream
-                path>``, or ``None`` for upstream.
-        Returns:
-            an absolute URL.
-        """
-        assert self.url is not None, f"{self.name} is an OS package"
-        return mirror_url(self.url, mirror)
-
     @property
     def filename(self) -> str:
         """The file name of the download (last URL path segment)."""
@@ -193,19 +181,6 @@ class Image:
     archive_path: str
     archive_sha256: str | None
     digest: str | None = None
-
-    def fetch_url(self, mirror: str | None) -> str:
-        """URL of the image archive on ``mirror``.
-
-        Raises:
-            CatalogError: without a mirror (archives are not published upstream).
-        """
-        if not mirror:
-            raise CatalogError(
-                f"image archive for {self.ref} needs a mirror: pass --mirror URL "
-                "(image archives are not published upstream as files)"
-            )
-        return mirror.rstrip("/") + "/" + self.archive_path
 
 
 @dataclass(frozen=True)
@@ -314,21 +289,6 @@ def _minor_key(v: str) -> tuple[int, int]:
 def _patch_key(v: str) -> tuple[int, int, int]:
     a, b, c = v.split(".")
     return int(a), int(b), int(c)
-
-
-def mirror_url(url: str, mirror: str | None) -> str:
-    """Map an upstream URL onto a mirror: ``<mirror>/<host>/<path>``.
-
-    Args:
-        url: upstream URL, e.g. ``https://dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm``.
-        mirror: mirror base URL (``http://...``, ``https://...`` or ``file://...``) or ``None``.
-    Returns:
-        ``url`` itself without a mirror, else e.g. ``http://127.0.0.1:8080/dl.k8s.io/release/...``.
-    """
-    if not mirror:
-        return url
-    parts = urlsplit(url)
-    return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}"
 
 
 MIRROR_SCHEMES = ("http", "https", "file")

@@ -52,7 +52,20 @@ class BuildError(BakeError):
 
 
 class AwsError(BakeError):
-    """An AWS call failed in a way the user can fix (credentials, permissions, quotas)."""
+    """An AWS call failed in a way the user can fix (credentials, permissions, quotas).
+
+    Args:
+        message: the one line (``bake.aws.errors.describe_client_error``).
+        code: the AWS error code behind it (``"ThrottlingException"``, ``"ParameterNotFound"``),
+            ``None`` for connection, credential and region failures.
+        throttled: AWS throttled the call beyond botocore's retries (``bake.aws.errors``
+            classifies the codes).
+    """
+
+    def __init__(self, message: str, code: str | None = None, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.throttled = throttled
 
 
 class SandboxError(BakeError):

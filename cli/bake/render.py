@@ -47,9 +47,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bake.aws import s3, ssm
 from bake.catalog import Artifact, Release
 from bake.errors import RenderError, UsageError
-from bake.stage import s3_image_source, s3_source
+from bake.imagebuilder_requests import FIRST_VERSION
+from bake.plan import (
+    DOWNLOADS_DIR,
+    IMAGES_DIR,
+    OS_PACKAGES_DIR,
+    DownloadPlan,
+    PlannedFile,
+    download_plan,
+)
+from bake.tags import CONTENT_TAG, release_tags
 from bake.templates import read_text, render_text, render_yaml
 
 COMPONENTS: tuple[str, ...] = (
@@ -78,14 +88,15 @@ IMAGEBUILDER_BUILD_DATE = "{{imagebuilder:buildDate}}"
 DEFAULT_PARENT_IMAGE = "ssm:/aws/service/debian/release/12/latest/{arch}"
 ROOT_DEVICE = "/dev/xvda"  # root device name of Debian's official AMIs
 WORKING_DIRECTORY = "/var/tmp"
-DOWNLOADS_DIR = "/var/tmp/bake-downloads"
-IMAGES_DIR = "/var/lib/bake/images"
 MANIFEST_DIR = "/etc/bake"
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 # Build instance types (Image Builder needs Nitro instances for IMDSv2-only; 2 vCPU, 8 GiB).
 INSTANCE_TYPES = {"amd64": ("m7i.large", "m6i.large"), "arm64": ("m7g.large", "m6g.large")}
 # IMDSv2 hop limit for the build instance: 1 (no containers run there that need IMDS).
 IMDS_HOP_LIMIT = 1
+#: S3 key prefix of the build logs; Image Builder adds ``<image name>/<version>/<build>/``
+#: itself (Image Builder user guide, "Logging"), so one prefix serves every release
+LOG_PREFIX = "bake/imagebuilder"
 # Debian 12 ships containerd 1.6 and runc 1.1 (packages.debian.org, bookworm).
 OS_PACKAGE_CONTAINERD_MAJOR = 1
 # Files each artifact installs (what the image manifest hashes). The CNI plugins are globbed.
@@ -100,9 +111,6 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "etcd": ("/usr/bin/etcdctl",),
 }
 _SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
-# s3://<bucket>[/<prefix>]: bucket naming rules (Amazon S3 user guide, "Bucket naming rules"),
-# prefix limited to characters that paste into shell and YAML unquoted.
-_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~+=@/-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,9 @@ class ImageDocuments:
         recipe: the CreateImageRecipe request body.
         infrastructure: the CreateInfrastructureConfiguration request body.
         distribution: the CreateDistributionConfiguration request body.
+        ssm_parameter: the SSM parameter the image id is published to
+            (``<ssm_prefix>/<minor>/<os>/<arch>/image_id``, ``bake.aws.ssm.parameter_name``);
+            bake publishes it after the build, the CloudFormation form through Image Builder.
     """
 
     release: Release
@@ -197,6 +208,7 @@ class ImageDocuments:
     recipe: Document
     infrastructure: Document
     distribution: Document
+    ssm_parameter: str | None = None
 
     @property
     def documents(self) -> tuple[Document, ...]:
@@ -247,27 +259,30 @@ def _camel(name: str) -> str:
 
 
 def _download(
-    artifact: Artifact, mirror: str | None, artifacts_s3: str | None = None
+    planned: PlannedFile, mirror: str | None, artifacts_s3: str | None, step: str
 ) -> dict[str, Any]:
-    """Download step input for a release artifact, into ``DOWNLOADS_DIR``.
+    """Download step input of one ``bake.plan.PlannedFile``.
 
     Returns:
         ``{"step", "source", "destination", "sha256", "install", "s3"}``; ``s3`` is true when
         ``source`` is an ``s3://`` URI (an S3Download step; the component's ``VerifyDownloads``
         step checks the SHA-256), false for a ``WebDownload`` URL (checksum input).
     """
-    assert artifact.sha256 is not None
-    name = _camel(artifact.name)
     return {
-        "step": f"Download{name}",
-        "source": _safe(s3_source(artifacts_s3, artifact.url))
-        if artifacts_s3
-        else artifact.fetch_url(mirror),
-        "destination": _safe(f"{DOWNLOADS_DIR}/{artifact.filename}"),
-        "sha256": _safe(artifact.sha256),
-        "install": _safe(artifact.install),
+        "step": step,
+        "source": _safe(planned.s3_uri(artifacts_s3)) if artifacts_s3 else planned.url(mirror),
+        "destination": _safe(planned.destination),
+        "sha256": _safe(planned.sha256),
+        "install": _safe(planned.install) if planned.install else None,
         "s3": bool(artifacts_s3),
     }
+
+
+def _artifact_download(
+    planned: PlannedFile, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
+    """Download step input of a release artifact (step ``Download<Name>``)."""
+    return _download(planned, mirror, artifacts_s3, f"Download{_camel(planned.name)}")
 
 
 def check_artifacts_s3(release: Release, artifacts_s3: str) -> str:
@@ -283,12 +298,7 @@ def check_artifacts_s3(release: Release, artifacts_s3: str) -> str:
             package: ``apt-get`` needs the Debian archive, which a build in a private subnet
             without internet cannot reach (and ``bake stage`` does not stage packages).
     """
-    uri = artifacts_s3.rstrip("/")
-    if not _S3_URI.match(uri):
-        raise UsageError(
-            f"--artifacts {artifacts_s3!r} must look like s3://bucket/prefix (lowercase bucket "
-            "name; letters, digits and ._~+=@/- in the prefix)"
-        )
+    uri = s3.check_prefix_url(artifacts_s3, "--artifacts")
     packaged = [a.name for a in release.artifacts if a.source == "os-package"]
     if packaged:
         raise UsageError(
@@ -300,9 +310,9 @@ def check_artifacts_s3(release: Release, artifacts_s3: str) -> str:
     return uri
 
 
-def _install_commands(artifact: Artifact) -> list[str]:
+def _install_commands(artifact: Artifact, planned: PlannedFile) -> list[str]:
     """Shell lines that install a downloaded, already verified release artifact."""
-    src = _safe(f"{DOWNLOADS_DIR}/{artifact.filename}")
+    src = _safe(planned.destination)
     dest = _safe(artifact.install)
     if artifact.kind == "binary":
         return [f"install -D -m 0755 -o root -g root {src} {dest}"]
@@ -338,24 +348,15 @@ def _request(kind: str, name: str, context: dict[str, Any]) -> Document:
 # ---------------------------------------------------------------- contexts
 
 
-OS_PACKAGES_DIR = "/var/tmp/bake-os-packages"
-
-
-def _os_prep(base: dict[str, Any], release: Release, artifacts_s3: str | None) -> dict[str, Any]:
+def _os_prep(base: dict[str, Any], plan: DownloadPlan, artifacts_s3: str | None) -> dict[str, Any]:
     """Context of bake-os-prep. Builds with internet install missing tools with apt-get; builds
     without (``artifacts_s3``) never do: they install the .debs ``bake stage --os-packages``
     staged (S3Download, then a SHA-256 check against the catalog), or fail naming the tools."""
     from bake.catalog import OS_PREP_PACKAGES
 
     downloads = [
-        {
-            "step": f"Download{_camel(p.package)}Deb",
-            "source": _safe(f"{artifacts_s3.rstrip('/')}/{p.path}"),
-            "destination": _safe(f"{OS_PACKAGES_DIR}/{p.filename}"),
-            "sha256": _safe(p.sha256),
-            "s3": True,
-        }
-        for p in (release.os_packages if artifacts_s3 else ())
+        _download(p, None, artifacts_s3, f"Download{_camel(p.name)}Deb")
+        for p in (plan.os_packages if artifacts_s3 else ())
     ]
     # kubernetes.io "Container Runtimes", "Install and configure prerequisites".
     return {
@@ -377,11 +378,16 @@ def _os_prep(base: dict[str, Any], release: Release, artifacts_s3: str | None) -
 
 
 def _runtime(
-    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+    base: dict[str, Any],
+    release: Release,
+    plan: DownloadPlan,
+    mirror: str | None,
+    artifacts_s3: str | None,
 ) -> dict[str, Any]:
     names = ("containerd", "runc", "cni-plugins", "crictl")
     arts = [release.artifact(n) for n in names]
     releases = [a for a in arts if a.source == "release"]
+    planned = {a.name: plan.artifact(a.name) for a in releases}
     containerd, runc = release.artifact("containerd"), release.artifact("runc")
     major = _containerd_major(containerd)
     config_version = 3 if major >= 2 else 2
@@ -396,9 +402,11 @@ def _runtime(
         **base,
         "containerd_version": containerd.version,
         "runc_version": runc.version,
-        "downloads": [_download(a, mirror, artifacts_s3) for a in releases],
+        "downloads": [_artifact_download(planned[a.name], mirror, artifacts_s3) for a in releases],
         "verify_downloads": bool(artifacts_s3 and releases),
-        "install_commands": [line for a in releases for line in _install_commands(a)],
+        "install_commands": [
+            line for a in releases for line in _install_commands(a, planned[a.name])
+        ],
         "os_packages": [_safe(a.package or a.name) for a in arts if a.source == "os-package"],
         "containerd_config": render_text(
             "components",
@@ -423,15 +431,22 @@ def _runtime(
 
 
 def _kubernetes(
-    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+    base: dict[str, Any],
+    release: Release,
+    plan: DownloadPlan,
+    mirror: str | None,
+    artifacts_s3: str | None,
 ) -> dict[str, Any]:
     arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
     etcd = release.artifact("etcd")
+    planned = {a.name: plan.artifact(a.name) for a in (*arts, etcd)}
     return {
         **base,
-        "downloads": [_download(a, mirror, artifacts_s3) for a in (*arts, etcd)],
+        "downloads": [_artifact_download(p, mirror, artifacts_s3) for p in planned.values()],
         "verify_downloads": bool(artifacts_s3 and arts),
-        "install_commands": [line for a in (*arts, etcd) for line in _install_commands(a)],
+        "install_commands": [
+            line for a in (*arts, etcd) for line in _install_commands(a, planned[a.name])
+        ],
         "sha_checks": [{"path": _safe(a.install), "sha256": a.sha256} for a in arts],
         "etcd_version": _safe(etcd.version),
         "kubelet_unit": read_text("components", "files/kubelet.service"),
@@ -441,47 +456,33 @@ def _kubernetes(
     }
 
 
-def staged_images(release: Release) -> list[dict[str, str]]:
+def staged_images(plan: DownloadPlan) -> list[dict[str, str]]:
     """The images the image stages: those whose archive SHA-256 the catalog knows.
 
     Args:
-        release: the resolved release.
+        plan: the release's ``bake.plan.DownloadPlan``.
     Returns:
         ``[{"name", "ref", "archive", "sha256", "path"}]`` where ``archive`` is the path on the
         image (``/var/lib/bake/images/<name>_<tag>.tar``) and ``path`` the mirror path.
     """
-    out = []
-    for image in release.images:
-        if not image.archive_sha256:
-            continue
-        out.append(
-            {
-                "name": _safe(image.name),
-                "ref": _safe(image.ref),
-                "archive": _safe(f"{IMAGES_DIR}/{image.name}_{image.tag}.tar"),
-                "sha256": _safe(image.archive_sha256),
-                "path": image.archive_path,
-            }
-        )
-    return out
+    return [
+        {
+            "name": _safe(i.name),
+            "ref": _safe(i.ref or ""),
+            "archive": _safe(i.destination),
+            "sha256": _safe(i.sha256),
+            "path": i.path,
+        }
+        for i in plan.images
+    ]
 
 
 def _images(
-    base: dict[str, Any], release: Release, mirror: str | None, artifacts_s3: str | None
+    base: dict[str, Any], plan: DownloadPlan, mirror: str | None, artifacts_s3: str | None
 ) -> dict[str, Any]:
-    images = staged_images(release)
-    by_ref = {i.ref: i for i in release.images}
+    images = staged_images(plan)
     downloads = [
-        {
-            "step": f"Download{_camel(i['name'])}Image",
-            "source": _safe(s3_image_source(artifacts_s3, by_ref[i["ref"]]))
-            if artifacts_s3
-            else by_ref[i["ref"]].fetch_url(mirror),
-            "destination": i["archive"],
-            "sha256": i["sha256"],
-            "s3": bool(artifacts_s3),
-        }
-        for i in images
+        _download(i, mirror, artifacts_s3, f"Download{_camel(i.name)}Image") for i in plan.images
     ]
     ctx = {
         "images": images,
@@ -516,7 +517,7 @@ def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
 
 
 def _manifest(
-    base: dict[str, Any], release: Release, agent: AgentSource | None = None
+    base: dict[str, Any], release: Release, plan: DownloadPlan, agent: AgentSource | None = None
 ) -> dict[str, Any]:
     artifacts = []
     for a in release.artifacts:
@@ -548,7 +549,7 @@ def _manifest(
         "manifest_path": f"{MANIFEST_DIR}/image-manifest.json",
         "header": [(k, json.dumps(_safe(v))) for k, v in header],
         "artifacts": artifacts,
-        "images": staged_images(release),
+        "images": staged_images(plan),
         # pasted inside single quotes in shell: a quote in a path is escaped JSON-style
         "catalog_sources_json": json.dumps(list(release.catalog_sources)).replace("'", "\\u0027"),
         # the agent bundle baked by the bake-node component (None: no agent in the image)
@@ -563,16 +564,6 @@ def _manifest(
         if agent
         else None,
     }
-
-
-def ssm_parameter_name(release: Release, ssm_prefix: str) -> str:
-    """The SSM parameter the image id is published to.
-
-    Returns:
-        ``<ssm_prefix>/<minor>/<os>/<arch>/image_id``, e.g.
-        ``/bake/k8s/1.30/debian-12/amd64/image_id``.
-    """
-    return f"{ssm_prefix.rstrip('/')}/{release.minor}/{release.os}/{release.arch}/image_id"
 
 
 def render_image_documents(release: Release, options: RenderOptions) -> ImageDocuments:
@@ -602,12 +593,14 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
         "os": release.os,
         "downloads_dir": DOWNLOADS_DIR,
     }
+    plan = download_plan(release)
+    mirror = options.mirror
     contexts = {
-        "bake-os-prep": _os_prep(base, release, artifacts_s3),
-        "bake-container-runtime": _runtime(base, release, options.mirror, artifacts_s3),
-        "bake-kubernetes": _kubernetes(base, release, options.mirror, artifacts_s3),
-        "bake-images": _images(base, release, options.mirror, artifacts_s3),
-        "bake-image-manifest": _manifest(base, release, options.agent),
+        "bake-os-prep": _os_prep(base, plan, artifacts_s3),
+        "bake-container-runtime": _runtime(base, release, plan, mirror, artifacts_s3),
+        "bake-kubernetes": _kubernetes(base, release, plan, mirror, artifacts_s3),
+        "bake-images": _images(base, plan, mirror, artifacts_s3),
+        "bake-image-manifest": _manifest(base, release, plan, options.agent),
         "bake-hygiene": base,
     }
     if options.agent:
@@ -618,19 +611,14 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
     target = f"{release.os}, {release.arch}"
     ami_description = f"Kubernetes {release.kubernetes_version} node image ({target}) by bake"
     dashed = f"{release.kubernetes_version.replace('.', '-')}-{release.os}-{release.arch}"
-    tags = [
-        ("bake:managed", "true"),
-        ("bake:kubernetes-version", release.kubernetes_version),
-        ("bake:arch", release.arch),
-        ("bake:os", release.os),
-    ]
+    tags = list(release_tags(release.kubernetes_version, release.arch, release.os).items())
     recipe = _request(
         "image-recipe",
         f"bake-k8s-{dashed}",
         {
             "name": f"bake-k8s-{dashed}",
             "description": ami_description,
-            "semantic_version": release.kubernetes_version,
+            "semantic_version": FIRST_VERSION,
             "parent_image": options.parent_image or DEFAULT_PARENT_IMAGE.format(arch=release.arch),
             "components": names,
             "root_device": ROOT_DEVICE,
@@ -648,7 +636,7 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
             "terminated on failure",
             "instance_types": INSTANCE_TYPES[release.arch],
             "hop_limit": IMDS_HOP_LIMIT,
-            "log_prefix": f"bake/imagebuilder/{release.kubernetes_version}-{release.arch}",
+            "log_prefix": LOG_PREFIX,
             "tags": tags,
         },
     )
@@ -665,9 +653,17 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
             "ami_name": f"bake-k8s-{release.kubernetes_version}-{release.os}-{release.arch}-"
             + IMAGEBUILDER_BUILD_DATE,
             "ami_description": ami_description,
-            "ami_tags": [*tags, ("bake:content-hash", content_hash)],
-            "ssm_parameter": ssm_parameter_name(release, options.ssm_prefix),
+            "ami_tags": [*tags, (CONTENT_TAG, content_hash)],
             "tags": tags,
         },
     )
-    return ImageDocuments(release, components, recipe, infrastructure, distribution)
+    return ImageDocuments(
+        release,
+        components,
+        recipe,
+        infrastructure,
+        distribution,
+        ssm_parameter=ssm.parameter_name(
+            options.ssm_prefix, release.minor, release.os, release.arch
+        ),
+    )

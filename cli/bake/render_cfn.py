@@ -8,8 +8,9 @@ Component`` (``Data`` is ``Document.text``, byte for byte), ``ImageRecipe``,
 parameters (the driver's ``${...}`` placeholders). Components and the recipe are immutable in
 Image Builder, so their names carry the first 8 hex digits of their content SHA-256: a changed
 document becomes a new resource instead of a name/version clash on replacement. The distribution
-publishes the AMI id to SSM itself (``SsmParameterConfigurations``, data type ``aws:ec2:image``;
-Image Builder API reference) because no bake process runs afterwards to label it.
+publishes the AMI id to ``docs.ssm_parameter`` itself (``SsmParameterConfigurations``, data type
+``aws:ec2:image``; Image Builder API reference) because no bake process runs afterwards to label
+it; the request bodies bake sends have none (``bake.imagebuilder_requests``).
 Resource shapes: CloudFormation resource reference, "EC2 Image Builder resource type reference".
 The template is built as data and dumped with PyYAML (never by string concatenation); the
 result is parsed again and ``Data`` compared to the component texts before it is returned.
@@ -152,11 +153,9 @@ def build_template(docs: Any) -> dict[str, Any]:
         "Region": {"Ref": "AWS::Region"},
         "AmiDistributionConfiguration": ami_props,
     }
-    ssm_configs = rendered_dist.get("ssmParameterConfigurations") or []
-    if ssm_configs:
+    if docs.ssm_parameter:
         distribution["SsmParameterConfigurations"] = [
-            {"ParameterName": c["parameterName"], "DataType": c.get("dataType", "aws:ec2:image")}
-            for c in ssm_configs
+            {"ParameterName": docs.ssm_parameter, "DataType": "aws:ec2:image"}
         ]
     resources["DistributionConfiguration"] = {
         "Type": "AWS::ImageBuilder::DistributionConfiguration",

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,66 +83,43 @@ def mirror_base(mirror: str) -> str:
     return base
 
 
-def mirror_relative_path(url: str) -> str:
-    """``https://dl.k8s.io/release/...`` -> ``dl.k8s.io/release/...`` (the mirror layout)."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
-
-
 def fetch_verified(url: str, sha256: str, dest: Path) -> None:
-    """Download ``url`` to ``dest`` and check its SHA-256.
+    """Download ``url`` to ``dest`` and check its SHA-256 (``bake.fetch.fetch_verified``).
 
     Raises:
-        ArtifactError: unreachable, or the digest differs (the file is removed).
+        ArtifactError: unreachable, or the digest differs (nothing is left at ``dest``).
     """
-    digest = hashlib.sha256()
+    from bake.fetch import DigestMismatch, FetchFailed
+    from bake.fetch import fetch_verified as fetch
+
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise ArtifactError(f"cannot fetch {url}: {reason}; check --mirror") from exc
-    if digest.hexdigest() != sha256:
-        dest.unlink(missing_ok=True)
+        fetch(url, dest, sha256)
+    except FetchFailed as exc:
+        raise ArtifactError(f"cannot fetch {url}: {exc.reason}; check --mirror") from exc
+    except DigestMismatch as exc:
         raise ArtifactError(
-            f"SHA-256 mismatch for {url}: got {digest.hexdigest()}, catalog pins {sha256}; "
+            f"SHA-256 mismatch for {url}: got {exc.actual}, catalog pins {exc.expected}; "
             "the mirror holds a different file (nothing was uploaded)"
-        )
+        ) from exc
 
 
 def plan(release, base: str, prefix: str, images: bool) -> list[tuple[str, str, str]]:
-    """``(url, sha256, key)`` of every file to stage for one release.
+    """``(url, sha256, key)`` of every file to stage for one release, from its download plan
+    (``bake.plan``): artifacts, OS packages, then image archives.
 
     Raises:
         CatalogError: an image archive has no SHA-256 in the catalog (with ``images``).
     """
-    from bake.aws.s3 import join_key
+    from bake.plan import download_plan
 
-    items = []
-    for artifact in release.artifacts:
-        if artifact.source != "release":
-            continue
-        rel = mirror_relative_path(artifact.url)
-        items.append((f"{base}/{rel}", artifact.sha256, join_key(prefix, rel)))
-    for package in release.os_packages:
-        items.append((f"{base}/{package.path}", package.sha256, join_key(prefix, package.path)))
-    if images:
-        for image in release.images:
-            if not image.archive_sha256:
-                raise CatalogError(
-                    f"no SHA-256 for the image archive of {image.ref} ({release.arch}): add it "
-                    "under image_archives in a catalog overlay (--catalog), or pass --no-images"
-                )
-            items.append(
-                (
-                    f"{base}/{image.archive_path}",
-                    image.archive_sha256,
-                    join_key(prefix, image.archive_path),
-                )
-            )
-    return items
+    files = download_plan(release)
+    if images and files.images_without_sha256:
+        raise CatalogError(
+            f"no SHA-256 for the image archive of {files.images_without_sha256[0]} "
+            f"({release.arch}): add it under image_archives in a catalog overlay (--catalog), "
+            "or pass --no-images"
+        )
+    return [(f.url(base), f.sha256, f.s3_key(prefix)) for f in files.files(images)]
 
 
 def stage_release(clients, options: StageOptions, progress: Progress) -> list[StagedObject]:
@@ -446,18 +421,3 @@ def download_os_packages(options: OsPackagesOptions, progress: Progress) -> dict
     write_file(Path(options.overlay), header + yaml.safe_dump(doc, sort_keys=True),
                "--overlay-out")
     return doc
-
-
-def s3_source(artifacts_s3: str, upstream_url: str) -> str:
-    """Where a staged artifact lives: ``s3://bucket/prefix/<upstream host>/<upstream path>``.
-
-    For the renderer: with ``--artifacts s3://bucket/prefix`` a component fetches
-    ``s3_source(artifacts_s3, artifact.url)`` with AWSTOE ``S3Download`` (which has no checksum
-    input, so a following step must check the catalog's SHA-256).
-    """
-    return f"{artifacts_s3.rstrip('/')}/{mirror_relative_path(upstream_url)}"
-
-
-def s3_image_source(artifacts_s3: str, image) -> str:
-    """Where a staged image archive lives: ``s3://bucket/prefix/bake-images/<arch>/<name>_<tag>.tar``."""
-    return f"{artifacts_s3.rstrip('/')}/{image.archive_path}"

@@ -59,13 +59,12 @@ def _join_material(ssm, spec: ClusterSpec, now: float) -> dict[str, Any]:
         "certificate-key": f"{spec.control_plane_prefix}/join/certificate-key",
     }
     from bake.aws import ssm as ssm_api
-    from bake.aws.errors import error_code
     from bake.errors import AwsError
 
     try:
         found = ssm_api.secure_values(ssm, list(names.values()))
     except AwsError as exc:  # no permission to read them is a status too
-        return {"error": f"not readable ({error_code(exc) or exc.format_message()})"}
+        return {"error": f"not readable ({exc.code or exc.format_message()})"}
     out: dict[str, Any] = {}
     for part, name in names.items():
         if name not in found:

@@ -1,7 +1,8 @@
 """Fixtures for the embedded-AWS and publication tests.
 
 - ``clients``: ``AwsClients`` pointed at the session's moto server (reset per test).
-- ``publish_request``: a factory of ``PublishRequest`` values for fake bakes.
+- ``publish_request``: a factory of ``BuiltImage`` values for fake local bakes (one AMI to
+  register).
 - ``fail_call``: makes one API operation of a real client fail with a given AWS error code,
   through botocore's own ``before-call`` event (the request never leaves the process), so the
   rest of the client keeps talking to moto.
@@ -23,9 +24,9 @@ def clients(aws):
 
 @pytest.fixture
 def publish_request():
-    from bake.publish import PublishRequest
+    from bake.publish import BuiltImage
 
-    def make(patch: int = 12, stamp: str = "20261122T030000Z", **kwargs) -> PublishRequest:
+    def make(patch: int = 12, stamp: str = "20261122T030000Z", **kwargs) -> BuiltImage:
         version = f"1.30.{patch}"
         values = dict(
             kubernetes_version=version,
@@ -36,7 +37,7 @@ def publish_request():
             manifest_sha256="0" * 64,
         )
         values.update(kwargs)
-        return PublishRequest(**values)
+        return BuiltImage(**values)
 
     return make
 

@@ -11,7 +11,7 @@ import pytest
 
 from bake.aws.session import AwsClients, AwsTarget, target_from_options
 from bake.context import GlobalOptions
-from bake.publish import publish_image
+from bake.publish import publish
 
 SERVICES = ["ec2", "ssm", "imagebuilder", "s3", "kms", "iam", "sts", "cloudformation",
             "autoscaling", "dynamodb", "elbv2"]
@@ -35,7 +35,7 @@ def test_endpoint_url_option_wins_over_the_environment(service, monkeypatch):
 
 def test_images_list_through_aws_endpoint_url(aws, clients, publish_request, run_bake,
                                               monkeypatch):
-    pub = publish_image(clients, publish_request())
+    pub = publish(clients, publish_request())[0]
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
     result = run_bake("images", "list", "--output", "json")
     assert result.exit_code == 0, result.stderr

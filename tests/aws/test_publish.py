@@ -8,7 +8,7 @@ import pytest
 
 from bake.aws import ec2, ssm
 from bake.errors import AwsError, UsageError
-from bake.publish import publish_image
+from bake.publish import publish
 
 PARAM = "/bake/k8s/1.30/debian-12/amd64/image_id"
 
@@ -18,7 +18,7 @@ def _amis(clients):
 
 
 def test_publish_registers_tagged_ami_and_labelled_parameter(clients, publish_request):
-    pub = publish_image(clients, publish_request(local_path="/data/images/x"))
+    pub = publish(clients, publish_request(local_path="/data/images/x"))[0]
 
     assert pub.image_id.startswith("ami-")
     assert pub.ssm_parameter == PARAM
@@ -44,8 +44,8 @@ def test_publish_registers_tagged_ami_and_labelled_parameter(clients, publish_re
 
 
 def test_history_keeps_every_bake_with_its_label(clients, publish_request):
-    first = publish_image(clients, publish_request(patch=11, stamp="20261121T000000Z"))
-    second = publish_image(clients, publish_request(patch=12, stamp="20261122T000000Z"))
+    first = publish(clients, publish_request(patch=11, stamp="20261121T000000Z"))[0]
+    second = publish(clients, publish_request(patch=12, stamp="20261122T000000Z"))[0]
 
     versions = ssm.history(clients.client("ssm"), PARAM)
     assert [(v.version, v.value, v.labels) for v in versions] == [
@@ -56,8 +56,8 @@ def test_history_keeps_every_bake_with_its_label(clients, publish_request):
 
 
 def test_images_list_json_and_table(clients, publish_request, run_bake, aws):
-    first = publish_image(clients, publish_request(patch=11, stamp="20261121T000000Z"))
-    second = publish_image(clients, publish_request(patch=12, stamp="20261122T000000Z"))
+    first = publish(clients, publish_request(patch=11, stamp="20261121T000000Z"))[0]
+    second = publish(clients, publish_request(patch=12, stamp="20261122T000000Z"))[0]
 
     result = run_bake("--endpoint-url", aws.endpoint, "images", "list", "--output", "json")
     assert result.exit_code == 0, result.stderr
@@ -85,7 +85,7 @@ def test_images_list_shows_local_build_paths(clients, publish_request, run_bake,
     build_dir.mkdir(parents=True)
     (build_dir / "rootfs.tar.zst").write_bytes(b"stand-in")
     (build_dir / "disk.raw").write_bytes(b"stand-in")
-    pub = publish_image(clients, publish_request(local_path=str(build_dir)))
+    pub = publish(clients, publish_request(local_path=str(build_dir)))[0]
     (build_dir / "build.json").write_text(json.dumps({
         "build_id": build_id, "kubernetes_version": "1.30.12", "minor": "1.30",
         "arch": "amd64", "os": "debian-12", "created": "2026-11-22T03:00:00Z",
@@ -120,7 +120,7 @@ def test_images_list_shows_local_build_paths(clients, publish_request, run_bake,
 
 def test_reserved_prefix_rejected_by_ssm_rolls_back_the_ami(clients, publish_request):
     with pytest.raises(AwsError) as err:
-        publish_image(clients, publish_request(ssm_prefix="/aws/bake"))
+        publish(clients, publish_request(), "/aws/bake")[0]
     message = err.value.format_message()
     assert "ssm:PutParameter" in message and "reserved parameter name" in message
     assert "\n" not in message
@@ -131,17 +131,17 @@ def test_label_failure_rolls_back_ami_and_new_parameter(clients, publish_request
     fail_call(clients.client("ssm"), "LabelParameterVersion", "AccessDeniedException",
               "not authorized to perform: ssm:LabelParameterVersion")
     with pytest.raises(AwsError) as err:
-        publish_image(clients, publish_request())
+        publish(clients, publish_request())[0]
     assert "ssm:LabelParameterVersion" in err.value.format_message()
     assert _amis(clients) == []
     assert ssm.get_parameter(clients.client("ssm"), PARAM) is None
 
 
 def test_label_failure_restores_the_previous_image_id(clients, publish_request, fail_call):
-    first = publish_image(clients, publish_request(patch=11))
+    first = publish(clients, publish_request(patch=11))[0]
     fail_call(clients.client("ssm"), "LabelParameterVersion", "InternalServerError")
     with pytest.raises(AwsError):
-        publish_image(clients, publish_request(patch=12))
+        publish(clients, publish_request(patch=12))[0]
     assert [a["ImageId"] for a in _amis(clients)] == [first.image_id]
     assert ssm.get_parameter(clients.client("ssm"), PARAM).value == first.image_id
 
@@ -151,7 +151,7 @@ def test_ssm_access_denied_is_one_line_naming_the_action(clients, publish_reques
               "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: "
               "ssm:PutParameter")
     with pytest.raises(AwsError) as err:
-        publish_image(clients, publish_request())
+        publish(clients, publish_request())[0]
     message = err.value.format_message()
     assert "ssm:PutParameter" in message and "grant" in message
     assert "\n" not in message
@@ -173,7 +173,7 @@ def test_ec2_access_denied_via_stubber_names_the_action(publish_request):
                                   "operation.", http_status_code=403)
         clients = AwsClients(AwsTarget(), overrides={"ec2": ec2_client, "ssm": ssm_client})
         with pytest.raises(AwsError) as err:
-            publish_image(clients, publish_request())
+            publish(clients, publish_request())[0]
         ec2_stub.assert_no_pending_responses()
         ssm_stub.assert_no_pending_responses()  # SSM never called
     assert err.value.format_message() == (
@@ -244,15 +244,55 @@ def test_deregister_deletes_snapshots(clients):
 def test_unpublish_restores_the_previous_image_and_removes_the_ami(clients, publish_request):
     from bake.publish import unpublish
 
-    first = publish_image(clients, publish_request(patch=11))
+    first = publish(clients, publish_request(patch=11))[0]
     assert first.previous_image_id is None
-    second = publish_image(clients, publish_request(patch=12))
+    second = publish(clients, publish_request(patch=12))[0]
     assert second.previous_image_id == first.image_id
 
-    unpublish(clients, second)
+    unpublish(clients, (second,))
     assert [a["ImageId"] for a in _amis(clients)] == [first.image_id]
     assert ssm.get_parameter(clients.client("ssm"), PARAM).value == first.image_id
 
-    unpublish(clients, first)
+    unpublish(clients, (first,))
     assert _amis(clients) == []
     assert ssm.get_parameter(clients.client("ssm"), PARAM) is None
+
+
+def test_a_failure_in_a_later_region_puts_every_earlier_region_back(
+    clients, publish_request, fail_call
+):
+    """One publication for every builder: two regions, the second's label is refused; the
+    first region's parameter is put back and both AMIs registered here are gone."""
+    from bake.publish import BuiltAmi
+
+    first = publish(clients, publish_request(patch=11))[0]
+    eu = clients.in_region("eu-west-1")
+    fail_call(eu.client("ssm"), "LabelParameterVersion", "AccessDeniedException",
+              "not authorized to perform: ssm:LabelParameterVersion")
+    image = publish_request(patch=12, amis=(BuiltAmi("us-east-1"), BuiltAmi("eu-west-1")))
+    with pytest.raises(AwsError, match="ssm:LabelParameterVersion"):
+        publish(clients, image)
+    assert ssm.get_parameter(clients.client("ssm"), PARAM).value == first.image_id
+    assert ssm.get_parameter(eu.client("ssm"), PARAM) is None
+    assert [a["ImageId"] for a in _amis(clients)] == [first.image_id]
+    assert _amis(eu) == []
+
+
+def test_builder_amis_are_tagged_not_registered_and_stay_on_unpublish(clients, publish_request):
+    """An Image Builder AMI (``image_id`` given) is tagged and published; undoing the
+    publication restores SSM and leaves the builder's AMI alone."""
+    from bake.publish import BuiltAmi, unpublish
+
+    made = ec2.register_image(clients.client("ec2"), name="ib-out", description="",
+                              arch="amd64", tags={})
+    image = publish_request(amis=(BuiltAmi("us-east-1", made),), extra_tags={
+        "bake:image-builder-arn": "arn:aws:imagebuilder:us-east-1:123456789012:image/x/1.0.0/1"})
+    (pub,) = publish(clients, image)
+    assert (pub.image_id, pub.registered, pub.region) == (made, False, "us-east-1")
+    [ami] = _amis(clients)
+    assert ami["TagMap"]["bake:build-id"] == image.build_id
+    assert ami["TagMap"]["bake:image-builder-arn"].endswith("image/x/1.0.0/1")
+    assert "Name" not in ami["TagMap"] or ami["TagMap"]["Name"] != image.ami_name
+    unpublish(clients, (pub,))
+    assert ssm.get_parameter(clients.client("ssm"), PARAM) is None
+    assert [a["ImageId"] for a in _amis(clients)] == [made]

@@ -87,14 +87,14 @@ def test_sandbox_lifecycle(data_dir: Path, publish_request):
 
     # publish a local image into the sandbox, then list it with --local
     from bake.aws.session import AwsClients
-    from bake.publish import publish_image
+    from bake.publish import publish
     from bake.sandbox import require_running, sandbox_target
 
     build_dir = data_dir / "images" / "1.30.12-amd64-20261122T030000Z"
     build_dir.mkdir(parents=True)
     (build_dir / "disk.raw").write_bytes(b"stand-in disk")
     clients = AwsClients(sandbox_target(require_running(data_dir)))
-    pub = publish_image(clients, publish_request(local_path=str(build_dir)))
+    pub = publish(clients, publish_request(local_path=str(build_dir)))[0]
     listed = bake(data_dir, "images", "list", "--local", "--output", "json")
     assert listed.returncode == 0, listed.stderr
     [image] = json.loads(listed.stdout)["images"]

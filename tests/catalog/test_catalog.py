@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bake.catalog import ARCHES, load_catalog, mirror_url, resolve
+from bake.catalog import ARCHES, load_catalog, resolve
 from bake.errors import CatalogError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "upstream"
@@ -205,14 +205,6 @@ def test_overlay_not_yaml_or_missing(tmp_path):
         load_catalog([bad])
     with pytest.raises(CatalogError, match="cannot read catalog overlay"):
         load_catalog([tmp_path / "missing.yaml"])
-
-
-def test_mirror_layout():
-    url = "https://dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm"
-    assert mirror_url(url, None) == url
-    assert mirror_url(url, "http://127.0.0.1:8080/m/") == (
-        "http://127.0.0.1:8080/m/dl.k8s.io/release/v1.30.12/bin/linux/amd64/kubeadm"
-    )
 
 
 def test_cli_catalog_list(run_bake):

@@ -170,3 +170,35 @@ def options():
         poll_seconds=0.0,
         timeout_minutes=60,
     )
+
+
+ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
+
+
+def comp_arn(name: str, version: str = "1.0.0") -> str:
+    """The build version ARN Image Builder gives component ``name`` at ``version``."""
+    return f"{ARN}:component/{name}/{version}/1"
+
+
+def stub_creates(stub, docs):
+    """Answer ensure_resources on an empty account, whatever the requests (capture them with
+    ``provide-client-params`` events)."""
+    for doc in docs.components:
+        stub.add_response("list_components", {"componentVersionList": []})
+        stub.add_response("create_component", {"componentBuildVersionArn": comp_arn(doc.name)})
+    stub.add_response("list_image_recipes", {"imageRecipeSummaryList": []})
+    stub.add_response("create_image_recipe", {"imageRecipeArn": f"{ARN}:image-recipe/r/1.0.0"})
+    stub.add_response(
+        "list_infrastructure_configurations", {"infrastructureConfigurationSummaryList": []}
+    )
+    stub.add_response(
+        "create_infrastructure_configuration",
+        {"infrastructureConfigurationArn": f"{ARN}:infrastructure-configuration/i"},
+    )
+    stub.add_response(
+        "list_distribution_configurations", {"distributionConfigurationSummaryList": []}
+    )
+    stub.add_response(
+        "create_distribution_configuration",
+        {"distributionConfigurationArn": f"{ARN}:distribution-configuration/d"},
+    )

@@ -11,7 +11,7 @@ import json
 
 import pytest
 from botocore.stub import ANY
-from tests.imagebuilder.conftest import ACCOUNT, REGION, make_docs
+from tests.imagebuilder.conftest import ACCOUNT, ARN, REGION, comp_arn, make_docs, stub_creates
 
 from bake.builders.imagebuilder import (
     CONTENT_TAG,
@@ -20,13 +20,9 @@ from bake.builders.imagebuilder import (
     wait_interactive,
 )
 from bake.errors import AwsError, BuildError, UsageError
+from bake.publish import publish
 
-ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
 IMAGE_ARN = f"{ARN}:image/bake-k8s-1-30-amd64/1.0.0/1"
-
-
-def comp_arn(name: str, version: str = "1.0.0") -> str:
-    return f"{ARN}:component/{name}/{version}/1"
 
 
 def driver(clients, options, lines=None):
@@ -501,7 +497,8 @@ def test_publish_after_available_writes_labelled_ssm_parameter(clients, options,
     )
     status = BuildStatus(IMAGE_ARN, "AVAILABLE")
     result = BuildResult(IMAGE_ARN, (AmiOutput(REGION, image_id, ACCOUNT),), 1.0, status)
-    published = driver(clients, options).publish(result, release)
+    built = driver(clients, options).built_image(result, release)
+    published = [p.to_json() for p in publish(clients, built)]
     name = f"/bake/k8s/{release.minor}/{release.os}/{release.arch}/image_id"
     assert published[0]["ssm_parameter"] == name
     hist = ssm.history(clients.client("ssm"), name)
@@ -544,25 +541,7 @@ def test_real_rendered_documents_reach_image_builder_byte_for_byte(
         "provide-client-params.imagebuilder.CreateDistributionConfiguration",
         lambda params, **kw: dist.update(params),
     )
-    for doc in docs.components:
-        ib_stub.add_response("list_components", {"componentVersionList": []})
-        ib_stub.add_response("create_component", {"componentBuildVersionArn": comp_arn(doc.name)})
-    ib_stub.add_response("list_image_recipes", {"imageRecipeSummaryList": []})
-    ib_stub.add_response("create_image_recipe", {"imageRecipeArn": f"{ARN}:image-recipe/r/1.0.0"})
-    ib_stub.add_response(
-        "list_infrastructure_configurations", {"infrastructureConfigurationSummaryList": []}
-    )
-    ib_stub.add_response(
-        "create_infrastructure_configuration",
-        {"infrastructureConfigurationArn": f"{ARN}:infrastructure-configuration/i"},
-    )
-    ib_stub.add_response(
-        "list_distribution_configurations", {"distributionConfigurationSummaryList": []}
-    )
-    ib_stub.add_response(
-        "create_distribution_configuration",
-        {"distributionConfigurationArn": f"{ARN}:distribution-configuration/d"},
-    )
+    stub_creates(ib_stub, docs)
     no_kms = replace(options, kms_key_id=None, instance_types=())
     driver(clients, no_kms).ensure_resources(docs)
 
@@ -695,7 +674,8 @@ def test_every_region_gets_a_distribution_and_an_ssm_parameter(
         AmiOutput("eu-west-1", "ami-0ffffffffffffffff", "210987654321"),  # the target's copy
     )
     result = BuildResult(IMAGE_ARN, amis, 1.0, BuildStatus(IMAGE_ARN, "AVAILABLE"))
-    published = driver(clients, two).publish(result, release)
+    built = driver(clients, two).built_image(result, release)
+    published = [p.to_json() for p in publish(clients, built)]
     assert [(p["region"], p["image_id"]) for p in published] == list(ids.items())
     name = published[0]["ssm_parameter"]
     assert ssm.get_parameter(eu.client("ssm"), name).value == ids["eu-west-1"]

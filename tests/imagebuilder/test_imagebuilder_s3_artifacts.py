@@ -13,18 +13,14 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from tests.imagebuilder.conftest import ARN, stub_creates
 
 from bake.errors import UsageError
 
 ACCOUNT = "123456789012"  # moto's account, as in conftest.py (imported by fixture only)
 REGION = "us-east-1"
-ARN = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}"
 BUCKET = "s3://bake-artifacts/offline"
 ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "imagebuilder", "s3")
-
-
-def comp_arn(name: str) -> str:
-    return f"{ARN}:component/{name}/1.0.0/1"
 
 
 @pytest.fixture
@@ -59,28 +55,6 @@ def private_subnet(clients):
     return subnet
 
 
-def stub_fresh_account(stub, docs) -> None:
-    for doc in docs.components:
-        stub.add_response("list_components", {"componentVersionList": []})
-        stub.add_response("create_component", {"componentBuildVersionArn": comp_arn(doc.name)})
-    stub.add_response("list_image_recipes", {"imageRecipeSummaryList": []})
-    stub.add_response("create_image_recipe", {"imageRecipeArn": f"{ARN}:image-recipe/r/1.0.0"})
-    stub.add_response(
-        "list_infrastructure_configurations", {"infrastructureConfigurationSummaryList": []}
-    )
-    stub.add_response(
-        "create_infrastructure_configuration",
-        {"infrastructureConfigurationArn": f"{ARN}:infrastructure-configuration/i"},
-    )
-    stub.add_response(
-        "list_distribution_configurations", {"distributionConfigurationSummaryList": []}
-    )
-    stub.add_response(
-        "create_distribution_configuration",
-        {"distributionConfigurationArn": f"{ARN}:distribution-configuration/d"},
-    )
-
-
 def _record_components(stub) -> list[str]:
     sent: list[str] = []
     stub.client.meta.events.register(
@@ -108,7 +82,7 @@ def test_driver_uploads_the_s3_documents_byte_for_byte(
     recipe = replace(docs.recipe, data={**docs.recipe.data, "parentImage": parent})
     docs = replace(docs, recipe=recipe)
     sent = _record_components(ib_stub)
-    stub_fresh_account(ib_stub, docs)
+    stub_creates(ib_stub, docs)
     offline = replace(
         options, artifacts_s3=BUCKET, subnet_id=private_subnet, kms_key_id=None, instance_types=()
     )
@@ -172,7 +146,7 @@ def test_bake_aws_renders_with_artifacts_and_starts_the_build(
         resolve_release(options), replace(options, artifacts_s3=BUCKET), agent
     ).components
     sent = _record_components(ib_stub)
-    stub_fresh_account(ib_stub, type("Docs", (), {"components": expected}))
+    stub_creates(ib_stub, type("Docs", (), {"components": expected}))
     build_arn = f"{ARN}:image/bake-k8s/1.0.0/1"
     ib_stub.add_response("create_image", {"imageBuildVersionArn": build_arn})
     lines: list[str] = []

@@ -7,13 +7,9 @@ milliseconds without any download. The real Debian rootfs is used only by the sl
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,34 +39,3 @@ def make_tiny_rootfs(root: Path) -> Path:
 @pytest.fixture
 def tiny_rootfs(tmp_path: Path) -> Path:
     return make_tiny_rootfs(tmp_path / "rootfs")
-
-
-class Served:
-    def __init__(self, directory: Path, url: str) -> None:
-        self.directory = directory
-        self.url = url
-
-    def add(self, name: str, data: bytes) -> str:
-        (self.directory / name).write_bytes(data)
-        return f"{self.url}/{name}"
-
-
-@pytest.fixture
-def http_files(tmp_path: Path) -> Iterator[Served]:
-    """An HTTP server on 127.0.0.1 (random port) serving a temporary directory."""
-    directory = tmp_path / "www"
-    directory.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Served(directory, f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()

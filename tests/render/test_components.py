@@ -164,8 +164,10 @@ def test_components_are_valid_awstoe_documents_in_recipe_order(rendered):
 def test_every_download_is_pinned_to_the_catalog_sha256(rendered):
     for key, docs in rendered.items():
         release = docs.release
-        expected = {a.fetch_url(MIRROR): a.sha256 for a in release.artifacts if a.sha256}
-        expected.update({i.fetch_url(MIRROR): i.archive_sha256 for i in release.images})
+        # the mirror layout (README, "Air-gapped mirrors"): <mirror>/<upstream host>/<path>
+        expected = {f"{MIRROR}/{a.url.split('://', 1)[1]}": a.sha256
+                    for a in release.artifacts if a.sha256}
+        expected.update({f"{MIRROR}/{i.archive_path}": i.archive_sha256 for i in release.images})
         seen = {}
         for component in docs.components:
             for _, step in _steps(component, "WebDownload"):

@@ -19,9 +19,13 @@ from test_components import _bash_scripts, _steps, awstoe_errors
 from bake.catalog import load_catalog, resolve
 from bake.errors import UsageError
 from bake.render import DOWNLOADS_DIR, RenderOptions, render_image_documents
-from bake.stage import s3_image_source, s3_source
 
 BUCKET = "s3://bake-artifacts/offline"
+
+
+def _staged(upstream_url: str) -> str:
+    """Where `bake stage` puts a release file: <bucket/prefix>/<upstream host>/<path>."""
+    return f"{BUCKET}/{upstream_url.split('://', 1)[1]}"
 MIRROR = "http://127.0.0.1:8999"  # never contacted: rendering makes no requests
 
 
@@ -64,9 +68,9 @@ def test_every_binary_and_image_archive_comes_from_the_staged_s3_objects(offline
     for key, docs in offline.items():
         release = docs.release
         want = {
-            s3_source(BUCKET, a.url): a.sha256 for a in release.artifacts if a.source == "release"
+            _staged(a.url): a.sha256 for a in release.artifacts if a.source == "release"
         }
-        want.update({s3_image_source(BUCKET, i): i.archive_sha256 for i in release.images})
+        want.update({f"{BUCKET}/{i.archive_path}": i.archive_sha256 for i in release.images})
         got = {}
         for component in docs.components:
             for phase in component.data["phases"]:
@@ -155,7 +159,7 @@ def test_the_sha256_check_passes_pinned_files_and_fails_a_tampered_one(tmp_path)
     assert (tmp_path / "kubeadm").exists()
     kubelet = release.artifact("kubelet")
     assert bad.stderr.strip().splitlines()[-1] == (
-        f"SHA-256 mismatch with the catalog for {s3_source(BUCKET, kubelet.url)}: stage the "
+        f"SHA-256 mismatch with the catalog for {_staged(kubelet.url)}: stage the "
         "files again with bake stage"
     )
 

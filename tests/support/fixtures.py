@@ -10,10 +10,14 @@ module) and a catalog overlay pinning their SHA-256.
   runtime="release", tamper=None, flavor="script") -> StandinMirror`` for variants (a tampered
   kubelet, Debian's containerd and runc via ``runtime="os-package"``, the stand-ins that form a
   VM cluster on the real etcd via ``flavor="cluster"``); each is generated and served once.
+- ``http_files``: an HTTP server on 127.0.0.1 serving a temporary directory (``Served.add``).
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,3 +82,37 @@ def standin_factory(tmp_path_factory) -> Iterator[Callable[..., StandinMirror]]:
 def standin_mirror(standin_factory) -> StandinMirror:
     """Stand-ins for Kubernetes 1.30 amd64 (release containerd and runc) on 127.0.0.1."""
     return standin_factory()
+
+
+class Served:
+    """A directory served over HTTP: ``url`` is ``http://127.0.0.1:<port>``; ``add(name, data)``
+    writes a file and returns its URL."""
+
+    def __init__(self, directory: Path, url: str) -> None:
+        self.directory = directory
+        self.url = url
+
+    def add(self, name: str, data: bytes) -> str:
+        (self.directory / name).write_bytes(data)
+        return f"{self.url}/{name}"
+
+
+@pytest.fixture
+def http_files(tmp_path: Path) -> Iterator[Served]:
+    """An HTTP server on 127.0.0.1 (random port) serving a temporary directory."""
+    directory = tmp_path / "www"
+    directory.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Served(directory, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()

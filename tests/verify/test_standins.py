@@ -122,10 +122,11 @@ def test_os_package_runtime(standin_factory):
 def test_mirror_serves_the_standins_on_localhost(standin_mirror):
     assert standin_mirror.url.startswith("http://127.0.0.1:")
     art = standin_mirror.release.artifact("kubeadm")
-    with urllib.request.urlopen(art.fetch_url(standin_mirror.url), timeout=10) as resp:
+    kubeadm_url = f"{standin_mirror.url}/{art.url.split('://', 1)[1]}"
+    with urllib.request.urlopen(kubeadm_url, timeout=10) as resp:
         assert sha(resp.read()) == art.sha256
     pause = standin_mirror.release.image("pause")
-    with urllib.request.urlopen(pause.fetch_url(standin_mirror.url), timeout=10) as resp:
+    with urllib.request.urlopen(f"{standin_mirror.url}/{pause.archive_path}", timeout=10) as resp:
         assert sha(resp.read()) == pause.archive_sha256
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(standin_mirror.url + "/dl.k8s.io/nope", timeout=10)

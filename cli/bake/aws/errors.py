@@ -28,11 +28,23 @@ _CREDENTIALS = {
     "SignatureDoesNotMatch",
 }
 _QUOTA = {"LimitExceededException", "ServiceQuotaExceededException", "ResourceLimitExceeded"}
+# throttling error codes: botocore's standard retry mode's list
+# (botocore/retries/standard.py, ThrottledRetryableChecker) less LimitExceededException, which
+# Image Builder, IAM and others use for quotas (_QUOTA above)
 _THROTTLE = {
     "Throttling",
     "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
     "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
     "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
 }
 
 
@@ -120,7 +132,10 @@ def call(action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     try:
         return fn(**kwargs)
     except bce.ClientError as exc:
-        raise AwsError(describe_client_error(exc, action)) from exc
+        code = exc.response.get("Error", {}).get("Code")
+        raise AwsError(
+            describe_client_error(exc, action), code=code, throttled=code in _THROTTLE
+        ) from exc
     except (
         bce.NoCredentialsError,
         bce.NoRegionError,
@@ -133,6 +148,8 @@ def call(action: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 def error_code(exc: BaseException) -> str | None:
     """Return the AWS error code behind an ``AwsError`` or ``ClientError``, if any."""
+    if isinstance(exc, AwsError) and exc.code:
+        return exc.code
     cause = exc.__cause__ if isinstance(exc, AwsError) else exc
     response = getattr(cause, "response", None)
     if isinstance(response, dict):

@@ -8,6 +8,7 @@ header ``x-amz-meta-sha256``), which lets a re-run skip objects already staged.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,34 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc:
         raise UsageError(f"{url!r} is not an S3 URL: use s3://bucket/prefix")
     return parts.netloc, parts.path.strip("/")
+
+
+# s3://<bucket>[/<prefix>]: bucket naming rules (Amazon S3 user guide, "Bucket naming rules"),
+# prefix limited to characters that paste into shell and YAML unquoted
+_PREFIX_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~+=@/-]*)?$")
+
+
+def check_prefix_url(url: str, option: str = "--artifacts") -> str:
+    """Check an ``s3://bucket[/prefix]`` a build fetches from (S3 bucket naming rules: 3-63
+    lowercase letters, digits, ``.`` and ``-``; S3 user guide, "Bucket naming rules").
+
+    Args:
+        url: e.g. ``s3://my-bucket/bake/``.
+        option: the option it came from, for the message.
+
+    Returns:
+        ``url`` without a trailing ``/``.
+
+    Raises:
+        UsageError: one line naming ``option`` and the expected form.
+    """
+    uri = url.rstrip("/")
+    if not _PREFIX_URL.match(uri):
+        raise UsageError(
+            f"{option} {url!r} must look like s3://bucket/prefix (lowercase bucket "
+            "name; letters, digits and ._~+=@/- in the prefix)"
+        )
+    return uri
 
 
 def join_key(prefix: str, *parts: str) -> str:
@@ -67,6 +96,47 @@ def put_file(
             Metadata={"sha256": sha256},
             **extra,
         )
+
+
+def download(
+    client: Any, bucket: str, key: str, dest: Path, expected_owner: str | None = None
+) -> str:
+    """Stream ``s3://bucket/key`` to ``dest`` (``s3:GetObject``), via ``.<name>.part`` renamed
+    into place only when complete.
+
+    Args:
+        dest: the file to write; its folder must exist.
+        expected_owner: account id the bucket must belong to (``ExpectedBucketOwner``).
+
+    Returns:
+        the SHA-256 hex of the bytes written (the caller compares it with the catalog's).
+
+    Raises:
+        AwsError: the call failed or the stream broke off (``code`` is the AWS error code,
+            e.g. ``NoSuchKey``); no partial file is left.
+        OSError: ``dest`` cannot be written.
+    """
+    import hashlib
+
+    from botocore import exceptions as bce
+
+    extra = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
+    part = dest.with_name(f".{dest.name}.part")
+    digest = hashlib.sha256()
+    try:
+        body = call("s3:GetObject", client.get_object, Bucket=bucket, Key=key, **extra)["Body"]
+        with open(part, "wb") as fh:
+            try:
+                while chunk := body.read(1024 * 1024):
+                    digest.update(chunk)
+                    fh.write(chunk)
+            except (bce.BotoCoreError, ConnectionError) as exc:
+                raise AwsError(f"s3:GetObject: s3://{bucket}/{key} broke off: {exc}") from exc
+        part.replace(dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
 
 
 def delete_object(client: Any, bucket: str, key: str) -> None:

@@ -8,7 +8,7 @@ endpoints"). Retries use botocore's ``standard`` mode (botocore docs, "Retries")
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -63,6 +63,7 @@ class AwsClients:
     overrides: dict[str, Any] = field(default_factory=dict)
     _session: Any = None
     _cache: dict[str, Any] = field(default_factory=dict)
+    _regional: dict[str, AwsClients] = field(default_factory=dict)
 
     def session(self):
         """Return the boto3 ``Session`` (created on first use)."""
@@ -95,3 +96,13 @@ class AwsClients:
     def region(self) -> str | None:
         """The effective region name (``None`` when none is configured anywhere)."""
         return self.target.region or self.session().region_name
+
+    def in_region(self, region: str) -> AwsClients:
+        """Clients of the same account and credentials in ``region`` (e.g. ``eu-west-1``):
+        ``self`` for its own region (or ``""``), else an ``AwsClients`` for that region, built
+        once (every call returns the same one, so its clients are reused)."""
+        if not region or region == self.region:
+            return self
+        if region not in self._regional:
+            self._regional[region] = AwsClients(replace(self.target, region=region))
+        return self._regional[region]

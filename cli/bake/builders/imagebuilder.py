@@ -16,12 +16,15 @@ builder runs) into Image Builder resources and drives one build:
 3. ``wait(arn)``: polls ``GetImage`` and the workflow steps, reports each status transition and
    step with elapsed time, tolerates throttling; ``FAILED``/``CANCELLED`` raise ``BuildError``
    with reason, failing step and log location. Nothing is published by Image Builder itself
-   (the driver strips ``ssmParameterConfigurations``).
-4. ``publish(result, ...)``: only after ``AVAILABLE``, tags the AMIs owned by this account and
-   writes ``<prefix>/<minor>/<os>/<arch>/image_id`` in every region, labelled ``v<version>``
-   (``bake.aws.ssm``, the same scheme as the local builder).
+   (the request bodies have no ``ssmParameterConfigurations``).
+4. ``built_image(result, release)``: only after ``AVAILABLE``, the ``bake.publish.BuiltImage``
+   that ``bake.publish.publish`` takes, exactly as for a local build: it tags the AMIs owned by
+   this account and writes ``<prefix>/<minor>/<os>/<arch>/image_id`` in every region, labelled
+   ``v<version>``.
 
-Placeholders in the rendered recipe / infrastructure / distribution request bodies:
+The recipe, infrastructure and distribution bodies come from the one producer,
+``bake.imagebuilder_requests``, for ``account_settings()``: the same functions give the bodies
+``bake render ami`` shows. Placeholders in the rendered request bodies:
 ``${component:<name>}`` becomes the component's ARN; ``${<key>}`` for the keys of
 ``placeholder_values`` below. An unknown placeholder is a ``RenderError``.
 """
@@ -33,24 +36,25 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bake.aws import imagebuilder as ib
-from bake.aws.errors import error_code
 from bake.errors import AwsError, BakeError, BuildError, RenderError, UsageError
+from bake.imagebuilder_requests import (
+    AccountSettings,
+    bump_patch,
+    distribution_request,
+    infrastructure_request,
+    recipe_request,
+)
+from bake.publish import BuiltAmi, BuiltImage, publish
+from bake.tags import CONTENT_TAG, release_tags
 
 Progress = Callable[[str], None]
-CONTENT_TAG = "bake:content-sha256"
 #: services a build in a subnet without internet reaches through VPC endpoints
 REQUIRED_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "imagebuilder", "s3")
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
-_THROTTLE = {
-    "Throttling",
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-}
 
 
 @dataclass(frozen=True)
@@ -194,14 +198,6 @@ def content_sha256(value: str | Mapping[str, Any]) -> str:
         else json.dumps(value, sort_keys=True, separators=(",", ":"))
     )
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def bump_patch(version: str | None) -> str:
-    """Next semantic version: ``None`` -> ``1.0.0``; ``1.0.4`` -> ``1.0.5``."""
-    if not version:
-        return "1.0.0"
-    major, minor, patch = (int(p) for p in version.split("/")[0].split("."))
-    return f"{major}.{minor}.{patch + 1}"
 
 
 def fill_placeholders(data: Any, values: Mapping[str, Any]) -> Any:
@@ -451,13 +447,8 @@ class ImageBuilderDriver:
         return (home, *rest)
 
     def base_tags(self, release: Any) -> dict[str, str]:
-        """Tags of every resource bake creates here (never secrets)."""
-        return {
-            "bake:managed": "true",
-            "bake:kubernetes-version": release.kubernetes_version,
-            "bake:arch": release.arch,
-            "bake:os": release.os,
-        }
+        """Tags of every resource bake creates here (``bake.tags.release_tags``)."""
+        return release_tags(release.kubernetes_version, release.arch, release.os)
 
     def ensure_resources(self, docs: Any) -> Resources:
         """Create or reuse every Image Builder resource of ``docs``; all or nothing.
@@ -558,7 +549,8 @@ class ImageBuilderDriver:
         return arn, True
 
     def _ensure_recipe(self, docs: Any, values: Mapping[str, Any]) -> tuple[str, bool]:
-        body = _drop_none(fill_placeholders(dict(docs.recipe.data or {}), values))
+        rendered = recipe_request(docs.recipe.data or {}, self.account_settings())
+        body = _drop_none(fill_placeholders(rendered, values))
         name = body.pop("name", None) or docs.recipe.name
         body.pop("semanticVersion", None)
         body.pop("clientToken", None)
@@ -582,76 +574,46 @@ class ImageBuilderDriver:
         }
         return ib.create_image_recipe(self._ib, request), True
 
-    def infrastructure_request(self, docs: Any, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The Create/UpdateInfrastructureConfiguration body: the rendered document with every
-        account-specific field set from the options (instance types only when given, else the
-        rendered ones); IMDSv2 required (``httpTokens: required``, the rendered hop limit) and
-        terminate on failure always."""
+    def account_settings(self) -> AccountSettings:
+        """The ``bake.imagebuilder_requests.AccountSettings`` of this driver's options: what
+        goes into every request body (regions: the client's region first)."""
         o = self.options
-        body = dict(docs.infrastructure.data or {})
-        rendered_prefix = ((body.get("logging") or {}).get("s3Logs") or {}).get("s3KeyPrefix")
-        body.update(
-            {
-                "name": body.get("name") or docs.infrastructure.name,
-                "instanceTypes": list(o.instance_types) or body.get("instanceTypes"),
-                "instanceProfileName": o.instance_profile,
-                "securityGroupIds": list(o.security_group_ids),
-                "subnetId": o.subnet_id,
-                "terminateInstanceOnFailure": True,
-                "instanceMetadataOptions": {
-                    "httpPutResponseHopLimit": 1,
-                    **(body.get("instanceMetadataOptions") or {}),
-                    "httpTokens": "required",
-                },
-                "logging": (
-                    {
-                        "s3Logs": {
-                            "s3BucketName": o.log_bucket,
-                            "s3KeyPrefix": o.log_prefix or rendered_prefix,
-                        }
-                    }
-                    if o.log_bucket
-                    else None
-                ),
-            }
+        return AccountSettings(
+            instance_types=tuple(o.instance_types),
+            instance_profile=o.instance_profile,
+            subnet_id=o.subnet_id,
+            security_group_ids=tuple(o.security_group_ids),
+            log_bucket=o.log_bucket,
+            log_prefix=o.log_prefix,
+            regions=self._regions(),
+            target_accounts=tuple(o.target_accounts),
+            kms_key_id=o.kms_key_id,
         )
-        body.pop("clientToken", None)
-        body["tags"] = {**(body.get("tags") or {}), **self.base_tags(docs.release)}
+
+    def infrastructure_request(self, docs: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The Create/UpdateInfrastructureConfiguration body sent:
+        ``bake.imagebuilder_requests.infrastructure_request`` for ``account_settings()``, with
+        placeholders filled and unset fields dropped."""
+        body = infrastructure_request(
+            docs.infrastructure.data or {},
+            docs.release,
+            self.account_settings(),
+            docs.infrastructure.name,
+        )
         return _drop_none(fill_placeholders(body, values))
 
     def distribution_request(self, docs: Any, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The Create/UpdateDistributionConfiguration body: one distribution per region with
-        the rendered AMI name and tags, the KMS key, target accounts (copy and launch
-        permission). ``ssmParameterConfigurations`` are removed: bake publishes to SSM itself
-        after the build, with the version label."""
-        o = self.options
-        body = dict(docs.distribution.data or {})
-        rendered = (body.get("distributions") or [{}])[0]
-        ami = dict(rendered.get("amiDistributionConfiguration") or {})
-        release = docs.release
-        ami.setdefault(
-            "name",
-            f"bake-k8s-{release.kubernetes_version}-{release.os}-{release.arch}-"
-            "{{ imagebuilder:buildDate }}",
+        """The Create/UpdateDistributionConfiguration body sent:
+        ``bake.imagebuilder_requests.distribution_request`` for ``account_settings()`` (one
+        distribution per region; no ``ssmParameterConfigurations``: bake publishes to SSM itself
+        after the build, with the version label), placeholders filled, unset fields dropped."""
+        body = distribution_request(
+            docs.distribution.data or {},
+            docs.release,
+            self.account_settings(),
+            docs.distribution.name,
         )
-        ami["amiTags"] = {**(ami.get("amiTags") or {}), **self.base_tags(release)}
-        ami["kmsKeyId"] = o.kms_key_id
-        ami["targetAccountIds"] = list(o.target_accounts)
-        ami["launchPermission"] = (
-            {"userIds": list(o.target_accounts)} if o.target_accounts else None
-        )
-        ami = _drop_none(ami)
-        distributions = [
-            {"region": r, "amiDistributionConfiguration": ami} for r in self._regions()
-        ]
-        request = {
-            "name": body.get("name") or docs.distribution.name,
-            "description": body.get("description")
-            or f"bake Kubernetes {release.minor} {release.os} {release.arch}",
-            "distributions": distributions,
-            "tags": {**(body.get("tags") or {}), **self.base_tags(release)},
-        }
-        return _drop_none(fill_placeholders(request, values))
+        return _drop_none(fill_placeholders(body, values))
 
     def _ensure_infrastructure(self, docs: Any, values: Mapping[str, Any]) -> tuple[str, bool]:
         request = self.infrastructure_request(docs, values)
@@ -693,7 +655,7 @@ class ImageBuilderDriver:
         try:
             raw_steps = ib.workflow_steps(self._ib, image_arn)
         except AwsError as exc:  # older builds / missing permission: steps are a nicety
-            if error_code(exc) in _THROTTLE:
+            if exc.throttled:
                 raise
             raw_steps = []
         steps = tuple(
@@ -741,7 +703,7 @@ class ImageBuilderDriver:
                 current = self.status(image_arn)
                 throttled = 0
             except AwsError as exc:
-                if error_code(exc) not in _THROTTLE or throttled >= 10:
+                if not exc.throttled or throttled >= 10:
                     raise
                 throttled += 1
                 self.progress(f"[{_fmt(elapsed)}] throttled by Image Builder; polling slower")
@@ -784,84 +746,31 @@ class ImageBuilderDriver:
             f"Image Builder build {current.arn} ended {current.status}; nothing was published"
         )
 
-    # ------------------------------------------------------------ publication
+    # ------------------------------------------------------------ what was built
 
-    def publish(
-        self, result: BuildResult, release: Any, ssm_prefix: str = "/bake/k8s"
-    ) -> list[dict[str, Any]]:
-        """Tag the AMIs this account owns and publish each region's AMI id to SSM, labelled.
+    def built_image(self, result: BuildResult, release: Any) -> BuiltImage:
+        """The ``bake.publish.BuiltImage`` of an AVAILABLE build (what ``publish`` takes).
 
         Args:
             result: an AVAILABLE ``BuildResult``.
             release: the ``bake.catalog.Release`` that was baked.
-            ssm_prefix: SSM hierarchy root.
 
         Returns:
-            one dict per region: ``region``, ``image_id``, ``ssm_parameter``,
-            ``parameter_version``, ``label``.
-
-        Raises:
-            AwsError: a call failed; parameters written by this call are restored first.
+            one ``BuiltAmi`` per AMI the build distributed (copies in target accounts carry
+            their account, which ``publish`` leaves alone); build id from the image ARN; the
+            ``bake:image-builder-arn`` tag; logs at the build's S3 log location.
         """
-        from bake.aws import ec2, ssm
-
-        name = ssm.parameter_name(ssm_prefix, release.minor, release.os, release.arch)
-        label = ssm.version_label(release.kubernetes_version)
-        build_id = result.arn.rsplit(":image/", 1)[-1]
-        account = _account_of(result.arn)
-        done: list[tuple[Any, ssm.ParameterVersion | None]] = []
-        published = []
-        try:
-            for ami in result.amis:
-                if ami.account_id and account and ami.account_id != account:
-                    continue  # copies in target accounts belong to them
-                clients = self._clients_for(ami.region)
-                ec2.create_tags(
-                    clients.client("ec2"),
-                    [ami.image_id],
-                    {
-                        **self.base_tags(release),
-                        "bake:build-id": build_id,
-                        "bake:image-builder-arn": result.arn,
-                    },
-                )
-                ssm_client = clients.client("ssm")
-                previous = ssm.get_parameter(ssm_client, name)
-                version = ssm.put_image_id(
-                    ssm_client,
-                    name,
-                    ami.image_id,
-                    description=f"bake: newest {release.os} {release.arch} image for "
-                    f"Kubernetes {release.minor}",
-                )
-                done.append((ssm_client, previous))
-                ssm.label_version(ssm_client, name, version, label)
-                published.append(
-                    {
-                        "region": ami.region,
-                        "image_id": ami.image_id,
-                        "ssm_parameter": name,
-                        "parameter_version": version,
-                        "label": label,
-                    }
-                )
-                self.progress(f"published {ami.image_id} at {name} ({label}) in {ami.region}")
-        except BaseException:
-            for client, previous in reversed(done):
-                try:
-                    ssm.restore(client, name, previous)
-                except BakeError:
-                    pass
-            raise
-        return published
-
-    def _clients_for(self, region: str) -> Any:
-        if not region or region == self.clients.region:
-            return self.clients
-        from bake.aws.session import AwsClients
-
-        return AwsClients(replace(self.clients.target, region=region))
-
+        return BuiltImage.of(
+            release,
+            result.arn.rsplit(":image/", 1)[-1],
+            amis=tuple(
+                BuiltAmi(region=a.region, image_id=a.image_id, account_id=a.account_id)
+                for a in result.amis
+            ),
+            account_id=_account_of(result.arn),
+            logs=log_location(self.options, result.status),
+            extra_tags={"bake:image-builder-arn": result.arn},
+        )
 
 def _component_arns(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k.split(":", 1)[1], v) for k, v in values.items() if k.startswith("component:")]
@@ -956,5 +865,7 @@ def bake_with_image_builder(
         driver.progress(f"not waiting; attach with: bake ami wait {arn}")
         return Outcome(arn, resources)
     result = wait_interactive(driver, arn, confirm or (lambda question: False))
-    publications = driver.publish(result, docs.release, ssm_prefix)
-    return Outcome(arn, resources, result, tuple(publications))
+    publications = publish(
+        driver.clients, driver.built_image(result, docs.release), ssm_prefix, driver.progress
+    )
+    return Outcome(arn, resources, result, tuple(p.to_json() for p in publications))

@@ -9,6 +9,8 @@ import click
 
 from bake.commands.common import (
     MirrorUrl,
+    arches_option,
+    artifacts_option,
     catalog_option,
     interrupt_confirmer,
     mirror_option,
@@ -34,7 +36,7 @@ def _progress(output: str):
     metavar="VERSION",
     help="Kubernetes version: 1.30 (newest known patch) or 1.30.4.",
 )
-@click.option("--arch", default="amd64", show_default=True, help="Target arch: amd64 or arm64.")
+@arches_option
 @click.option("--os", "os_name", default="debian-12", show_default=True, help="Image OS.")
 @click.option(
     "--local",
@@ -85,12 +87,7 @@ def _progress(output: str):
     multiple=True,
     help="AWS: share/copy the AMI to this account; repeatable.",
 )
-@click.option(
-    "--artifacts",
-    "artifacts_s3",
-    metavar="s3://BUCKET/PREFIX",
-    help="AWS: fetch artifacts from S3 (staged by `bake stage`).",
-)
+@artifacts_option("AWS: fetch artifacts from S3 (staged by `bake stage`).")
 @click.option(
     "--yes",
     is_flag=True,
@@ -107,7 +104,7 @@ def _progress(output: str):
 def ami(
     ctx: click.Context,
     k8s,
-    arch,
+    arches,
     os_name,
     local,
     mirror,
@@ -144,7 +141,7 @@ def ami(
 
     options = AmiOptions(
         k8s=k8s,
-        arch=arch,
+        arch=arches[0],
         os_name=os_name,
         catalogs=tuple(Path(c) for c in catalogs),
         mirror=mirror,
@@ -154,7 +151,6 @@ def ami(
         debian_mirror=debian_mirror,
     )
     progress = _progress(output)
-    arches = tuple(a.strip() for a in arch.split(",") if a.strip())
     if not local:
         _bake_aws(
             g,

@@ -18,12 +18,74 @@ catalog_option = click.option(
     "Env: BAKE_CATALOG (space-separated).",
 )
 
+class ArchList(click.ParamType):
+    """``--arch``: one arch, or with ``many`` a comma list (``amd64,arm64``), checked against
+    ``bake.catalog.ARCHES``; the one place an arch option is parsed.
+
+    Converts to the arch (``"amd64"``) or, with ``many``, a tuple without repeats.
+    Raises ``CatalogError`` (exit 2) naming an unknown arch, as resolving a release does.
+    """
+
+    name = "ARCH"
+
+    def __init__(self, many: bool = False) -> None:
+        self.many = many
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from bake.catalog import ARCHES
+        from bake.errors import CatalogError, UsageError
+
+        arches = tuple(dict.fromkeys(a.strip() for a in str(value).split(",") if a.strip()))
+        unknown = [a for a in arches if a not in ARCHES] or ([] if arches else [str(value)])
+        if unknown:
+            raise CatalogError(f"unknown arch {unknown[0]!r}; supported: {', '.join(ARCHES)}")
+        if not self.many:
+            if len(arches) != 1:
+                raise UsageError(f"--arch takes one arch here, not {value!r}")
+            return arches[0]
+        return arches
+
+
+class ArtifactsS3(click.ParamType):
+    """``--artifacts s3://bucket/prefix`` (staged by ``bake stage``), checked by
+    ``bake.aws.s3.check_prefix_url``; converts to the URL without a trailing ``/``."""
+
+    name = "s3://BUCKET/PREFIX"
+
+    def convert(self, value, param, ctx):
+        if value is None:
+            return None
+        from bake.aws.s3 import check_prefix_url
+
+        return check_prefix_url(str(value), "--artifacts")
+
+
 arch_option = click.option(
     "--arch",
+    type=ArchList(),
     default="amd64",
     show_default=True,
     help="Target architecture: amd64 or arm64.",
 )
+
+arches_option = click.option(
+    "--arch",
+    "arches",
+    type=ArchList(many=True),
+    default="amd64",
+    show_default=True,
+    help="Target architectures, comma-separated: amd64 or arm64 or amd64,arm64.",
+)
+
+
+def artifacts_option(help_text: str):
+    """``--artifacts`` (``artifacts_s3``): where ``bake stage`` staged the release in S3."""
+    return click.option(
+        "--artifacts", "artifacts_s3", type=ArtifactsS3(), metavar="s3://BUCKET/PREFIX",
+        help=help_text,
+    )
 
 k8s_option = click.option(
     "--k8s",

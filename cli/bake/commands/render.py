@@ -14,6 +14,7 @@ import click
 
 from bake.commands.common import (
     arch_option,
+    artifacts_option,
     catalog_option,
     k8s_option,
     mirror_option,
@@ -122,11 +123,8 @@ def render() -> None:
     help="documents: the Image Builder documents; cloudformation: also the Image Builder "
     "resources as a CloudFormation template. Repeatable.",
 )
-@click.option(
-    "--artifacts",
-    "artifacts_s3",
-    metavar="s3://BUCKET/PREFIX",
-    help="Fetch every artifact from S3 (staged by `bake stage`) with S3Download + SHA-256 check.",
+@artifacts_option(
+    "Fetch every artifact from S3 (staged by `bake stage`) with S3Download + SHA-256 check."
 )
 def ami(
     k8s: str,

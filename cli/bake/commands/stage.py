@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import MirrorUrl, catalog_option, k8s_option
+from bake.commands.common import MirrorUrl, arches_option, catalog_option, k8s_option
 
 
 @click.command()
 @k8s_option
-@click.option("--arch", default="amd64", show_default=True, help="Comma-separated: amd64,arm64.")
+@arches_option
 @click.option(
     "--mirror",
     required=True,
@@ -73,7 +73,7 @@ from bake.commands.common import MirrorUrl, catalog_option, k8s_option
 @catalog_option
 @click.pass_obj
 def stage(
-    g, k8s, arch, mirror, bucket, images_from, overlay_out, registry_auth, os_packages,
+    g, k8s, arches, mirror, bucket, images_from, overlay_out, registry_auth, os_packages,
     resolve_digests, kms_key_id, no_images, dry_run, output, catalogs,
 ) -> None:
     """Verify a release's artifacts (SHA-256) and upload them to S3 in the mirror layout.
@@ -91,7 +91,6 @@ def stage(
     """
     from bake.errors import UsageError
 
-    arches = tuple(a.strip() for a in arch.split(",") if a.strip())
     say = (lambda s: None) if output == "json" else lambda line: click.echo(line, err=True)
     written: dict[str, str] = {}  # overlays this run wrote: what -> path
     if images_from or os_packages:

@@ -15,7 +15,6 @@ none). Each step writes ``logs/<component>/<phase>/<NN>-<step>.log``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -23,15 +22,14 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bake.errors import ArtifactError, BuildError
+from bake.aws import s3
+from bake.errors import ArtifactError, AwsError, BuildError
 
 Progress = Callable[[str], None]
 
@@ -470,23 +468,17 @@ class LocalRunner:
             if dest.exists() and not item.get("overwrite", True):
                 raise StepFailure(f"{item.get('destination')} exists and overwrite is false")
             owner = item.get("expectedBucketOwner")
-            extra = {"ExpectedBucketOwner": str(owner)} if owner else {}
             out.write(f"s3download: {source} -> {item.get('destination')}\n")
             out.flush()
-            part = dest.with_name(f".{dest.name}.part")
-            digest = hashlib.sha256()
             try:
-                body = self.s3_client.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-                with open(part, "wb") as fh:
-                    while chunk := body.read(1024 * 1024):
-                        digest.update(chunk)
-                        fh.write(chunk)
-                os.replace(part, dest)
-            except Exception as exc:  # botocore ClientError/EndpointConnectionError, OSError
-                part.unlink(missing_ok=True)
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code") or exc
-                raise StepFailure(f"cannot fetch {source}: {code}", artifact=True) from exc
-            out.write(f"sha256: {digest.hexdigest()}\n")
+                sha256 = s3.download(self.s3_client, bucket, key, dest, str(owner or "") or None)
+            except AwsError as exc:
+                raise StepFailure(
+                    f"cannot fetch {source}: {exc.code or exc.format_message()}", artifact=True
+                ) from exc
+            except OSError as exc:
+                raise StepFailure(f"cannot fetch {source}: {exc}", artifact=True) from exc
+            out.write(f"sha256: {sha256}\n")
 
     def _do_CreateFile(self, inputs: Any, out, _timeout: int | None) -> None:  # noqa: N802
         for item in self._list(inputs):
@@ -562,47 +554,32 @@ def _nullcontext(value):
 
 
 def download(url: str, dest: Path, sha256: str | None, timeout_s: int | None = None) -> str:
-    """Download ``url`` to ``dest`` through ``dest``'s directory, verifying SHA-256 first.
+    """Download ``url`` to ``dest``, verifying SHA-256 first (``bake.fetch.fetch_verified``:
+    through a part file, renamed into place only when the digest matches).
 
-    The bytes go to ``.<name>.part`` next to ``dest`` and are renamed into place only when the
-    digest matches; on any failure the partial file is removed.
-
+    Args:
+        timeout_s: the step's timeout in seconds; the socket timeout is at most 60 s.
     Returns:
         the SHA-256 hex of the downloaded bytes.
     Raises:
-        StepFailure (``artifact=True``): unreachable URL, HTTP error, or checksum mismatch.
+        StepFailure (``artifact=True``): not http(s), unreachable URL, HTTP error, or checksum
+            mismatch.
     """
-    if not url.startswith(("http://", "https://")):
-        raise StepFailure(f"cannot download {url}: only http(s) URLs are supported locally",
-                          artifact=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.part")
-    digest = hashlib.sha256()
+    from bake.fetch import DigestMismatch, FetchFailed, fetch_verified
+
     try:
-        try:
-            with urllib.request.urlopen(url, timeout=min(timeout_s or 60, 60)) as resp, open(
-                part, "wb"
-            ) as f:
-                while chunk := resp.read(1 << 20):
-                    digest.update(chunk)
-                    f.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            if isinstance(exc, urllib.error.HTTPError):
-                reason = f"HTTP {exc.code}"
-            raise StepFailure(
-                f"cannot download {url}: {reason}; check the URL or pass --mirror URL pointing "
-                "at a mirror that has it",
-                artifact=True,
-            ) from None
-        actual = digest.hexdigest()
-        if sha256 and actual != str(sha256).lower():
-            raise StepFailure(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; the file "
-                "was not installed (tampered or wrong mirror?)",
-                artifact=True,
-            )
-        os.replace(part, dest)
-        return actual
-    finally:
-        part.unlink(missing_ok=True)
+        return fetch_verified(
+            url, dest, sha256, timeout_s=min(timeout_s or 60, 60), schemes=("http", "https")
+        )
+    except FetchFailed as exc:
+        raise StepFailure(
+            f"cannot download {url}: {exc.reason}; check the URL or pass --mirror URL pointing "
+            "at a mirror that has it",
+            artifact=True,
+        ) from None
+    except DigestMismatch as exc:
+        raise StepFailure(
+            f"checksum mismatch for {url}: expected sha256 {exc.expected}, got {exc.actual}; "
+            "the file was not installed (tampered or wrong mirror?)",
+            artifact=True,
+        ) from None

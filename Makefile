@@ -54,7 +54,7 @@ lint: venv ## ruff over the package and tests
 	$(BIN)/ruff check cli tests tools bench
 
 golden: venv ## Regenerate the golden files of rendered artifacts (review the diff!)
-	BAKE_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests -k golden
+	$(BIN)/python -m pytest -q tests -m golden --update-golden
 
 bench: deps ## Print local bake, CLI latency and cluster formation figures (bench/)
 	$(BIN)/python bench/bake_local.py

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]  # standin_mirror, standin_factory
+# standin_mirror, standin_factory, http_files; golden (and the golden marker)
+pytest_plugins = ["tests.support.fixtures", "tests.support.golden"]
 
 
 def free_port() -> int:

@@ -1,14 +1,12 @@
 """``bake.render_cfn``: the Image Builder resources as a CloudFormation template.
 
 Checked with cfn-lint (the real linter, with the CloudFormation resource specs), against a
-golden file (tests/imagebuilder/golden/; ``BAKE_UPDATE_GOLDEN=1`` / ``make golden`` rewrites
-it), and for byte-exact component documents.
+golden file (tests/imagebuilder/golden/; ``make golden`` rewrites it), and for byte-exact
+component documents.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,18 +55,5 @@ def test_components_are_the_rendered_documents_byte_for_byte(rendered):
     assert len(text.encode()) <= 51_200, "over the inline template limit: deploy from S3"
 
 
-def test_golden_cloudformation(rendered):
-    text = rendered[1]
-    if os.environ.get("BAKE_UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    expected = GOLDEN.read_text() if GOLDEN.exists() else ""
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(True), text.splitlines(True), str(GOLDEN), "rendered", n=2
-            )
-        )
-        pytest.fail(
-            "template differs from golden (BAKE_UPDATE_GOLDEN=1 to accept):\n" + diff[:20000]
-        )
+def test_golden_cloudformation(rendered, golden):
+    golden.check(GOLDEN.parent, {GOLDEN.name: rendered[1]})

@@ -3,7 +3,6 @@ issue 5 asks for, read from the parsed template the way a reviewer would check t
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
@@ -41,23 +40,9 @@ def resources(docs, kind=None):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_golden_cluster_artifacts(rendered, variant):
-    """Every rendered artifact matches tests/launch/golden/<variant>/ (BAKE_UPDATE_GOLDEN=1)."""
-    update = os.environ.get("BAKE_UPDATE_GOLDEN") == "1"
-    problems = []
-    for rel, text in rendered[variant].files().items():
-        path = GOLDEN / variant / rel
-        if update:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            continue
-        want = path.read_text() if path.exists() else ""
-        if want != text:
-            diff = difflib.unified_diff(
-                want.splitlines(True), text.splitlines(True), f"golden/{variant}/{rel}", "rendered"
-            )
-            problems.append("".join(diff))
-    assert not problems, "rendered artifacts differ (make golden):\n" + "\n".join(problems)
+def test_golden_cluster_artifacts(rendered, variant, golden):
+    """Every rendered artifact matches tests/launch/golden/<variant>/ (``make golden``)."""
+    golden.check(GOLDEN / variant, rendered[variant].files(), complete=True)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -1,13 +1,11 @@
 """kubeadm configuration rendering: v1beta3 for 1.30, v1beta4 for 1.31+, endpoint in certSANs.
 
-Golden files in tests/node/golden/ (regenerate with BAKE_UPDATE_GOLDEN=1, i.e. ``make golden``);
+Golden files in tests/node/golden/ (``tests.support.golden``; ``make golden`` regenerates them);
 a mismatch shows a unified diff.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 from pathlib import Path
 
 import jinja2
@@ -38,23 +36,9 @@ JOIN = {
 }
 
 
-def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("BAKE_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    expected = path.read_text()
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(True), text.splitlines(True), str(path), "rendered"
-            )
-        )
-        pytest.fail(f"rendered output differs from {path}:\n{diff}")
-
-
 @pytest.mark.parametrize("version", ["1.30.12", "1.31.4"])
 @pytest.mark.parametrize("kind", ["init", "join"])
-def test_golden_kubeadm_config(kind, version):
+def test_golden_kubeadm_config(kind, version, golden):
     values = INIT if kind == "init" else JOIN
     text, docs = render_config(kind, version, **COMMON, **values)
     api = "kubeadm.k8s.io/" + api_version(version)
@@ -66,7 +50,7 @@ def test_golden_kubeadm_config(kind, version):
         assert cluster["kubernetesVersion"] == "v" + version
     else:
         assert docs[0]["controlPlane"]["certificateKey"] == "ab" * 32
-    assert_golden(f"kubeadm-{kind}-{api_version(version)}.yaml", text)
+    golden.check(GOLDEN, {f"kubeadm-{kind}-{api_version(version)}.yaml": text})
 
 
 def test_worker_join_has_no_control_plane_section():

@@ -1,13 +1,11 @@
 """``bake render ami``: the files a user gets, golden copies of them, and the errors they see.
 
-Golden files live in tests/render/golden/ami-1.30.12-amd64/; ``BAKE_UPDATE_GOLDEN=1`` (``make
-golden``) rewrites them. A mismatch shows a unified diff.
+Golden files live in tests/render/golden/ami-1.30.12-amd64/; ``make golden`` rewrites them
+(``tests.support.golden``). A mismatch shows a unified diff.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 from pathlib import Path
 
 import pytest
@@ -28,28 +26,14 @@ EXPECTED = [
 ]
 
 
-def test_render_ami_golden(run_bake, tmp_path):
+def test_render_ami_golden(run_bake, tmp_path, golden):
     result = run_bake("render", "ami", "--k8s", "1.30.12", "--arch", "amd64", "-o", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [str(tmp_path / p) for p in EXPECTED]
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(EXPECTED)
-    if os.environ.get("BAKE_UPDATE_GOLDEN") == "1":
-        for rel in EXPECTED:
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_text((tmp_path / rel).read_text())
-    diffs = []
-    for rel in EXPECTED:
-        want = (GOLDEN / rel).read_text() if (GOLDEN / rel).exists() else ""
-        got = (tmp_path / rel).read_text()
-        if want != got:
-            diffs.extend(
-                difflib.unified_diff(
-                    want.splitlines(True), got.splitlines(True), f"golden/{rel}", f"rendered/{rel}"
-                )
-            )
-    assert not diffs, (
-        "rendered output differs from golden (BAKE_UPDATE_GOLDEN=1 to accept):\n" + "".join(diffs)
+    golden.check(
+        GOLDEN, {rel: (tmp_path / rel).read_text() for rel in EXPECTED}, complete=True
     )
 
 

@@ -302,7 +302,11 @@ def test_render_ami_with_artifacts_writes_the_offline_documents(
     )
     assert result.exit_code == 0, result.stderr
     release = resolve(load_catalog([images_overlay]), "1.30.12", "amd64")
-    want = render_image_documents(release, RenderOptions(artifacts_s3=BUCKET))
+    from bake.ami import agent_source_s3
+
+    want = render_image_documents(  # bake ami --artifacts bakes the node agent in as well
+        release, RenderOptions(artifacts_s3=BUCKET, agent=agent_source_s3(BUCKET))
+    )
     for doc in want.documents:  # byte for byte what `bake ami --artifacts` uploads
         assert (out / doc.path).read_text() == doc.text
 
@@ -313,3 +317,42 @@ def test_render_ami_with_artifacts_writes_the_offline_documents(
     assert refused.exit_code == 2
     assert refused.stderr.startswith(f"bake: error: --artifacts {BUCKET}: containerd, runc")
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "no").exists()
+
+
+def test_render_ami_with_artifacts_is_what_bake_ami_builds(run_bake, tmp_path):
+    """`bake render ami --artifacts` writes exactly the documents `bake ami --artifacts` hands to
+    Image Builder, the node agent's component included."""
+    from bake.ami import AmiOptions, agent_source_s3, render_for
+
+    result = run_bake(
+        "render", "ami", "--k8s", "1.30.12", "--artifacts", BUCKET, "-o", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.stderr
+    agent = agent_source_s3(BUCKET)
+    assert f"bake-node fetches the node agent from {agent.url}" in result.stderr
+    options = AmiOptions(k8s="1.30.12", artifacts_s3=BUCKET)
+    docs = render_for(resolve(load_catalog(), "1.30.12", "amd64"), options, agent)
+    assert "components/bake-node.yaml" in docs.files()
+    written = {
+        str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("*") if p.is_file()
+    }
+    assert written == docs.files()
+
+
+def test_golden_s3_rendering_with_the_node_agent(golden):
+    """The documents of a build without internet, node agent included, against
+    tests/render/golden/ami-1.30.12-amd64-s3/ (a fixed agent source, so the golden files follow
+    the templates, not every change of the agent's code)."""
+    from pathlib import Path
+
+    from bake.render import AgentSource
+
+    agent = AgentSource(
+        url=f"{BUCKET}/bake-node/bake-node-0.0.0.tar.gz", sha256="0" * 64, version="0.0.0"
+    )
+    docs = render_image_documents(
+        resolve(load_catalog(), "1.30.12", "amd64"),
+        RenderOptions(artifacts_s3=BUCKET, agent=agent),
+    )
+    directory = Path(__file__).parent / "golden" / "ami-1.30.12-amd64-s3"
+    golden.check(directory, docs.files(), complete=True)

@@ -36,7 +36,9 @@ class RenderAmiOptions:
         cloudformation: also write the Image Builder resources as a CloudFormation template
             (``cloudformation/imagebuilder.yaml``), for teams that deploy through stacks.
         artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``: render the S3Download
-            documents of a build without internet (``RenderOptions.artifacts_s3``).
+            documents of a build without internet (``RenderOptions.artifacts_s3``), with the
+            ``bake-node`` component fetching the node agent's bundle from there, exactly as
+            ``bake ami --artifacts`` renders them (``bake.ami.agent_source_s3``).
     """
 
     k8s: str
@@ -59,16 +61,19 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
         RenderError: a template failed.
         UsageError: a malformed ``artifacts_s3``, or one with an OS-package runtime.
     """
+    from bake.ami import agent_source_s3
     from bake.catalog import load_catalog, resolve
     from bake.render import RenderOptions, render_image_documents
 
     release = resolve(load_catalog(options.catalogs), options.k8s, options.arch)
+    agent = agent_source_s3(options.artifacts_s3) if options.artifacts_s3 else None
     docs = render_image_documents(
         release,
         RenderOptions(
             mirror=options.mirror,
             ssm_prefix=options.ssm_prefix,
             artifacts_s3=options.artifacts_s3,
+            agent=agent,
         ),
     )
     files = docs.files()
@@ -86,6 +91,11 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
             f"note: no image archive SHA-256 in the catalog for {len(missing)} of "
             f"{len(release.images)} images, so bake-images stages none of them; add an "
             "image_archives section with --catalog FILE and pass --mirror URL"
+        )
+    if agent is not None:
+        notes.append(
+            f"note: bake-node fetches the node agent from {agent.url} (sha256 {agent.sha256}); "
+            "`bake ami --artifacts` uploads it there before the build"
         )
     notes.append(
         f"rendered Kubernetes {release.kubernetes_version} ({release.arch}), "

@@ -13,6 +13,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -82,22 +83,41 @@ def fetch_verified(
     """
     if urlsplit(url).scheme not in schemes:
         raise FetchFailed(url, f"only {', '.join(schemes)} URLs are supported")
+
+    def verify(actual: str) -> None:
+        if sha256 and actual != sha256.lower():
+            raise DigestMismatch(url, sha256.lower(), actual)
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return write_verified(iter(lambda: response.read(CHUNK_BYTES), b""), dest, verify)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise FetchFailed(url, _reason(exc)) from exc
+
+
+def write_verified(
+    chunks: Iterable[bytes], dest: Path, verify: Callable[[str], None] | None = None
+) -> str:
+    """Write ``chunks`` to ``.<name>.part`` next to ``dest``, hashing them, and rename the part
+    file to ``dest`` only after ``verify(sha256 hex)`` returned; on any exception (from reading
+    ``chunks``, writing, or ``verify``) the part file is removed and the exception propagates.
+
+    Used by ``fetch_verified`` and ``bake.aws.s3.download``.
+
+    Returns:
+        the SHA-256 hex of the bytes now at ``dest``.
+    """
     part = dest.with_name(f".{dest.name}.part")
     digest = hashlib.sha256()
     try:
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with urllib.request.urlopen(url, timeout=timeout_s) as response, open(
-                part, "wb"
-            ) as out:
-                while chunk := response.read(CHUNK_BYTES):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise FetchFailed(url, _reason(exc)) from exc
+        with open(part, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
         actual = digest.hexdigest()
-        if sha256 and actual != sha256.lower():
-            raise DigestMismatch(url, sha256.lower(), actual)
+        if verify is not None:
+            verify(actual)
         os.replace(part, dest)
         return actual
     finally:

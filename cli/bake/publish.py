@@ -188,24 +188,25 @@ def publish(
         for ami in image.amis:
             if ami.account_id and image.account_id and ami.account_id != image.account_id:
                 continue  # copies in target accounts belong to them
-            regional = clients.in_region(ami.region) if ami.region else clients
+            regional = clients.in_region(ami.region)
             ec2_client, ssm_client = regional.client("ec2"), regional.client("ssm")
             region = ami.region or regional.region or ""
             registered = None
-            if ami.image_id is None:
+            if ami.image_id is None:  # a registered AMI is also named
+                tags = {"Name": image.ami_name, **image.tags}
                 image_id = registered = ec2.register_image(
                     ec2_client,
                     name=image.ami_name,
                     description=f"bake: Kubernetes {image.kubernetes_version} node image, "
                     f"{image.os} {image.arch}",
                     arch=image.arch,
-                    tags={"Name": image.ami_name, **image.tags},
+                    tags=tags,
                     snapshot_id=image.snapshot_id,
                     volume_size_gib=image.volume_size_gib,
                 )
             else:
-                image_id = ami.image_id
-                ec2.create_tags(ec2_client, [image_id], image.tags)
+                image_id, tags = ami.image_id, image.tags
+                ec2.create_tags(ec2_client, [image_id], tags)
             previous = ssm.get_parameter(ssm_client, name)
             version = ssm.put_image_id(
                 ssm_client,
@@ -219,7 +220,7 @@ def publish(
                 ssm_parameter=name,
                 parameter_version=version,
                 label=label,
-                tags={"Name": image.ami_name, **image.tags} if registered else image.tags,
+                tags=tags,
                 previous_image_id=previous.value if previous else None,
                 region=region,
                 registered=bool(registered),
@@ -253,9 +254,7 @@ def unpublish(clients: Any, publications: tuple[Publication, ...]) -> None:
         AwsError: an EC2 or SSM call failed (one line naming the action).
     """
     for publication in publications:
-        regional = clients
-        if publication.region and publication.region != clients.region:
-            regional = clients.in_region(publication.region)
+        regional = clients.in_region(publication.region)
         previous = None
         if publication.previous_image_id:
             previous = ssm.ParameterVersion(

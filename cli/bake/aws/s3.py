@@ -116,27 +116,16 @@ def download(
             e.g. ``NoSuchKey``); no partial file is left.
         OSError: ``dest`` cannot be written.
     """
-    import hashlib
-
     from botocore import exceptions as bce
 
+    from bake.fetch import write_verified
+
     extra = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
-    part = dest.with_name(f".{dest.name}.part")
-    digest = hashlib.sha256()
+    body = call("s3:GetObject", client.get_object, Bucket=bucket, Key=key, **extra)["Body"]
     try:
-        body = call("s3:GetObject", client.get_object, Bucket=bucket, Key=key, **extra)["Body"]
-        with open(part, "wb") as fh:
-            try:
-                while chunk := body.read(1024 * 1024):
-                    digest.update(chunk)
-                    fh.write(chunk)
-            except (bce.BotoCoreError, ConnectionError) as exc:
-                raise AwsError(f"s3:GetObject: s3://{bucket}/{key} broke off: {exc}") from exc
-        part.replace(dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return digest.hexdigest()
+        return write_verified(iter(lambda: body.read(1024 * 1024), b""), dest)
+    except (bce.BotoCoreError, ConnectionError) as exc:
+        raise AwsError(f"s3:GetObject: s3://{bucket}/{key} broke off: {exc}") from exc
 
 
 def delete_object(client: Any, bucket: str, key: str) -> None:

@@ -95,13 +95,20 @@ class EtcdCtl:
 
     def healthy(self, member: Member) -> bool:
         """True when the member answers ``endpoint health`` on one of its client URLs."""
+        return not self.unhealthy_because(member)
+
+    def unhealthy_because(self, member: Member) -> str:
+        """Why ``member`` is not healthy ('' when it answers ``endpoint health`` on one of its
+        client URLs): "never started", etcdctl's last error line, or the timeout."""
         if not member.started:
-            return False
+            return "never started"
         try:
             self._run("endpoint", "health", endpoints=list(member.client_urls))
-            return True
-        except (NodeError, subprocess.TimeoutExpired):
-            return False
+            return ""
+        except NodeError as exc:
+            return str(exc)[:200]
+        except subprocess.TimeoutExpired:
+            return f"endpoint health did not answer in {self.timeout + 5:.0f} s"
 
     def remove(self, member_id: str) -> None:
         """``member remove <hex id>``."""
@@ -193,7 +200,9 @@ class EtcdMembers:
         members = etcd.members()
         registry = self.registry()
         gone = self.gone_instances(sorted({r["instance_id"] for r in registry.values()}))
-        healthy = {m.id for m in members if etcd.healthy(m)}
+        sick = {m.id: etcd.unhealthy_because(m) for m in members}
+        healthy = {i for i, why in sick.items() if not why}
+        named = {m.id: m.name or m.id for m in members}
         voters = [m for m in members if not m.is_learner]
         candidates: list[tuple[Member, str]] = []
         for m in members:
@@ -215,7 +224,9 @@ class EtcdMembers:
             if len(healthy & remaining) < now_quorum:
                 result.refused[m.id] = (
                     f"{why}, but only {len(healthy & remaining)} of {len(remaining)} voting "
-                    f"members are healthy (quorum {now_quorum})"
+                    f"members are healthy (quorum {now_quorum}; not healthy: "
+                    + "; ".join(f"{named[i]}: {sick[i]}" for i in sorted(remaining - healthy))
+                    + ")"
                 )
             elif len(healthy & after) < len(after) // 2 + 1:
                 result.refused[m.id] = (

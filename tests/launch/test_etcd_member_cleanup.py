@@ -94,28 +94,36 @@ def group(asg, healthy_peers=(PEER, OTHER)):
     )
 
 
-def ssm_run(ssm, command_id, status="Success", stdout="", expect=None, instance=PEER):
+def ssm_run(ssm, command_id, status="Success", stdout="", expect=None, instance=PEER,
+            instances=None):
+    """One Run Command: sent to ``instances`` (default ``[instance]``), then one invocation
+    read per instance in order: ``status`` for ``instance``, the others still in progress
+    before it, or failed when ``status`` is a list of (instance, status) pairs."""
+    targets = instances or [instance]
     ssm.add_response(
         "send_command",
         {"Command": {"CommandId": command_id}},
         {
-            "InstanceIds": [instance],
+            "InstanceIds": targets,
             "DocumentName": "AWS-RunShellScript",
             "Parameters": {"commands": expect or ANY},
             "TimeoutSeconds": 60,
         },
     )
-    ssm.add_response(
-        "get_command_invocation",
-        {
-            "CommandId": command_id,
-            "InstanceId": instance,
-            "Status": status,
-            "StandardOutputContent": stdout,
-            "StandardErrorContent": "etcdserver: unhealthy cluster" if status != "Success" else "",
-        },
-        {"CommandId": command_id, "InstanceId": instance},
-    )
+    answers = status if isinstance(status, list) else [(instance, status)]
+    for target, state in answers:
+        ssm.add_response(
+            "get_command_invocation",
+            {
+                "CommandId": command_id,
+                "InstanceId": target,
+                "Status": state,
+                "StandardOutputContent": stdout if state == "Success" else "",
+                "StandardErrorContent": "etcdserver: unhealthy cluster"
+                if state != "Success" else "",
+            },
+            {"CommandId": command_id, "InstanceId": target},
+        )
 
 
 def etcd_state(members=(TARGET, PEER, OTHER), healthy=(TARGET, PEER, OTHER)):
@@ -154,7 +162,7 @@ def test_member_found_and_removed(aws):
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
-    ssm_run(ssm, C1, stdout=etcd_state())
+    ssm_run(ssm, C1, stdout=etcd_state(), instances=[PEER, OTHER])
     ssm_run(ssm, C2, expect=[cleanup.ETCDCTL + f"member remove {IDS[TARGET]:x}"])
     completes(asg)
     assert cleanup.handler(event(), Context(), clients) == {"instance": TARGET, "result": "removed"}
@@ -172,7 +180,7 @@ def test_quorum_would_be_lost_so_member_is_kept(aws):
     instance_exists(ec2)
     group(asg)
     # the two other members are unhealthy: removing one more would leave no majority
-    ssm_run(ssm, C1, stdout=etcd_state(healthy=(TARGET, PEER)))
+    ssm_run(ssm, C1, stdout=etcd_state(healthy=(TARGET, PEER)), instances=[PEER, OTHER])
     completes(asg)
     assert cleanup.handler(event(), Context(), clients)["result"] == "quorum-would-be-lost"
 
@@ -181,24 +189,24 @@ def test_ssm_command_failure_on_every_peer_still_completes_the_lifecycle_action(
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
-    ssm_run(ssm, C1, status="Failed")
-    ssm_run(ssm, C2, status="Failed", instance=OTHER)
+    ssm_run(ssm, C1, status=[(PEER, "Failed"), (OTHER, "Failed")], instances=[PEER, OTHER])
     completes(asg)
     result = cleanup.handler(event(), Context(), clients)["result"]
-    assert result.startswith("no-peer-answered (SSM command " + C2 + " Failed")
+    assert result.startswith("no-peer-answered (SSM command " + C1 + " failed")
+    assert PEER in result and OTHER in result
     assert "unhealthy cluster" in result
 
 
 def test_a_peer_that_does_not_answer_is_skipped(aws):
     """A control plane can be down while its group still reports it Healthy (EC2 status checks
-    take minutes): its Run Command fails, the next peer lists and removes the member."""
+    take minutes): every peer gets the command at once, so the hung one costs no time; the one
+    that answers lists and removes the member."""
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
-    ssm_run(ssm, C1, status="Failed")
-    ssm_run(ssm, C2, stdout=etcd_state(healthy=(TARGET, OTHER, PEER)), instance=OTHER)
-    ssm_run(ssm, "33333333-3333-4333-8333-333333333333", instance=OTHER,
-            expect=[cleanup.ETCDCTL + f"member remove {IDS[TARGET]:x}"])
+    ssm_run(ssm, C1, status=[(PEER, "InProgress"), (OTHER, "Success")],
+            stdout=etcd_state(healthy=(TARGET, OTHER, PEER)), instances=[PEER, OTHER])
+    ssm_run(ssm, C2, instance=OTHER, expect=[cleanup.ETCDCTL + f"member remove {IDS[TARGET]:x}"])
     completes(asg)
     assert cleanup.handler(event(), Context(), clients)["result"] == "removed"
 
@@ -207,7 +215,8 @@ def test_duplicate_event_is_a_no_op(aws):
     clients, (ec2, asg, ssm) = aws
     instance_exists(ec2)
     group(asg)
-    ssm_run(ssm, C1, stdout=etcd_state(members=(PEER, OTHER), healthy=(PEER, OTHER)))
+    ssm_run(ssm, C1, stdout=etcd_state(members=(PEER, OTHER), healthy=(PEER, OTHER)),
+            instances=[PEER, OTHER])
     completes(asg, error="No active Lifecycle Action found with instance ID " + TARGET)
     assert cleanup.handler(event(), Context(), clients)["result"] == "already-removed"
 
@@ -226,18 +235,19 @@ def test_wait_is_bounded(aws, monkeypatch):
     group(asg)
     clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(cleanup.time, "time", lambda: next(clock))
-    # 10 s per clock read; each peer gets PEER_SECONDS (30 s): two polls each, then the next
-    for peer, command in ((PEER, C1), (OTHER, C2)):
-        ssm.add_response("send_command", {"Command": {"CommandId": command}}, None)
-        for _ in range(2):
+    # 10 s per clock read: the deadline is read at 0 s (+ WAIT_SECONDS, 120 s), then one read per
+    # round (10 s .. 110 s): 11 rounds polling both peers, then the action is completed anyway
+    ssm.add_response("send_command", {"Command": {"CommandId": C1}}, None)
+    for _ in range(cleanup.WAIT_SECONDS // 10 - 1):
+        for peer in (PEER, OTHER):
             ssm.add_response(
                 "get_command_invocation",
-                {"CommandId": command, "InstanceId": peer, "Status": "InProgress"},
-                None,
+                {"CommandId": C1, "InstanceId": peer, "Status": "InProgress"},
+                {"CommandId": C1, "InstanceId": peer},
             )
     completes(asg)
     result = cleanup.handler(event(), Context(), clients)["result"]
-    assert result == f"no-peer-answered (SSM command {C2} timed out)"
+    assert result == f"no-peer-answered (SSM command {C1} timed out)"
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,15 @@
 
 Triggered by EventBridge on ``EC2 Instance-terminate Lifecycle Action`` of the control-plane Auto
 Scaling group (event shape: EC2 Auto Scaling user guide, "Amazon EventBridge events for EC2 Auto
-Scaling"). Steps: look up the instance's private IP (gone: nothing to remove); pick another
-InService control plane; over SSM Run Command (``AWS-RunShellScript``) list etcd members and
-health through ``etcdctl`` in the kubeadm etcd static pod; remove the member whose peer URL is
-the instance's IP unless the remaining members would lack quorum (etcd FAQ: a cluster of n
-members needs floor(n/2)+1 healthy). Every path ends in ``complete_lifecycle_action`` (CONTINUE)
-in a ``finally``, after at most ``WAIT_SECONDS`` of polling; a duplicate event finds no member
-and no active lifecycle action, both of which count as done. Shipped inline (CloudFormation
-``ZipFile``, 4096-char limit) after ``compact_source`` strips docstrings and comments.
+Scaling"). Steps: look up the instance's private IP (gone: nothing to remove); over one SSM Run
+Command (``AWS-RunShellScript``) sent to every other InService control plane at once (the first to
+succeed answers) list etcd members and health through ``etcdctl`` in the kubeadm etcd static pod;
+remove the member whose peer URL is the instance's IP unless the remaining members would lack quorum
+(etcd FAQ: a cluster of n members needs floor(n/2)+1 healthy). Every path ends in
+``complete_lifecycle_action`` (CONTINUE) in a ``finally``, after at most ``WAIT_SECONDS`` of
+polling; a duplicate event finds no member and no active lifecycle action, both of which count as
+done. Shipped inline (CloudFormation ``ZipFile``, 4096-char limit) after ``compact_source`` strips
+docstrings and comments.
 """
 
 import json
@@ -19,7 +20,6 @@ import time
 import boto3
 
 WAIT_SECONDS = 120
-PEER_SECONDS = 30  # per peer asked for the member list
 ETCDCTL = (
     "set -e; c=$(crictl ps --name etcd -q | head -n1); "
     "crictl exec $c etcdctl --endpoints=https://127.0.0.1:2379 "
@@ -44,31 +44,39 @@ def quorum_safe(members, healthy_ids, target_id):
     return len(rest) >= 1 and len(healthy) >= len(rest) // 2 + 1
 
 
-def run(ssm, instance_id, script, deadline):
-    """Run a shell script on an instance with SSM and wait until ``deadline`` (epoch seconds).
+def run(ssm, instance_ids, script, deadline):
+    """Run a shell script on instances with one SSM Run Command; wait until ``deadline``.
 
+    Every instance gets the command at once (SendCommand takes up to 50 InstanceIds), so a
+    peer that is down while its group still counts it healthy costs no time of its own.
+
+    Args:
+        ssm: the SSM client; instance_ids: instance ids; script: ``AWS-RunShellScript`` text;
+        deadline: epoch seconds.
     Returns:
-        the command's stdout. Raises RuntimeError when it fails or times out.
+        ``(instance id, stdout)`` of the first invocation that succeeded.
+    Raises:
+        RuntimeError: every invocation failed, or none succeeded before ``deadline``.
     """
     cmd = ssm.send_command(
-        InstanceIds=[instance_id],
+        InstanceIds=instance_ids,
         DocumentName="AWS-RunShellScript",
         Parameters={"commands": [script]},
         TimeoutSeconds=60,
     )["Command"]["CommandId"]
-    while time.time() < deadline:
+    failed = {}
+    while time.time() < deadline and len(failed) < len(instance_ids):
         time.sleep(2)
-        try:
-            inv = ssm.get_command_invocation(CommandId=cmd, InstanceId=instance_id)
-        except ssm.exceptions.InvocationDoesNotExist:
-            continue
-        if inv["Status"] == "Success":
-            return inv["StandardOutputContent"]
-        if inv["Status"] not in ("Pending", "InProgress", "Delayed"):
-            raise RuntimeError(
-                f"SSM command {cmd} {inv['Status']}: {inv.get('StandardErrorContent', '')[:300]}"
-            )
-    raise RuntimeError(f"SSM command {cmd} timed out")
+        for i in [i for i in instance_ids if i not in failed]:
+            try:
+                inv = ssm.get_command_invocation(CommandId=cmd, InstanceId=i)
+            except ssm.exceptions.InvocationDoesNotExist:
+                continue
+            if inv["Status"] == "Success":
+                return i, inv["StandardOutputContent"]
+            if inv["Status"] not in ("Pending", "InProgress", "Delayed"):
+                failed[i] = f"{inv['Status']}: {inv.get('StandardErrorContent', '')[:200]}"
+    raise RuntimeError(f"SSM command {cmd} " + (f"failed {failed}" if failed else "timed out"))
 
 
 def remove_member(ec2, asg, ssm, detail, deadline):
@@ -93,21 +101,16 @@ def remove_member(ec2, asg, ssm, detail, deadline):
     ]
     if not peers:
         return "no-healthy-peer"
-    # a peer can be down while its group still counts it healthy: try the next one
-    for peer in peers:
-        try:
-            out = run(
-                ssm,
-                peer,
-                ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w "
-                "json || true",
-                min(deadline, time.time() + PEER_SECONDS),
-            )
-            break
-        except RuntimeError as exc:
-            failed = exc
-    else:
-        return f"no-peer-answered ({failed})"
+    try:
+        peer, out = run(
+            ssm,
+            peers,
+            ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w "
+            "json || true",
+            deadline,
+        )
+    except RuntimeError as exc:
+        return f"no-peer-answered ({exc})"
     docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in "[{"]
     members = docs[0]["members"] if docs else []
     health = docs[1] if len(docs) > 1 else []
@@ -122,7 +125,7 @@ def remove_member(ec2, asg, ssm, detail, deadline):
     }
     if not quorum_safe(list(urls), healthy, found[0]):
         return "quorum-would-be-lost"
-    run(ssm, peer, ETCDCTL + f"member remove {found[0]:x}", deadline)
+    run(ssm, [peer], ETCDCTL + f"member remove {found[0]:x}", deadline)
     return "removed"
 
 

@@ -203,8 +203,9 @@ class _Drill:
         reported failure (``node#<id>``: ``failed_phase``, ``error``), else whether its VM runs
         and the last agent line on its console (the journal is forwarded there)."""
         if report and report.get("status") == "failed":
-            return (f"agent failed in {report.get('failed_phase', '?')}: "
-                    f"{str(report.get('error', ''))[:300]}")
+            age = time.time() - float(report.get("updated", time.time()))
+            return (f"agent failed in {report.get('failed_phase', '?')}, reported {age:.0f} s "
+                    f"ago: {str(report.get('error', ''))[:700]}")
         node = next((n for n in self.nodes() if n["instance_id"] == instance_id), None)
         if node is None:
             return "no VM recorded for it"
@@ -431,6 +432,22 @@ def _freeze(node: dict, on: bool) -> None:
     _signal_vm(node, signal.SIGSTOP if on else signal.SIGCONT)
 
 
+def _clock(node: dict) -> str:
+    """``node``'s wall clock against this host's, read through its guest agent: "<offset> s
+    (<clocksource>)", or why it could not be read. A VM whose clock fell behind while paused
+    rejects certificates made after the pause as not yet valid (see ``vm.KERNEL_ARGS``)."""
+    script = "date +%s.%N; cat /sys/devices/system/clocksource/clocksource0/current_clocksource"
+    try:
+        before = time.time()
+        out = GuestAgent(vm.VmFiles(Path(node["dir"])).guest_agent, timeout_s=10).run(
+            script, 30).stdout.split()
+        after = time.time()
+        offset = float(out[0]) - (before + after) / 2
+    except (GuestAgentError, ValueError, IndexError) as exc:
+        return f"unread ({exc})"
+    return f"{offset:+.1f} s against this host ({out[1] if len(out) > 1 else '?'})"
+
+
 def drill_quorum_guard(d: _Drill) -> None:
     """One control plane frozen, a second one's removal refused; the cluster heals after."""
     before = d.snapshot()
@@ -465,6 +482,7 @@ def drill_quorum_guard(d: _Drill) -> None:
         d.did(f"control plane {down['instance_id']} resumed")
         _freeze(down, False)
     resumed = time.time()
+    d.did(f"clock of {down['instance_id']} after the pause: {_clock(down)}")
     problems = d.wait_healthy()
     if d.check(not problems, "replacement joined (its agent removed the gone member); etcd "
                f"back to {d.spec.control_plane.desired} healthy members",

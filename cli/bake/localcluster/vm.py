@@ -35,9 +35,14 @@ QEMU = "qemu-system-x86_64"
 # Local VMs only (the AMI boots with its own bootloader's command line): the modules
 # blacklisted probe hardware a TCG guest lacks (a floppy probe cost 13 s), and the CPU
 # vulnerability mitigations (page-table isolation flushes the emulated TLB on every syscall)
-# protect nothing between VMs that share one emulator on one host.
+# protect nothing between VMs that share one emulator on one host. ``tsc=reliable``: a TCG
+# guest's TSC follows the host's clock (one vCPU, so no cross-CPU drift), but on a loaded host
+# the kernel's clocksource watchdog can judge it unstable and fall back to the HPET, whose
+# 32-bit counter (100 MHz) wraps in 42.9 s: a paused VM then resumes with its clock behind by
+# the whole pause (seen: 89 s behind after a 90 s SIGSTOP with clocksource=hpet; 0 s with the
+# TSC), and certificates made after the pause are "not yet valid" to it.
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 systemd.journald.forward_to_console=1 "
-               "systemd.show_status=1 mitigations=off "
+               "systemd.show_status=1 mitigations=off tsc=reliable "
                "modprobe.blacklist=floppy,parport_pc,pcspkr,kvm_intel,kvm_amd")
 EXTRA_DISK_GIB = 4
 

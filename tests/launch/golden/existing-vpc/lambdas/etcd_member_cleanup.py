@@ -3,7 +3,6 @@ import os
 import time
 import boto3
 WAIT_SECONDS = 120
-PEER_SECONDS = 30
 ETCDCTL = 'set -e; c=$(crictl ps --name etcd -q | head -n1); crictl exec $c etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key '
 
 def quorum_safe(members, healthy_ids, target_id):
@@ -11,19 +10,21 @@ def quorum_safe(members, healthy_ids, target_id):
  healthy = [m for m in rest if m in healthy_ids]
  return len(rest) >= 1 and len(healthy) >= len(rest) // 2 + 1
 
-def run(ssm, instance_id, script, deadline):
- cmd = ssm.send_command(InstanceIds=[instance_id], DocumentName='AWS-RunShellScript', Parameters={'commands': [script]}, TimeoutSeconds=60)['Command']['CommandId']
- while time.time() < deadline:
+def run(ssm, instance_ids, script, deadline):
+ cmd = ssm.send_command(InstanceIds=instance_ids, DocumentName='AWS-RunShellScript', Parameters={'commands': [script]}, TimeoutSeconds=60)['Command']['CommandId']
+ failed = {}
+ while time.time() < deadline and len(failed) < len(instance_ids):
   time.sleep(2)
-  try:
-   inv = ssm.get_command_invocation(CommandId=cmd, InstanceId=instance_id)
-  except ssm.exceptions.InvocationDoesNotExist:
-   continue
-  if inv['Status'] == 'Success':
-   return inv['StandardOutputContent']
-  if inv['Status'] not in ('Pending', 'InProgress', 'Delayed'):
-   raise RuntimeError(f"SSM command {cmd} {inv['Status']}: {inv.get('StandardErrorContent', '')[:300]}")
- raise RuntimeError(f'SSM command {cmd} timed out')
+  for i in [i for i in instance_ids if i not in failed]:
+   try:
+    inv = ssm.get_command_invocation(CommandId=cmd, InstanceId=i)
+   except ssm.exceptions.InvocationDoesNotExist:
+    continue
+   if inv['Status'] == 'Success':
+    return (i, inv['StandardOutputContent'])
+   if inv['Status'] not in ('Pending', 'InProgress', 'Delayed'):
+    failed[i] = f"{inv['Status']}: {inv.get('StandardErrorContent', '')[:200]}"
+ raise RuntimeError(f'SSM command {cmd} ' + (f'failed {failed}' if failed else 'timed out'))
 
 def remove_member(ec2, asg, ssm, detail, deadline):
  target = detail['EC2InstanceId']
@@ -35,14 +36,10 @@ def remove_member(ec2, asg, ssm, detail, deadline):
  peers = [i['InstanceId'] for g in group['AutoScalingGroups'] for i in g['Instances'] if i['InstanceId'] != target and i['LifecycleState'] == 'InService' and (i['HealthStatus'] == 'Healthy')]
  if not peers:
   return 'no-healthy-peer'
- for peer in peers:
-  try:
-   out = run(ssm, peer, ETCDCTL + 'member list -w json; ' + ETCDCTL + 'endpoint health --cluster -w json || true', min(deadline, time.time() + PEER_SECONDS))
-   break
-  except RuntimeError as exc:
-   failed = exc
- else:
-  return f'no-peer-answered ({failed})'
+ try:
+  peer, out = run(ssm, peers, ETCDCTL + 'member list -w json; ' + ETCDCTL + 'endpoint health --cluster -w json || true', deadline)
+ except RuntimeError as exc:
+  return f'no-peer-answered ({exc})'
  docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in '[{']
  members = docs[0]['members'] if docs else []
  health = docs[1] if len(docs) > 1 else []
@@ -53,7 +50,7 @@ def remove_member(ec2, asg, ssm, detail, deadline):
  healthy = {m for m, u in urls.items() if any((h.get('health') and h.get('endpoint') in u for h in health))}
  if not quorum_safe(list(urls), healthy, found[0]):
   return 'quorum-would-be-lost'
- run(ssm, peer, ETCDCTL + f'member remove {found[0]:x}', deadline)
+ run(ssm, [peer], ETCDCTL + f'member remove {found[0]:x}', deadline)
  return 'removed'
 
 def handler(event, context, clients=None):

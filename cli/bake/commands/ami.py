@@ -14,6 +14,7 @@ from bake.commands.common import (
     catalog_option,
     interrupt_confirmer,
     mirror_option,
+    output_option,
     ssm_prefix_option,
 )
 from bake.context import GlobalOptions
@@ -99,7 +100,7 @@ def _progress(output: str):
     help="AWS: print the build ARN and return (attach with `bake ami wait ARN`).",
 )
 @catalog_option
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @click.pass_context
 def ami(
     ctx: click.Context,

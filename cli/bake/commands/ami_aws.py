@@ -11,7 +11,7 @@ import json
 
 import click
 
-from bake.commands.common import interrupt_confirmer
+from bake.commands.common import interrupt_confirmer, output_option
 
 _log_options = [
     click.option(
@@ -68,7 +68,7 @@ def _check_arn(arn: str) -> None:
 
 @click.command("status")
 @click.argument("arn")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @_with_log_options
 @click.pass_obj
 def status(g, arn: str, output: str, log_bucket: str | None, log_prefix: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import catalog_option
+from bake.commands.common import catalog_option, output_option
 
 
 @click.group()
@@ -17,7 +17,7 @@ def catalog() -> None:
 
 @catalog.command("list")
 @catalog_option
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option
 def list_cmd(catalogs: tuple[Path, ...], output: str) -> None:
     """List Kubernetes minors, their newest patch, arches and paired versions."""
     from bake.catalog import list_releases, load_catalog

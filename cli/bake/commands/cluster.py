@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import catalog_option, confirmer
+from bake.commands.common import catalog_option, confirmer, output_option
 from bake.localcluster import DRILLS
 
 file_option = click.option(
@@ -237,7 +237,7 @@ def destroy(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None
 @click.command()
 @file_option
 @click.option("--local", is_flag=True, help="The local VM cluster (embedded AWS).")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @click.pass_obj
 def status(g, cluster_file: Path, local: bool, output: str) -> None:
     """Show the cluster's nodes, etcd members, join material and anything stuck."""
@@ -302,7 +302,7 @@ def logs(g, cluster_file: Path, local: bool, lines: int | None, node: str) -> No
 @click.option("--local", is_flag=True, help="Required: drills run on the local VM cluster.")
 @click.option("--join-timeout", default=1500, show_default=True, type=int,
               help="Seconds to wait for a replacement node to join.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @click.option("--yes", is_flag=True, help="leader-dies-mid-init: apply the new cluster's change "
               "set without asking.")
 @click.argument("name", metavar="NAME", type=click.Choice(DRILLS))

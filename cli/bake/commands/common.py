@@ -100,8 +100,29 @@ output_option = click.option(
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Output format.",
+    help="Output format (text: lines or a table for people; json: one document for scripts).",
 )
+
+
+def out_dir_option(help: str, *aliases: str):  # noqa: A002 (click's own keyword)
+    """``-o/--output-dir DIR`` (``out_dir``, required): where a command writes files. ``-o``
+    is always a directory in bake, and ``--output`` always the text|json format.
+
+    Args:
+        help: what is written there.
+        aliases: older long names still accepted (e.g. ``--out``).
+    Returns:
+        the click decorator.
+    """
+    return click.option(
+        "-o",
+        "--output-dir",
+        *aliases,
+        "out_dir",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help,
+    )
 
 class MirrorUrl(click.ParamType):
     """A mirror base URL (http, https or file), checked by ``bake.catalog.parse_mirror``."""

@@ -9,6 +9,8 @@ import json
 
 import click
 
+from bake.commands.common import output_option
+
 
 @click.group()
 def images() -> None:
@@ -16,7 +18,7 @@ def images() -> None:
 
 
 @images.command("list")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@output_option
 @click.option(
     "--local",
     is_flag=True,

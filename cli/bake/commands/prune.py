@@ -9,6 +9,8 @@ import json
 
 import click
 
+from bake.commands.common import output_option
+
 
 @click.command()
 @click.option(
@@ -26,7 +28,7 @@ import click
     metavar="PREFIX",
     help="Images published under this SSM hierarchy are never removed.",
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @click.pass_obj
 def prune(g, keep: int, dry_run: bool, ssm_prefix: str, output: str) -> None:
     """Deregister older bake AMIs and delete their snapshots (never one SSM points to)."""

@@ -18,6 +18,7 @@ from bake.commands.common import (
     catalog_option,
     k8s_option,
     mirror_option,
+    out_dir_option,
     ssm_prefix_option,
 )
 
@@ -115,14 +116,7 @@ def render() -> None:
 @mirror_option
 @ssm_prefix_option
 @catalog_option
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write components/ and image-recipes/ into.",
-)
+@out_dir_option("Directory to write components/ and image-recipes/ into.", "--out")
 @click.option(
     "--format",
     "formats",

@@ -10,19 +10,12 @@ from pathlib import Path
 import click
 
 from bake.commands.cluster import file_option
-from bake.commands.common import catalog_option
+from bake.commands.common import catalog_option, out_dir_option
 
 
 @click.command("cluster")
 @file_option
-@click.option(
-    "-o",
-    "--output-dir",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write into.",
-)
+@out_dir_option("Directory to write cloudformation/ and userdata/ into.")
 @catalog_option
 def cluster(cluster_file: Path, out_dir: Path, catalogs: tuple[Path, ...]) -> None:
     """Render the cluster's CloudFormation template and cloud-init user-data into a directory."""

@@ -9,6 +9,8 @@ import json
 
 import click
 
+from bake.commands.common import output_option
+
 
 @click.group()
 def sandbox() -> None:
@@ -58,7 +60,7 @@ def stop_cmd(g) -> None:
 
 
 @sandbox.command("status")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @click.pass_obj
 def status_cmd(g, output: str) -> None:
     """Say whether the embedded AWS is running, with its endpoint and pid.

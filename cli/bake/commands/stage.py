@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import MirrorUrl, arches_option, catalog_option, k8s_option
+from bake.commands.common import (
+    MirrorUrl,
+    arches_option,
+    catalog_option,
+    k8s_option,
+    output_option,
+)
 
 
 @click.command()
@@ -69,7 +75,7 @@ from bake.commands.common import MirrorUrl, arches_option, catalog_option, k8s_o
 @click.option(
     "--dry-run", is_flag=True, help="Verify the files and list the uploads; upload nothing."
 )
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option
 @catalog_option
 @click.pass_obj
 def stage(

@@ -161,8 +161,9 @@ class Artifact:
 
 
 @dataclass(frozen=True)
-class Image:
-    """One container image of the kubeadm image set.
+class ContainerImage:
+    """One container image of the kubeadm image set (a machine image is an AMI or a
+    ``bake.builders.local.LocalImage``; this is what runs in containerd).
 
     Attributes:
         name: short name, e.g. ``kube-apiserver``.
@@ -222,7 +223,7 @@ class Release:
     arch: str
     os: str
     artifacts: tuple[Artifact, ...]
-    images: tuple[Image, ...]
+    images: tuple[ContainerImage, ...]
     catalog_sources: tuple[str, ...] = field(default=())
     os_packages: tuple[OsPackage, ...] = field(default=())
 
@@ -233,7 +234,7 @@ class Release:
                 return a
         raise KeyError(name)
 
-    def image(self, name: str) -> Image:
+    def image(self, name: str) -> ContainerImage:
         """Return the image called ``name``; ``KeyError`` if absent."""
         for i in self.images:
             if i.name == name:
@@ -652,7 +653,7 @@ def resolve(
         repo = f"{REGISTRY}/coredns/coredns" if name == "coredns" else f"{REGISTRY}/{name}"
         ref = f"{repo}:{tag}"
         images.append(
-            Image(
+            ContainerImage(
                 name,
                 ref,
                 tag,

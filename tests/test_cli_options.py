@@ -30,24 +30,24 @@ def test_every_command_is_reached():
     assert "bake catalog list" in names and "bake images list" in names
 
 
+def _options(flag: str):
+    """(command name, option) for every option of every command that has ``flag``."""
+    return [(name, param) for name, command in _all_commands() for param in command.params
+            if flag in getattr(param, "opts", ())]
+
+
 def test_dash_o_is_always_the_output_directory():
-    seen = []
-    for name, command in _all_commands():
-        for param in command.params:
-            if "-o" in getattr(param, "opts", ()):
-                seen.append(name)
-                assert "--output-dir" in param.opts, (name, param.opts)
-                assert isinstance(param.type, click.Path) and not param.type.file_okay, name
-    assert {"bake render ami", "bake render cluster"} <= set(seen)
+    found = _options("-o")
+    for name, param in found:
+        assert "--output-dir" in param.opts, (name, param.opts)
+        assert isinstance(param.type, click.Path) and not param.type.file_okay, name
+    assert {"bake render ami", "bake render cluster"} <= {name for name, _ in found}
 
 
 def test_output_is_always_text_or_json():
-    seen = []
-    for name, command in _all_commands():
-        for param in command.params:
-            if "--output" in getattr(param, "opts", ()):
-                seen.append(name)
-                assert isinstance(param.type, click.Choice), name
-                assert list(param.type.choices) == ["text", "json"], (name, param.type.choices)
-                assert param.default == "text", name
-    assert {"bake catalog list", "bake images list", "bake ami"} <= set(seen)
+    found = _options("--output")
+    for name, param in found:
+        assert isinstance(param.type, click.Choice), name
+        assert list(param.type.choices) == ["text", "json"], (name, param.type.choices)
+        assert param.default == "text", name
+    assert {"bake catalog list", "bake images list", "bake ami"} <= {name for name, _ in found}

@@ -4,9 +4,10 @@
 print: ``kubeadm token create --print-join-command`` (``kubeadm join <endpoint> --token <t>
 --discovery-token-ca-cert-hash sha256:<hex>``) and ``kubeadm init phase upload-certs
 --upload-certs`` (the certificate key on the last line). ``render_config`` renders
-InitConfiguration + ClusterConfiguration or JoinConfiguration from
-``bake_node/templates/kubeadm-<apiVersion>.yaml.j2``: v1beta3 for Kubernetes 1.30, v1beta4 for
-1.31 and later (kubeadm config API docs: v1beta4 is the default from 1.31), with the
+InitConfiguration + ClusterConfiguration or JoinConfiguration from the one template
+``bake_node/templates/kubeadm.yaml.j2`` with the data of its config API version
+(``API_VERSIONS``): v1beta3 for Kubernetes 1.30, v1beta4 for 1.31 and later (kubeadm config API
+docs: v1beta4 is the default from 1.31), with the
 control-plane endpoint's host in ``apiServer.certSANs``. Secrets only travel in files of mode
 0600 that are deleted after use, never on the command line or in logs.
 """
@@ -29,6 +30,15 @@ import yaml
 from bake_node.errors import KubeadmError
 
 log = logging.getLogger("bake_node.kubeadm")
+
+
+#: What differs, in the config bake renders, between the kubeadm config API versions (kubeadm
+#: config API reference, v1beta4 "Changes since v1beta3": ``extraArgs`` and ``kubeletExtraArgs``
+#: became lists of ``name``/``value`` pairs instead of maps). One template reads these.
+API_VERSIONS: dict[str, dict[str, Any]] = {
+    "v1beta3": {"extra_args_as_list": False},
+    "v1beta4": {"extra_args_as_list": True},
+}
 
 
 def api_version(kubernetes_version: str) -> str:
@@ -58,7 +68,7 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     import jinja2
 
     version = api_version(kubernetes_version)
-    source = resources.files("bake_node.templates").joinpath(f"kubeadm-{version}.yaml.j2")
+    source = resources.files("bake_node.templates").joinpath("kubeadm.yaml.j2")
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -67,7 +77,8 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     )
     env.filters["tojson"] = _tojson
     text = env.from_string(source.read_text()).render(
-        kind=kind, kubernetes_version="v" + kubernetes_version.lstrip("v"), **context
+        kind=kind, kubernetes_version="v" + kubernetes_version.lstrip("v"),
+        api_version=version, **API_VERSIONS[version], **context
     )
     text = text.lstrip("\n")
     docs = [d for d in yaml.safe_load_all(text) if d]

@@ -26,6 +26,9 @@ ETCDCTL = (
     "--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt "
     "--key=/etc/kubernetes/pki/etcd/server.key "
 )
+ETCD_STATUS = (
+    ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w json || true"
+)
 
 
 def quorum_safe(members, healthy_ids, target_id):
@@ -105,8 +108,7 @@ def remove_member(ec2, asg, ssm, detail, deadline):
         peer, out = run(
             ssm,
             peers,
-            ETCDCTL + "member list -w json; " + ETCDCTL + "endpoint health --cluster -w "
-            "json || true",
+            ETCD_STATUS,
             deadline,
         )
     except RuntimeError as exc:

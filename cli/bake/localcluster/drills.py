@@ -131,25 +131,30 @@ class _Drill:
         self.echo(f"drill {self.r.name}: {text}")
 
     def etcd(self, exclude: tuple[str, ...] = ()) -> tuple[list[dict], set[str]] | None:
-        """(members, healthy client URLs) read inside a control-plane VM, or None."""
-        from bake.lambdas.etcd_member_cleanup import ETCDCTL
+        """(members, healthy client URLs) read inside a control-plane VM, or None.
 
-        script = (ETCDCTL + "member list -w json; " + ETCDCTL
-                  + "endpoint health --cluster -w json || true")
+        Control planes not in ``exclude`` are asked in turn; the first that answers with both
+        etcdctl documents (``member list`` and ``endpoint health --cluster``) is used. None
+        when none did.
+        """
+        from bake.lambdas.etcd_member_cleanup import ETCD_STATUS
+
         for node in self.nodes("control-plane"):
             if node["instance_id"] in exclude:
                 continue
             try:
                 out = GuestAgent(vm.VmFiles(Path(node["dir"])).guest_agent,
-                                 timeout_s=10).run(script, 90).stdout
+                                 timeout_s=10).run(ETCD_STATUS, 90).stdout
             except GuestAgentError:
                 continue
             docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in "[{"]
-            if not docs:
+            if len(docs) < 2:
+                # A member list without a health document is no answer: etcdctl could not
+                # reach the cluster for ``endpoint health`` (this node's own member was just
+                # removed and its etcd is stopping, say), not a report of 0 healthy members.
                 continue
             members = docs[0].get("members", [])
-            health = docs[1] if len(docs) > 1 else []
-            healthy = {h["endpoint"] for h in health if h.get("health")}
+            healthy = {h["endpoint"] for h in docs[1] if h.get("health")}
             return members, healthy
         return None
 

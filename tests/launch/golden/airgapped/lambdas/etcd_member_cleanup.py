@@ -4,6 +4,7 @@ import time
 import boto3
 WAIT_SECONDS = 120
 ETCDCTL = 'set -e; c=$(crictl ps --name etcd -q | head -n1); crictl exec $c etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key '
+ETCD_STATUS = ETCDCTL + 'member list -w json; ' + ETCDCTL + 'endpoint health --cluster -w json || true'
 
 def quorum_safe(members, healthy_ids, target_id):
  rest = [m for m in members if m != target_id]
@@ -37,7 +38,7 @@ def remove_member(ec2, asg, ssm, detail, deadline):
  if not peers:
   return 'no-healthy-peer'
  try:
-  peer, out = run(ssm, peers, ETCDCTL + 'member list -w json; ' + ETCDCTL + 'endpoint health --cluster -w json || true', deadline)
+  peer, out = run(ssm, peers, ETCD_STATUS, deadline)
  except RuntimeError as exc:
   return f'no-peer-answered ({exc})'
  docs = [json.loads(line) for line in out.splitlines() if line.strip()[:1] in '[{']

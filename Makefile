@@ -8,12 +8,12 @@ TOOLS_VENV := .venv-tools
 BIN := $(VENV)/bin
 BAKE := $(BIN)/bake
 # Debian packages bake's local builder and its tests use (installed with apt-get when missing).
-DEB_PACKAGES := mmdebstrap debootstrap e2fsprogs qemu-system-x86 qemu-utils shellcheck etcd-server etcd-client zstd containerd skopeo docker-registry cloud-image-utils genisoimage dnsmasq-base haproxy iproute2 openssl
+DEB_PACKAGES := mmdebstrap debootstrap e2fsprogs qemu-system-x86 qemu-utils shellcheck etcd-server etcd-client zstd containerd skopeo docker-registry cloud-image-utils genisoimage dnsmasq-base haproxy iproute2 openssl dpkg-dev
 DEMO_DIR := .bake/demo
 K8S ?= 1.30
 PYTEST_ARGS ?=
 
-.PHONY: help deps deb-deps venv demo test test-fast lint golden bench bench-cluster wheel clean
+.PHONY: help deps deb-deps venv demo test test-fast lint golden bench bench-cluster bench-boot-join wheel clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/$$(K8S)/$(K8S)/g' | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: deps ## Print local bake, CLI latency and cluster formation figures (benc
 
 bench-cluster: deps ## Print the figures of a 3+2 VM cluster (bench/local_cluster.py, ~15 min)
 	$(BIN)/python bench/local_cluster.py
+
+bench-boot-join: deps ## Print boot-to-joined of baked vs runtime-install nodes (bench/boot_join.py, ~30 min)
+	$(BIN)/python bench/boot_join.py
 
 wheel: venv ## Build the wheel into dist/
 	$(BIN)/pip wheel -q --no-deps -w dist .

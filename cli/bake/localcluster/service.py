@@ -69,6 +69,10 @@ class LocalOptions:
         memory_mib: memory of each VM, MiB.
         timeout_s: seconds to wait for every node to join.
         poll_s: seconds between looks at the nodes.
+        boot_script: a shell script every VM runs before its launch template's user-data (the
+            two as one MIME multi-part user-data, ``vm.with_boot_script``); ``None`` (what
+            ``bake launch --local`` does) boots with the launch template's user-data byte for
+            byte. ``bench/boot_join.py`` boots its runtime-install baseline with it.
     """
 
     spec: ClusterSpec
@@ -76,6 +80,7 @@ class LocalOptions:
     memory_mib: int = 1024
     timeout_s: float = 1800.0
     poll_s: float = 5.0
+    boot_script: str | None = None
 
 
 @dataclass
@@ -459,6 +464,10 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
     from bake.sandbox import require_running
 
     nodes, cidrs = stack_nodes(clients, spec)
+    if options.boot_script is not None:
+        nodes = [dataclasses.replace(n, user_data=vm.with_boot_script(n.user_data,
+                                                                      options.boot_script))
+                 for n in nodes]
     if len(nodes) != node_count:
         raise LocalClusterError(f"the stack's groups have {len(nodes)} instances, the cluster "
                                 f"file asks for {node_count}: check `bake status --local`")

@@ -95,6 +95,28 @@ def make_overlay(disk: Path, overlay: Path) -> None:
           str(overlay), str(size)])
 
 
+def with_boot_script(user_data: bytes, script: str) -> bytes:
+    """``user_data`` preceded by ``script``, as one MIME multi-part user-data.
+
+    cloud-init runs a ``text/x-shellscript`` part in its final stage, before the cloud-config
+    part's ``runcmd`` (both are scripts of ``scripts_user``, run in name order: ``part-001``,
+    then ``runcmd``); cloud-init docs, "User data formats", "MIME multi-part archive".
+
+    Args:
+        user_data: the launch template's user-data (a ``#cloud-config`` document), bytes.
+        script: a shell script with its ``#!`` line.
+    Returns:
+        the multi-part document, bytes.
+    """
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    message = MIMEMultipart()
+    message.attach(MIMEText(script, "x-shellscript"))
+    message.attach(MIMEText(user_data.decode(), "cloud-config"))
+    return message.as_bytes()
+
+
 def make_seed(files: VmFiles, node: LocalNode, vendor_data: str) -> None:
     """The NoCloud seed: user-data byte for byte, meta-data, vendor-data."""
     files.dir.mkdir(parents=True, exist_ok=True)

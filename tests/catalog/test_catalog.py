@@ -232,3 +232,33 @@ def test_cli_bad_overlay_is_one_line(run_bake, tmp_path):
         "bake: error: invalid catalog"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_the_schema_file_holds_the_models_facts():
+    """The catalog's JSON Schema is a data file (bake/data/catalog.schema.json); what it names
+    of the model (arches, OSes, artifact names, the version and SHA-256 patterns) is the model's."""
+    from bake.catalog import (
+        ARCHES,
+        ARTIFACT_SPECS,
+        DEB_FILENAME_RE,
+        MINOR_RE,
+        OSES,
+        PATCH_RE,
+        SCHEMA,
+        SHA256_RE,
+        catalog_schema,
+    )
+
+    props = catalog_schema()["properties"]
+    assert props["schema"] == {"const": SCHEMA}
+    assert props["kubernetes"]["propertyNames"]["pattern"] == MINOR_RE.pattern
+    assert props["checksums"]["propertyNames"]["enum"] == sorted(ARTIFACT_SPECS)
+    per_arch = props["checksums"]["additionalProperties"]["additionalProperties"]
+    assert per_arch["propertyNames"]["enum"] == list(ARCHES)
+    assert per_arch["additionalProperties"]["pattern"] == SHA256_RE.pattern
+    assert props["image_archives"]["propertyNames"]["enum"] == list(ARCHES)
+    assert props["os_packages"]["propertyNames"]["enum"] == list(OSES)
+    debs = props["os_packages"]["additionalProperties"]["additionalProperties"]
+    assert debs["propertyNames"]["pattern"] == DEB_FILENAME_RE.pattern
+    versions = props["kubernetes"]["additionalProperties"]["properties"]
+    assert {versions[k]["pattern"] for k in ("crictl", "cni-plugins", "etcd")} == {PATCH_RE.pattern}

@@ -1,0 +1,348 @@
+"""The components' template contexts, built in Python from a ``Release`` and its download plan
+(``bake.plan``): one function per component document, and the shell-safe helpers they share."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from bake.aws import s3
+from bake.catalog import Artifact, Release
+from bake.errors import RenderError, UsageError
+from bake.plan import (
+    IMAGES_DIR,
+    OS_PACKAGES_DIR,
+    DownloadPlan,
+    PlannedFile,
+)
+from bake.render.model import (
+    AGENT_COMPONENT,
+    AGENT_DOWNLOADS_DIR,
+    ARTIFACT_FILES,
+    CONTAINERD_SOCKET,
+    MANIFEST_DIR,
+    OS_PACKAGE_CONTAINERD_MAJOR,
+    AgentSource,
+    Document,
+)
+from bake.templates import read_text, render_text, render_yaml
+
+_SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _safe(value: str) -> str:
+    """Return ``value`` if it can be pasted into shell and YAML unquoted; else ``RenderError``."""
+    if not _SAFE.match(value):
+        raise RenderError(f"refusing to render unsafe value {value!r} into a component")
+    return value
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def _download(
+    planned: PlannedFile, mirror: str | None, artifacts_s3: str | None, step: str
+) -> dict[str, Any]:
+    """Download step input of one ``bake.plan.PlannedFile``.
+
+    Returns:
+        ``{"step", "source", "destination", "sha256", "install", "s3"}``; ``s3`` is true when
+        ``source`` is an ``s3://`` URI (an S3Download step; the component's ``VerifyDownloads``
+        step checks the SHA-256), false for a ``WebDownload`` URL (checksum input).
+    """
+    return {
+        "step": step,
+        "source": _safe(planned.s3_uri(artifacts_s3)) if artifacts_s3 else planned.url(mirror),
+        "destination": _safe(planned.destination),
+        "sha256": _safe(planned.sha256),
+        "install": _safe(planned.install) if planned.install else None,
+        "s3": bool(artifacts_s3),
+    }
+
+
+def _artifact_download(
+    planned: PlannedFile, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
+    """Download step input of a release artifact (step ``Download<Name>``)."""
+    return _download(planned, mirror, artifacts_s3, f"Download{_camel(planned.name)}")
+
+
+def check_artifacts_s3(release: Release, artifacts_s3: str) -> str:
+    """Check that ``release`` can be built from ``artifacts_s3`` alone, without internet.
+
+    Args:
+        release: the resolved release.
+        artifacts_s3: ``s3://bucket/prefix`` as given to ``--artifacts``.
+    Returns:
+        ``artifacts_s3`` without a trailing slash.
+    Raises:
+        UsageError: not an ``s3://bucket[/prefix]`` URI, or an artifact comes from an OS
+            package: ``apt-get`` needs the Debian archive, which a build in a private subnet
+            without internet cannot reach (and ``bake stage`` does not stage packages).
+    """
+    uri = s3.check_prefix_url(artifacts_s3, "--artifacts")
+    packaged = [a.name for a in release.artifacts if a.source == "os-package"]
+    if packaged:
+        raise UsageError(
+            f"--artifacts {uri}: {', '.join(packaged)} for Kubernetes "
+            f"{release.kubernetes_version} come from Debian packages (apt-get), which a build "
+            "without internet cannot install; use the release files (source: release in a "
+            "catalog overlay) or drop --artifacts"
+        )
+    return uri
+
+
+def _install_commands(artifact: Artifact, planned: PlannedFile) -> list[str]:
+    """Shell lines that install a downloaded, already verified release artifact."""
+    src = _safe(planned.destination)
+    dest = _safe(artifact.install)
+    if artifact.kind == "binary":
+        return [f"install -D -m 0755 -o root -g root {src} {dest}"]
+    if artifact.name == "crictl":
+        return [f"tar -xzf {src} -C {dest} --no-same-owner crictl", f"chmod 0755 {dest}/crictl"]
+    if artifact.name == "etcd":  # the client only: etcd itself runs from the kubeadm image set
+        top = _safe(f"etcd-v{artifact.version}-linux-{artifact.arch}")
+        return [
+            f"tar -xzf {src} -C {dest} --no-same-owner --strip-components=1 {top}/etcdctl",
+            f"chmod 0755 {dest}/etcdctl",
+        ]
+    return [f"mkdir -p {dest}", f"tar -xzf {src} -C {dest} --no-same-owner"]
+
+
+def _containerd_major(artifact: Artifact) -> int:
+    if artifact.source == "os-package":
+        return OS_PACKAGE_CONTAINERD_MAJOR
+    return int(artifact.version.split(".")[0])
+
+
+def _component(name: str, context: dict[str, Any]) -> Document:
+    text, data = render_yaml("components", f"{name}.yaml.j2", context)
+    if not isinstance(data, dict) or data.get("name") != name:
+        raise RenderError(f"component template {name} did not render a component named {name}")
+    return Document("component", name, f"components/{name}.yaml", text, data)
+
+
+# ---------------------------------------------------------------- contexts
+
+
+def _os_prep(base: dict[str, Any], plan: DownloadPlan, artifacts_s3: str | None) -> dict[str, Any]:
+    """Context of bake-os-prep. Builds with internet install missing tools with apt-get; builds
+    without (``artifacts_s3``) never do: they install the .debs ``bake stage --os-packages``
+    staged (S3Download, then a SHA-256 check against the catalog), or fail naming the tools."""
+    from bake.catalog import OS_PREP_PACKAGES
+
+    downloads = [
+        _download(p, None, artifacts_s3, f"Download{_camel(p.name)}Deb")
+        for p in (plan.os_packages if artifacts_s3 else ())
+    ]
+    # kubernetes.io "Container Runtimes", "Install and configure prerequisites".
+    return {
+        **base,
+        "offline": bool(artifacts_s3),
+        "downloads": downloads,
+        "verify_downloads": bool(downloads),
+        "os_packages_dir": OS_PACKAGES_DIR,
+        "modules": ["overlay", "br_netfilter"],
+        "sysctls": [
+            ("net.bridge.bridge-nf-call-iptables", "1"),
+            ("net.bridge.bridge-nf-call-ip6tables", "1"),
+            ("net.ipv4.ip_forward", "1"),
+        ],
+        # kubeadm preflight checks (kubeadm "Installing kubeadm": conntrack, iptables)
+        "packages": list(OS_PREP_PACKAGES),
+        "tools": list(OS_PREP_PACKAGES),
+    }
+
+
+def _runtime(
+    base: dict[str, Any],
+    release: Release,
+    plan: DownloadPlan,
+    mirror: str | None,
+    artifacts_s3: str | None,
+) -> dict[str, Any]:
+    names = ("containerd", "runc", "cni-plugins", "crictl")
+    arts = [release.artifact(n) for n in names]
+    releases = [a for a in arts if a.source == "release"]
+    planned = {a.name: plan.artifact(a.name) for a in releases}
+    containerd, runc = release.artifact("containerd"), release.artifact("runc")
+    major = _containerd_major(containerd)
+    config_version = 3 if major >= 2 else 2
+    pause_ref = _safe(release.image("pause").ref)
+    from_package = containerd.source == "os-package"
+    executables = [
+        *ARTIFACT_FILES["containerd"],
+        *ARTIFACT_FILES["runc"],
+        *ARTIFACT_FILES["crictl"],
+    ]
+    return {
+        **base,
+        "containerd_version": containerd.version,
+        "runc_version": runc.version,
+        "downloads": [_artifact_download(planned[a.name], mirror, artifacts_s3) for a in releases],
+        "verify_downloads": bool(artifacts_s3 and releases),
+        "install_commands": [
+            line for a in releases for line in _install_commands(a, planned[a.name])
+        ],
+        "os_packages": [_safe(a.package or a.name) for a in arts if a.source == "os-package"],
+        "containerd_config": render_text(
+            "components",
+            f"files/containerd-config-v{config_version}.toml.j2",
+            {"pause_ref": pause_ref},
+        ),
+        "config_version": config_version,
+        "pause_ref": pause_ref,
+        "containerd_socket": f"unix://{CONTAINERD_SOCKET}",
+        # Debian's package ships and enables its own unit in /lib/systemd/system.
+        "containerd_unit": None
+        if from_package
+        else read_text("components", "files/containerd.service"),
+        "containerd_unit_path": "/lib/systemd/system/containerd.service"
+        if from_package
+        else "/etc/systemd/system/containerd.service",
+        "executables": executables,
+        "sha_checks": [
+            {"path": a.install, "sha256": a.sha256} for a in releases if a.kind == "binary"
+        ],
+    }
+
+
+def _kubernetes(
+    base: dict[str, Any],
+    release: Release,
+    plan: DownloadPlan,
+    mirror: str | None,
+    artifacts_s3: str | None,
+) -> dict[str, Any]:
+    arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
+    etcd = release.artifact("etcd")
+    planned = {a.name: plan.artifact(a.name) for a in (*arts, etcd)}
+    return {
+        **base,
+        "downloads": [_artifact_download(p, mirror, artifacts_s3) for p in planned.values()],
+        "verify_downloads": bool(artifacts_s3 and arts),
+        "install_commands": [
+            line for a in (*arts, etcd) for line in _install_commands(a, planned[a.name])
+        ],
+        "sha_checks": [{"path": _safe(a.install), "sha256": a.sha256} for a in arts],
+        "etcd_version": _safe(etcd.version),
+        "kubelet_unit": read_text("components", "files/kubelet.service"),
+        "kubelet_unit_path": "/lib/systemd/system/kubelet.service",
+        "kubeadm_dropin": read_text("components", "files/10-kubeadm.conf"),
+        "kubelet_dropin_dir": "/etc/systemd/system/kubelet.service.d",
+    }
+
+
+def staged_images(plan: DownloadPlan) -> list[dict[str, str]]:
+    """The images the image stages: those whose archive SHA-256 the catalog knows.
+
+    Args:
+        plan: the release's ``bake.plan.DownloadPlan``.
+    Returns:
+        ``[{"name", "ref", "archive", "sha256", "path"}]`` where ``archive`` is the path on the
+        image (``/var/lib/bake/images/<name>_<tag>.tar``) and ``path`` the mirror path.
+    """
+    return [
+        {
+            "name": _safe(i.name),
+            "ref": _safe(i.ref or ""),
+            "archive": _safe(i.destination),
+            "sha256": _safe(i.sha256),
+            "path": i.path,
+        }
+        for i in plan.images
+    ]
+
+
+def _images(
+    base: dict[str, Any], plan: DownloadPlan, mirror: str | None, artifacts_s3: str | None
+) -> dict[str, Any]:
+    images = staged_images(plan)
+    downloads = [
+        _download(i, mirror, artifacts_s3, f"Download{_camel(i.name)}Image") for i in plan.images
+    ]
+    ctx = {
+        "images": images,
+        "images_dir": IMAGES_DIR,
+        "containerd_address": CONTAINERD_SOCKET,
+        "import_script": "/usr/local/sbin/bake-images-import",
+    }
+    return {
+        **base,
+        **ctx,
+        "downloads": downloads,
+        "verify_downloads": bool(artifacts_s3 and downloads),
+        "offline": bool(artifacts_s3),
+        "import_script_text": render_text("components", "files/bake-images-import.sh.j2", ctx),
+        "import_unit": render_text("components", "files/bake-images-import.service.j2", ctx),
+        "import_unit_path": "/etc/systemd/system/bake-images-import.service",
+    }
+
+
+def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
+    """Context of components/bake-node.yaml.j2 (download, verify, unpack, units)."""
+    bundle = f"{AGENT_DOWNLOADS_DIR}/bake-node-{_safe(agent.version)}.tar.gz"
+    return {
+        **base,
+        "downloads_dir": AGENT_DOWNLOADS_DIR,
+        "agent_version": _safe(agent.version),
+        "agent_source": _safe(agent.url),
+        "agent_sha256": _safe(agent.sha256),
+        "agent_s3": agent.url.startswith("s3://"),
+        "agent_bundle": _safe(bundle),
+    }
+
+
+def _manifest(
+    base: dict[str, Any], release: Release, plan: DownloadPlan, agent: AgentSource | None = None
+) -> dict[str, Any]:
+    artifacts = []
+    for a in release.artifacts:
+        if a.source == "os-package":
+            # the installed dpkg version, recorded on the target at build time
+            version_shell = f'"$(dpkg-query -W -f="\\${{Version}}" {_safe(a.package or a.name)})"'
+        else:
+            version_shell = _safe(a.version)
+        artifacts.append(
+            {
+                "name": _safe(a.name),
+                "source": _safe(a.source),
+                "version_shell": version_shell,
+                "url_json": json.dumps(_safe(a.url)) if a.url else "null",
+                "sha256_json": json.dumps(_safe(a.sha256)) if a.sha256 else "null",
+                "files": list(ARTIFACT_FILES[a.name]),
+            }
+        )
+    header = [
+        ("schema", "bake.image-manifest/v1"),
+        ("kubernetes_version", release.kubernetes_version),
+        ("minor", release.minor),
+        ("arch", release.arch),
+        ("os", release.os),
+    ]
+    return {
+        **base,
+        "manifest_dir": MANIFEST_DIR,
+        "manifest_path": f"{MANIFEST_DIR}/image-manifest.json",
+        "header": [(k, json.dumps(_safe(v))) for k, v in header],
+        "artifacts": artifacts,
+        "images": staged_images(plan),
+        # pasted inside single quotes in shell: a quote in a path is escaped JSON-style
+        "catalog_sources_json": json.dumps(list(release.catalog_sources)).replace("'", "\\u0027"),
+        # the agent bundle baked by the bake-node component (None: no agent in the image)
+        "agent_json": json.dumps(
+            {
+                "name": AGENT_COMPONENT,
+                "version": _safe(agent.version),
+                "url": _safe(agent.url),
+                "sha256": _safe(agent.sha256),
+            }
+        )
+        if agent
+        else None,
+    }

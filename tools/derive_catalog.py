@@ -217,7 +217,7 @@ HEADER = """\
 # Image tags: kubeadm's own image set per patch (cmd/kubeadm/app/constants on each release branch;
 # sources per minor and per patch in tools/derive_catalog.py), checked at build time against the
 # baked kubeadm's `kubeadm config images list`.
-# Download URLs and install paths are in bake/catalog.py (ARTIFACT_SPECS).
+# Download URLs and install paths are in bake/catalog/model.py (ARTIFACT_SPECS).
 #
 # Add a release without a new bake: write an overlay in this format holding only what is new
 # (e.g. checksums.kubeadm["1.30.13"], kubelet, kubectl) and pass it with --catalog FILE.

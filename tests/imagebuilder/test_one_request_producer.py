@@ -37,7 +37,7 @@ CALLS = {
 
 
 def _drop_unset(data):
-    from bake.builders.imagebuilder import _drop_none
+    from bake.builders.imagebuilder.requests import _drop_none
 
     return _drop_none(data)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.guest_agent import FakeGuestAgent
+from tests.support.guest_agent import guest_agents
 
 from bake.localcluster.drills import _Drill
 
@@ -53,17 +53,8 @@ def two_control_planes(tmp_path, monkeypatch):
         "esac\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    dirs, fakes = [], []
-    for name in ("i-1", "i-2"):
-        d = tmp_path / name
-        d.mkdir()
-        fake = FakeGuestAgent(d / "qga.sock")
-        fake.start()
-        dirs.append(d)
-        fakes.append(fake)
-    yield _Nodes(dirs)
-    for fake in fakes:
-        fake.server.close()
+    with guest_agents(tmp_path, ("i-1", "i-2")) as dirs:
+        yield _Nodes(dirs)
 
 
 def test_a_member_list_without_health_asks_the_next_control_plane(two_control_planes):

@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from tests.support.guest_agent import FakeGuestAgent
+from tests.support.guest_agent import guest_agents
 
 from bake.localcluster.drills import _kubeadm_tokens
 
@@ -44,17 +44,8 @@ def two_control_planes(tmp_path, monkeypatch):
                       f"cat <<'JSON'\n{good}\nJSON\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    dirs, fakes = [], []
-    for name in ("cp-1", "cp-2"):
-        d = tmp_path / name
-        d.mkdir()
-        fake = FakeGuestAgent(d / "qga.sock")
-        fake.start()
-        dirs.append(d)
-        fakes.append(fake)
-    yield _Nodes(dirs)
-    for fake in fakes:
-        fake.server.close()
+    with guest_agents(tmp_path, ("cp-1", "cp-2")) as dirs:
+        yield _Nodes(dirs)
 
 
 def test_a_half_written_token_list_asks_the_next_control_plane(two_control_planes):

@@ -5,6 +5,7 @@ the commands on this host. The real one answers in the VM tests."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -63,3 +64,23 @@ class FakeGuestAgent(threading.Thread):
                 "out-data": base64.b64encode(out).decode(),
                 "err-data": base64.b64encode(err).decode()}}).encode() + b"\n"
         return json.dumps({"error": {"class": "CommandNotFound", "desc": "nope"}}).encode() + b"\n"
+
+
+@contextlib.contextmanager
+def guest_agents(tmp_path, names):
+    """One VM dir per name under ``tmp_path``, each with a ``FakeGuestAgent`` on its
+    ``qga.sock`` (what ``bake.localcluster.vm.VmFiles.guest_agent`` names); yields the dirs and
+    closes the agents afterwards."""
+    dirs, fakes = [], []
+    try:
+        for name in names:
+            d = tmp_path / name
+            d.mkdir()
+            fake = FakeGuestAgent(d / "qga.sock")
+            fake.start()
+            dirs.append(d)
+            fakes.append(fake)
+        yield dirs
+    finally:
+        for fake in fakes:
+            fake.server.close()

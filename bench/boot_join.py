@@ -222,8 +222,12 @@ def make_apt_repo(directory: Path) -> list[str]:
     """A flat apt repository of Debian's ``APT_PACKAGES`` (``apt-get download``, then
     ``dpkg-scanpackages``). Returns the .deb file names."""
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", *APT_PACKAGES], cwd=directory, check=True,
-                   capture_output=True)
+    got = subprocess.run(["apt-get", "download", *APT_PACKAGES], cwd=directory,
+                         capture_output=True, text=True)
+    if got.returncode:
+        raise SystemExit(f"bench: apt-get download {' '.join(APT_PACKAGES)} failed "
+                         f"({(got.stderr.strip().splitlines() or ['no output'])[-1]}): run "
+                         "`apt-get update` once, then the bench again")
     index = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=directory,
                            check=True, capture_output=True).stdout
     (directory / "Packages").write_bytes(index)
@@ -392,8 +396,12 @@ def main() -> int:
     url, stop_mirror = standins.serve_in_thread(work / "standins")
     try:
         t0 = time.perf_counter()
-        subprocess.run([*bake, "ami", "--k8s", args.k8s, "--local", "--mirror", url, "--catalog",
-                        str(generated.overlay)], check=True, capture_output=True)
+        baked = subprocess.run([*bake, "ami", "--k8s", args.k8s, "--local", "--mirror", url,
+                                "--catalog", str(generated.overlay)], capture_output=True,
+                               text=True)
+        if baked.returncode:
+            raise SystemExit(f"bench: `bake ami --local` failed ({baked.returncode}):\n"
+                             f"{baked.stderr.strip()[-2000:]}")
         print(f"bake ami --local (stand-ins): {time.perf_counter() - t0:.0f} s")
 
         # the baseline disk: the local parent image, nothing of bake in it

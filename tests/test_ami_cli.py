@@ -54,3 +54,53 @@ def test_image_builder_bake_needs_image_archives_before_any_aws_call(run_bake):
     assert result.exit_code == 2, result
     [line] = [x for x in result.stderr.splitlines() if x.startswith("bake: error:")]
     assert "no SHA-256 for the image archives of registry.k8s.io/kube-apiserver:v1.30.12" in line
+
+
+def test_every_problem_is_reported_at_once_before_any_aws_call(run_bake):
+    """The checks run as one pass (``bake.validation``): both arches' missing image archives and
+    the missing instance profile in one line, exit 2 (bad input), no AWS call (no endpoint)."""
+    result = run_bake(
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "ami",
+        "--k8s",
+        "1.30",
+        "--arch",
+        "amd64,arm64",
+    )
+    assert result.exit_code == 2, result
+    assert "Traceback" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("bake: error:")]
+    assert line.startswith("bake: error: 3 problems before baking: "), line
+    assert line.count("no SHA-256 for the image archives of") == 2
+    assert "Image Builder needs an instance profile: pass --instance-profile NAME" in line
+
+
+def test_one_failing_check_keeps_its_own_error_and_warnings_are_printed():
+    from bake.errors import CatalogError, CheckFailures, EnvironmentProblem
+    from bake.validation import Findings
+
+    def fails(error):
+        raise error
+
+    lines: list[str] = []
+    findings = Findings()
+    assert findings.check("ok", lambda: 42) == 42
+    unknown = CatalogError("Kubernetes 1.29 is not in the catalog")
+    assert findings.check("catalog", fails, unknown) is None
+    findings.warn("os-packages", "no OS packages staged")
+    with pytest.raises(CatalogError, match="^Kubernetes 1.29 is not in the catalog$"):
+        findings.raise_errors(lines.append)
+    assert lines == ["warning: no OS packages staged"]
+
+    findings = Findings()
+    findings.check("builder", fails, EnvironmentProblem("local builds need root"))
+    findings.check("host", fails, EnvironmentProblem("needs an arm64 host"))
+    with pytest.raises(CheckFailures) as info:
+        findings.raise_errors()
+    assert info.value.exit_code == 1
+    assert info.value.format_message() == (
+        "2 problems before baking: local builds need root; needs an arm64 host"
+    )

@@ -1,33 +1,36 @@
 """``bake ami``: bake a node image for one Kubernetes release, then publish it.
 
-The service behind the command. ``bake_local(options, target, progress)`` runs the local
-builder (Debian 12 rootfs, the rendered component documents, testinfra as the test phase) and,
-only after every test passed, registers the image as an AMI in the embedded AWS and publishes
-its id to SSM. ``bake_aws`` drives EC2 Image Builder with the very same documents.
+The service behind the command, one short pipeline for both builders:
+resolve -> validate (one pass, ``bake.validation``) -> render -> build -> publish.
+``bake_local(options, progress)`` builds with ``bake.builders.local.OnThisMachine`` (Debian 12
+rootfs, the rendered component documents, testinfra as the test phase) and publishes to the
+embedded AWS; ``bake_aws`` builds with ``bake.builders.imagebuilder.InImageBuilder`` from the
+very same documents. Both hand the builder to ``bake.publish.build_and_publish`` and return its
+``AmiResult``.
 
-Order of work and what a failure leaves behind:
-1. catalog + resolve (no side effects) -> 2. render (no side effects) -> 3. preflight: root,
-host arch, mirror reachable, free disk -> 4. embedded AWS started -> 5. build into a staging
-directory -> 6. test phase (components' test phases, then testinfra) -> 7. register + publish
-(rolled back together by ``bake.publish``) -> 8. staging renamed into place. A failure at any
-step removes the staging directory; nothing is registered or published before step 7.
+Order of work and what a failure leaves behind (local):
+1. resolve + validate: host arch, catalog, image archive checksums, mirror reachable, root,
+tools, free disk, all reported at once (no side effects) -> 2. render (no side effects) -> 3.
+embedded AWS started -> 4. build into a staging directory -> 5. test phase (components' test
+phases, then testinfra) -> 6. register + publish (rolled back together by ``bake.publish``) ->
+7. staging renamed into place. A failure at any step removes the staging directory; nothing is
+registered or published before step 6.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bake.builders.contract import Builder
 from bake.catalog import Release, load_catalog, resolve
 from bake.errors import ArtifactError, BuildError, CatalogError, EnvironmentProblem
+from bake.publish import AmiResult, build_and_publish
 from bake.render import (
     LOG_PREFIX,
     AgentSource,
@@ -35,6 +38,7 @@ from bake.render import (
     RenderOptions,
     render_image_documents,
 )
+from bake.validation import Findings
 
 Progress = Callable[[str], None]
 
@@ -74,51 +78,6 @@ class AmiOptions:
     artifacts_s3: str | None = None
 
 
-@dataclass(frozen=True)
-class AmiResult:
-    """A baked and published image (``--output json`` prints ``to_json()``).
-
-    Attributes:
-        image_id: AMI id.
-        ssm_parameter: parameter that now points at it.
-        label: SSM parameter label (``v<version>``).
-        kubernetes_version, arch, os, build_id: what was baked.
-        artifacts: manifest entries ``[{"name", "version", "source", "sha256", ...}]``.
-        images: manifest image entries.
-        local: for local images, paths ``{"directory", "rootfs_archive", "disk", "kernel",
-            "initrd", "manifest"}``.
-        duration_s: wall time of the whole bake, seconds.
-    """
-
-    image_id: str
-    ssm_parameter: str
-    label: str
-    kubernetes_version: str
-    arch: str
-    os: str
-    build_id: str
-    artifacts: list[dict[str, Any]]
-    images: list[dict[str, Any]]
-    local: dict[str, str] = field(default_factory=dict)
-    duration_s: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict."""
-        return {
-            "image_id": self.image_id,
-            "ssm_parameter": self.ssm_parameter,
-            "label": self.label,
-            "kubernetes_version": self.kubernetes_version,
-            "arch": self.arch,
-            "os": self.os,
-            "build_id": self.build_id,
-            "artifacts": self.artifacts,
-            "images": self.images,
-            "local": self.local,
-            "duration_s": round(self.duration_s, 1),
-        }
-
-
 def resolve_release(options: AmiOptions) -> Release:
     """Load the catalog (shipped + overlays) and resolve the requested release.
 
@@ -145,12 +104,6 @@ def render_for(
             agent=agent,
         ),
     )
-
-
-def new_build_id(release: Release, now: datetime | None = None) -> str:
-    """``<kubernetes_version>-<arch>-<YYYYmmddTHHMMSSZ>`` (UTC)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{release.kubernetes_version}-{release.arch}-{stamp}"
 
 
 def check_image_archives(release: Release) -> None:
@@ -216,51 +169,72 @@ def check_host_arch(arch: str) -> None:
         )
 
 
-def manifest_sha256(path: Path) -> str:
-    """SHA-256 hex of the image manifest file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def validate_local(options: AmiOptions, builder: Builder, progress: Progress) -> Release:
+    """Every check of a local bake in one pass, before any work (``bake.validation``).
+
+    Checks: the host's arch (a chroot runs the target's binaries), the release in the catalog,
+    a SHA-256 for every image archive, the artifact mirror answering, and the builder's
+    preflight (root, tools, free disk).
+
+    Returns:
+        the resolved ``Release``.
+    Raises:
+        BakeError: the one failure, or ``CheckFailures`` naming every one (exit 2 when any is
+            bad input).
+    """
+    findings = Findings()
+    if options.arch in _HOST_ARCH.values():  # an unknown arch is the catalog's to name
+        findings.check("host", check_host_arch, options.arch)
+    release = findings.check("catalog", resolve_release, options)
+    if release is not None:
+        findings.check("image-archives", check_image_archives, release)
+        findings.check("mirror", check_mirror, release, options.mirror)
+    findings.check("builder", builder.preflight)
+    findings.raise_errors(progress)
+    assert release is not None  # raise_errors raised otherwise
+    return release
 
 
 def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
     """Bake an image on this machine and publish it to the embedded AWS.
 
+    resolve and validate (one pass) -> render -> build -> publish, the last two through
+    ``bake.publish.build_and_publish`` as for Image Builder.
+
     Args:
         options: the request.
         progress: called with one human-readable line per step.
     Returns:
-        the ``AmiResult``.
+        the ``bake.publish.AmiResult`` (``details["local"]``: the image's paths).
     Raises:
-        CatalogError, ArtifactError, EnvironmentProblem, BuildError, SandboxError, AwsError: one
-        line each; staging removed, nothing registered or published.
+        CatalogError, ArtifactError, EnvironmentProblem, CheckFailures, BuildError,
+        SandboxError, AwsError: one line each; staging removed, nothing registered or published.
     """
     import time
 
     from bake.agent_bundle import build_agent_bundle, serve_directory
+    from bake.aws.session import AwsClients
     from bake.builders.local.builder import LocalBuilder, LocalBuildOptions
+    from bake.builders.local.machine import OnThisMachine
+    from bake.sandbox.server import ensure_running, sandbox_target
 
     started = time.monotonic()
-    # every check that needs no building comes first: bad input fails in a second; the host
-    # first of all, since no catalog fixes a foreign arch
-    if options.arch in _HOST_ARCH.values():  # an unknown arch is the catalog's to name
-        check_host_arch(options.arch)
-    release = resolve_release(options)
+    builder = OnThisMachine(
+        LocalBuilder(
+            LocalBuildOptions(
+                data_dir=options.data_dir,
+                debian_mirror=options.debian_mirror,
+                keep_failed=options.keep_failed,
+                after_test=_testinfra_phase(progress),
+            ),
+            progress,
+        )
+    )
+    release = validate_local(options, builder, progress)
     progress(
         f"release: Kubernetes {release.kubernetes_version} {release.arch} {release.os} "
         f"(catalog: {' + '.join(release.catalog_sources)})"
     )
-    check_image_archives(release)
-    check_mirror(release, options.mirror)
-    build_id = new_build_id(release)
-    builder = LocalBuilder(
-        LocalBuildOptions(
-            data_dir=options.data_dir,
-            debian_mirror=options.debian_mirror,
-            keep_failed=options.keep_failed,
-            after_test=_testinfra_phase(progress),
-        ),
-        progress,
-    )
-    builder.preflight()  # root, tools, free disk space
     # the node agent's bundle, served on 127.0.0.1 for the bake-node component's WebDownload
     bundle = build_agent_bundle(Path(options.data_dir) / "cache" / "agent")
     with serve_directory(bundle.path.parent) as base_url:
@@ -273,7 +247,11 @@ def bake_local(options: AmiOptions, progress: Progress) -> AmiResult:
             f"rendered {len(documents.components)} components "
             f"(content {documents.content_hash[:12]})"
         )
-        return _build_and_publish(options, progress, release, documents, builder, build_id, started)
+        sandbox = ensure_running(options.data_dir, progress)
+        clients = AwsClients(sandbox_target(sandbox))
+        result = build_and_publish(builder, documents, clients, options.ssm_prefix, progress)
+    progress(f"published {result.image_id} to {result.ssm_parameter} ({result.label})")
+    return replace(result, duration_s=time.monotonic() - started)
 
 
 def _testinfra_phase(progress: Progress) -> Callable[[Path, Path], None]:
@@ -293,90 +271,6 @@ def _testinfra_phase(progress: Progress) -> Callable[[Path, Path], None]:
         progress(f"testinfra: {result.passed} passed, {result.skipped} skipped")
 
     return run
-
-
-def _build_and_publish(
-    options: AmiOptions,
-    progress: Progress,
-    release: Release,
-    documents: ImageDocuments,
-    builder: Any,
-    build_id: str,
-    started: float,
-) -> AmiResult:
-    """Build in staging, test, publish, then move the image into place (see module docstring)."""
-    import time
-
-    from bake.publish import BuiltImage, publish, unpublish
-    from bake.sandbox.server import ensure_running, sandbox_target
-
-    builder.preflight()
-    sandbox = ensure_running(options.data_dir, progress)
-    image = builder.build(documents, build_id)
-    try:
-        from bake.aws.session import AwsClients
-
-        clients = AwsClients(sandbox_target(sandbox))
-        final_dir = builder.final_directory(build_id)
-        digest = manifest_sha256(image.manifest_path)
-        progress(f"registering the image in the embedded AWS ({sandbox.endpoint})")
-        publications = publish(
-            clients,
-            BuiltImage.of(
-                release,
-                build_id,
-                manifest_sha256=digest,
-                local_path=str(final_dir),
-                logs=str(final_dir / image.logs_dir.relative_to(image.directory)),
-            ),
-            options.ssm_prefix,
-        )
-        (publication,) = publications
-    except BaseException:
-        builder.discard(image)
-        raise
-    build_info = {
-        "build_id": build_id,
-        "kubernetes_version": release.kubernetes_version,
-        "minor": release.minor,
-        "arch": release.arch,
-        "os": release.os,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "content_hash": documents.content_hash,
-        "manifest_sha256": digest,
-        "image_id": publication.image_id,
-        "ssm_parameter": publication.ssm_parameter,
-    }
-    try:
-        image = builder.commit(image, build_info)
-    except BaseException:
-        unpublish(clients, publications)
-        builder.discard(image)
-        raise
-    progress(
-        f"published {publication.image_id} to {publication.ssm_parameter} ({publication.label})"
-    )
-    manifest = json.loads(Path(image.manifest_path).read_text())
-    return AmiResult(
-        image_id=publication.image_id,
-        ssm_parameter=publication.ssm_parameter,
-        label=publication.label,
-        kubernetes_version=release.kubernetes_version,
-        arch=release.arch,
-        os=release.os,
-        build_id=build_id,
-        artifacts=manifest.get("artifacts", []),
-        images=manifest.get("images", []),
-        local={
-            "directory": str(image.directory),
-            "rootfs_archive": str(image.rootfs_archive),
-            "disk": str(image.disk),
-            "kernel": str(image.kernel),
-            "initrd": str(image.initrd),
-            "manifest": str(image.manifest_path),
-        },
-        duration_s=time.monotonic() - started,
-    )
 
 
 @dataclass(frozen=True)
@@ -462,6 +356,40 @@ def upload_agent_bundle(clients: Any, agent: AgentSource, progress: Progress) ->
     progress(f"node agent: uploaded {agent.url}")
 
 
+def validate_aws(options: AmiOptions, aws: AwsBakeOptions, builder: Builder) -> list[Release]:
+    """Every check of an Image Builder bake in one pass, before any AWS call.
+
+    Per arch: the release in the catalog and a SHA-256 for every image archive (a node that
+    must pull images at boot is not air-gapped); with ``--artifacts``, a warning when no OS
+    packages are staged; then the driver's option checks.
+
+    Returns:
+        the resolved releases, in ``aws.arches`` order.
+    Raises:
+        BakeError: the one failure, or ``CheckFailures`` naming every one.
+    """
+    from bake.catalog import OS_PREP_PACKAGES
+
+    findings = Findings()
+    releases = []
+    for arch in aws.arches:
+        release = findings.check("catalog", resolve_release, replace(options, arch=arch))
+        if release is None:
+            continue
+        releases.append(release)
+        findings.check("image-archives", check_image_archives, release)
+        if aws.artifacts_s3 and not release.os_packages:
+            findings.warn(
+                "os-packages",
+                f"no OS packages staged for {release.os} {release.arch}: the parent image must "
+                f"already have {', '.join(OS_PREP_PACKAGES)} (a build without internet never "
+                "runs apt-get; stage them with `bake stage --os-packages`)",
+            )
+    findings.check("builder", builder.preflight)
+    findings.raise_errors(builder.driver.progress)
+    return releases
+
+
 def bake_aws(
     options: AmiOptions,
     aws: AwsBakeOptions,
@@ -471,6 +399,9 @@ def bake_aws(
 ) -> list[dict[str, Any]]:
     """Bake in EC2 Image Builder, one image per arch, with the same documents as ``--local``.
 
+    resolve and validate (one pass, every arch) -> render -> build -> publish, the last two
+    through ``bake.publish.build_and_publish`` as for the local builder.
+
     Args:
         options: release request (``options.arch`` is ignored; ``aws.arches`` is used).
         aws: account-specific settings.
@@ -478,45 +409,16 @@ def bake_aws(
         progress: one line per step.
         confirm: asked on Ctrl-C whether to cancel the build.
     Returns:
-        one ``Outcome.to_json()`` dict per arch, with ``kubernetes_version`` and ``arch`` added.
+        one ``bake.publish.AmiResult.to_json()`` per arch.
     Raises:
-        CatalogError before anything is created; AwsError, BuildError per
-        ``bake.builders.imagebuilder.bake_with_image_builder`` (nothing published on failure).
+        CatalogError, CheckFailures before anything is created; AwsError, BuildError per
+        ``bake.builders.imagebuilder.InImageBuilder`` (nothing published on failure).
     """
-    from dataclasses import replace
-
-    from bake.builders.imagebuilder import (
-        ImageBuilderDriver,
-        ImageBuilderOptions,
-        bake_with_image_builder,
-    )
+    from bake.builders.imagebuilder import ImageBuilderDriver, ImageBuilderOptions, InImageBuilder
 
     # the documents fetch from --artifacts (S3Download) exactly as the driver checks
     if aws.artifacts_s3:
         options = replace(options, artifacts_s3=aws.artifacts_s3)
-    # the node agent is baked only when its bundle can be staged next to the artifacts
-    agent = agent_source_s3(aws.artifacts_s3) if aws.artifacts_s3 else None
-    if agent is None:
-        progress(
-            "node agent: left out of this image (no --artifacts s3://... to stage "
-            "its bundle in); bake-node will not be installed"
-        )
-    # resolve and render every arch first: a bad version fails before any AWS call
-    plans = []
-    for arch in aws.arches:
-        release = resolve_release(replace(options, arch=arch))
-        check_image_archives(release)  # a node that must pull images at boot is not air-gapped
-        if aws.artifacts_s3 and not release.os_packages:
-            from bake.catalog import OS_PREP_PACKAGES
-
-            progress(
-                f"no OS packages staged for {release.os} {release.arch}: the parent image must "
-                f"already have {', '.join(OS_PREP_PACKAGES)} (a build without internet never "
-                "runs apt-get; stage them with `bake stage --os-packages`)"
-            )
-        plans.append((release, render_for(release, options, agent)))
-    if agent is not None:
-        upload_agent_bundle(clients, agent, progress)
     driver = ImageBuilderDriver(
         clients,
         ImageBuilderOptions(
@@ -534,16 +436,23 @@ def bake_aws(
         ),
         progress,
     )
-    results = []
-    for release, documents in plans:
-        progress(f"EC2 Image Builder: Kubernetes {release.kubernetes_version} {release.arch}")
-        outcome = bake_with_image_builder(driver, documents, options.ssm_prefix, confirm)
-        results.append(
-            {
-                "kubernetes_version": release.kubernetes_version,
-                "arch": release.arch,
-                "os": release.os,
-                **outcome.to_json(),
-            }
+    builder = InImageBuilder(driver, confirm)
+    releases = validate_aws(options, aws, builder)
+    # the node agent is baked only when its bundle can be staged next to the artifacts
+    agent = agent_source_s3(aws.artifacts_s3) if aws.artifacts_s3 else None
+    if agent is None:
+        progress(
+            "node agent: left out of this image (no --artifacts s3://... to stage "
+            "its bundle in); bake-node will not be installed"
         )
+    # render every arch first: a template problem fails before any AWS call
+    plans = [render_for(release, options, agent) for release in releases]
+    if agent is not None:
+        upload_agent_bundle(clients, agent, progress)
+    results = []
+    for documents in plans:
+        release = documents.release
+        progress(f"EC2 Image Builder: Kubernetes {release.kubernetes_version} {release.arch}")
+        result = build_and_publish(builder, documents, clients, options.ssm_prefix, progress)
+        results.append(result.to_json())
     return results

@@ -74,3 +74,16 @@ class SandboxError(BakeError):
 
 class EnvironmentProblem(BakeError):
     """The machine lacks something bake needs (root, a Debian package, free disk space)."""
+
+
+class CheckFailures(BakeError):
+    """Several checks before any work failed; the message lists every one (one line).
+
+    Args:
+        message: ``"<n> problems before baking: <first>; <second>; ..."``.
+        exit_code: 2 when any failure is bad input (a ``UsageError``), else 1.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -9,111 +9,37 @@ embedded AWS) or tags the builder's AMI, writes its id to
 version with the exact Kubernetes version (``v1.30.12``). If any step fails, every parameter
 written is put back as it was and every AMI this call registered is deregistered (with its
 snapshots), so nothing is left half-published; the original one-line error is raised. Called
-only after an image's test phase passed (by ``bake ami``).
+only after an image's test phase passed.
+
+``build_and_publish(builder, documents, clients)`` is the one sequence every builder goes
+through (build, publish, commit; ``bake.builders.contract.Builder``), and ``AmiResult`` the one
+result type ``bake ami`` reports, whichever builder baked. ``BuiltImage`` and ``BuiltAmi`` are
+defined with the builder contract (``bake.builders.contract``) and importable from here.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bake.aws import ec2, ssm
+from bake.builders.contract import Builder, BuiltAmi, BuiltImage
 from bake.errors import BakeError
-from bake.tags import release_tags
+
+__all__ = [
+    "AmiResult",
+    "BuiltAmi",
+    "BuiltImage",
+    "Publication",
+    "build_and_publish",
+    "publish",
+    "unpublish",
+]
 
 log = logging.getLogger("bake.publish")
-
-
-@dataclass(frozen=True)
-class BuiltAmi:
-    """One region's machine image of a build.
-
-    Attributes:
-        region: e.g. ``us-east-1``; ``""`` for the clients' own region.
-        image_id: the AMI the builder produced (``ami-...``), or ``None`` when ``publish``
-            registers it (local images, from ``BuiltImage.snapshot_id``/``local_path``).
-        account_id: the owning account; AMIs copied into other accounts are theirs to publish.
-    """
-
-    region: str = ""
-    image_id: str | None = None
-    account_id: str = ""
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    """What a builder built, the one thing ``publish`` takes.
-
-    Attributes:
-        kubernetes_version: exact version, e.g. ``1.30.12``.
-        minor: e.g. ``1.30``.
-        arch: ``amd64`` or ``arm64``.
-        os: e.g. ``debian-12``.
-        build_id: ``f"{kubernetes_version}-{arch}-{YYYYmmddTHHMMSSZ}"`` (local) or the Image
-            Builder build version (``<recipe>/<version>/<build>``).
-        amis: one per region; default one AMI to register in the clients' region.
-        manifest_sha256: SHA-256 hex of the image manifest (``image-manifest.json``), when the
-            builder holds it (local builds), tag ``bake:manifest-sha256``.
-        logs: where the build's logs are (a directory or an ``s3://`` URL), ``""`` if none.
-        local_path: the local image dir (``<data_dir>/images/<build_id>``) for local images,
-            recorded as tag ``bake:local-path``; ``None`` for images built in AWS.
-        snapshot_id: root EBS snapshot to register from, ``None`` for local images.
-        volume_size_gib: root volume size of a registered AMI, GiB.
-        name: AMI name of a registered AMI; default ``bake-k8s-<build_id>-<os>``.
-        extra_tags: more AMI tags (never secrets), e.g. ``bake:image-builder-arn``.
-        account_id: the account that built it (``""``: the clients' own); AMIs of other
-            accounts (copies in target accounts) are theirs to publish and are skipped.
-    """
-
-    kubernetes_version: str
-    minor: str
-    arch: str
-    os: str
-    build_id: str
-    amis: tuple[BuiltAmi, ...] = (BuiltAmi(),)
-    manifest_sha256: str | None = None
-    logs: str = ""
-    local_path: str | None = None
-    snapshot_id: str | None = None
-    volume_size_gib: int = 20
-    name: str | None = None
-    extra_tags: Mapping[str, str] = field(default_factory=dict)
-    account_id: str = ""
-
-    @classmethod
-    def of(cls, release: Any, build_id: str, **fields: Any) -> BuiltImage:
-        """A ``BuiltImage`` of a ``bake.catalog.Release`` (its version, minor, arch and os)."""
-        return cls(
-            kubernetes_version=release.kubernetes_version,
-            minor=release.minor,
-            arch=release.arch,
-            os=release.os,
-            build_id=build_id,
-            **fields,
-        )
-
-    @property
-    def ami_name(self) -> str:
-        """The name of an AMI ``publish`` registers (``name`` or ``bake-k8s-<build_id>-<os>``)."""
-        return self.name or f"bake-k8s-{self.build_id}-{self.os}"
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """The AMI tags bake sets: ``bake.tags.release_tags`` plus the build id, the manifest
-        digest and, for local images, ``bake:local-path`` (an AMI ``publish`` registers also
-        gets ``Name``)."""
-        tags = {
-            **dict(self.extra_tags),
-            **release_tags(self.kubernetes_version, self.arch, self.os),
-            "bake:build-id": self.build_id,
-        }
-        if self.manifest_sha256:
-            tags["bake:manifest-sha256"] = self.manifest_sha256
-        if self.local_path:
-            tags["bake:local-path"] = self.local_path
-        return tags
 
 
 @dataclass(frozen=True)
@@ -271,3 +197,163 @@ def _quietly(undo: Callable[..., Any], *args: Any) -> None:
         undo(*args)
     except BakeError as exc:  # pragma: no cover - needs AWS failing twice
         log.warning("could not undo a publication step: %s", exc.format_message())
+
+
+@dataclass(frozen=True)
+class AmiResult:
+    """What one ``bake ami`` did for one arch, the same type for every builder.
+
+    ``--output json`` prints ``to_json()``: the common keys below, then the builder's own
+    (``BuiltImage.details``: ``local`` paths, or Image Builder's ``image_arn``, ``created``,
+    ``reused`` and ``elapsed_seconds``).
+
+    Attributes:
+        kubernetes_version, arch, os, build_id: what was baked.
+        builder: ``local`` or ``imagebuilder``.
+        publications: ``Publication.to_json()`` per region published; ``()`` when the build was
+            only started (``--no-wait``).
+        amis: ``{"region", "image_id", "account_id"}`` per AMI the builder produced.
+        logs: where the build's logs are (a directory, or S3 and CloudWatch Logs).
+        artifacts, images: the image manifest's entries (``[]`` when the builder holds no
+            manifest, as in Image Builder).
+        details: ``BuiltImage.details``.
+        duration_s: wall time of the whole bake, seconds.
+    """
+
+    kubernetes_version: str
+    arch: str
+    os: str
+    build_id: str
+    builder: str
+    publications: tuple[dict[str, Any], ...] = ()
+    amis: tuple[dict[str, str], ...] = ()
+    logs: str = ""
+    artifacts: tuple[dict[str, Any], ...] = ()
+    images: tuple[dict[str, Any], ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        builder: str,
+        image: BuiltImage,
+        publications: tuple[Publication, ...],
+        duration_s: float,
+    ) -> AmiResult:
+        """The result of ``image`` as ``builder`` built it and ``publish`` published it."""
+        return cls(
+            kubernetes_version=image.kubernetes_version,
+            arch=image.arch,
+            os=image.os,
+            build_id=image.build_id,
+            builder=builder,
+            publications=tuple(p.to_json() for p in publications),
+            amis=tuple(
+                {"region": a.region, "image_id": a.image_id or "", "account_id": a.account_id}
+                for a in image.amis
+                if a.image_id
+            )
+            or tuple(
+                {"region": p.region, "image_id": p.image_id, "account_id": image.account_id}
+                for p in publications
+            ),
+            logs=image.logs,
+            artifacts=tuple(image.manifest.get("artifacts", [])),
+            images=tuple(image.manifest.get("images", [])),
+            details=dict(image.details),
+            duration_s=duration_s,
+        )
+
+    def _first(self, key: str) -> str | None:
+        return self.publications[0][key] if self.publications else None
+
+    @property
+    def image_id(self) -> str | None:
+        """The AMI published in the home region, ``None`` before publication."""
+        return self._first("image_id")
+
+    @property
+    def ssm_parameter(self) -> str | None:
+        """The SSM parameter now pointing at ``image_id``."""
+        return self._first("ssm_parameter")
+
+    @property
+    def label(self) -> str | None:
+        """The SSM parameter label, ``v<kubernetes_version>``."""
+        return self._first("label")
+
+    @property
+    def local(self) -> dict[str, str]:
+        """A local image's paths (``directory``, ``rootfs_archive``, ``disk``, ``kernel``,
+        ``initrd``, ``manifest``); ``{}`` for images built in AWS."""
+        return dict(self.details.get("local", {}))
+
+    @property
+    def image_arn(self) -> str | None:
+        """The Image Builder build version ARN; ``None`` for local images."""
+        return self.details.get("image_arn")
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (see the class docstring)."""
+        return {
+            "image_id": self.image_id,
+            "ssm_parameter": self.ssm_parameter,
+            "label": self.label,
+            "kubernetes_version": self.kubernetes_version,
+            "arch": self.arch,
+            "os": self.os,
+            "build_id": self.build_id,
+            "builder": self.builder,
+            "publications": list(self.publications),
+            "amis": list(self.amis),
+            "logs": self.logs,
+            "artifacts": list(self.artifacts),
+            "images": list(self.images),
+            **self.details,
+            "duration_s": round(self.duration_s, 1),
+        }
+
+
+def build_and_publish(
+    builder: Builder,
+    documents: Any,
+    clients: Any,
+    ssm_prefix: str = ssm.DEFAULT_PREFIX,
+    progress: Callable[[str], None] = lambda _line: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> AmiResult:
+    """Build, publish, commit: the one sequence behind ``bake ami``, for every builder.
+
+    Args:
+        builder: a ``bake.builders.contract.Builder`` (its ``preflight`` has run).
+        documents: ``bake.render.ImageDocuments`` of one release and arch.
+        clients: ``bake.aws.session.AwsClients`` where the image is published.
+        ssm_prefix: SSM hierarchy root.
+        progress: one line per step.
+        clock: monotonic clock in seconds (``duration_s``).
+
+    Returns:
+        the ``AmiResult``; without publications when the builder only started the build
+        (``BuiltImage.amis == ()``).
+
+    Raises:
+        BakeError: from ``build`` (nothing published), from ``publish`` (its own rollback ran,
+            then ``discard``) or from ``commit`` (``unpublish``, then ``discard``).
+    """
+    started = clock()
+    image = builder.build(documents)
+    if not image.amis:
+        return AmiResult.of(builder.name, image, (), clock() - started)
+    try:
+        publications = publish(clients, image, ssm_prefix, progress)
+    except BaseException:
+        builder.discard(image)
+        raise
+    try:
+        image = builder.commit(image, publications)
+    except BaseException:
+        _quietly(unpublish, clients, publications)
+        builder.discard(image)
+        raise
+    return AmiResult.of(builder.name, image, publications, clock() - started)

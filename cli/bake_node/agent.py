@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bake_node.aws import Clients
+from bake_node.aws import dynamodb as ddb
 from bake_node.config import NodeConfig, load_config
 from bake_node.errors import ConfigError, NodeError
 from bake_node.etcd import EtcdCtl, EtcdMembers
@@ -170,9 +171,7 @@ class Agent:
             item["failed_phase"] = {"S": failed_phase}
             item["error"] = {"S": (error or "")[:1000]}
         try:
-            self.clients(ctx.config).client("dynamodb").put_item(
-                TableName=ctx.config.lock_table, Item=item
-            )
+            ddb.put_item(self.clients(ctx.config).client("dynamodb"), ctx.config.lock_table, item)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.warning("could not write the node report to %s: %s", ctx.config.lock_table, exc)
 
@@ -348,8 +347,8 @@ class Agent:
     @staticmethod
     def _cluster(db, config: NodeConfig) -> dict[str, str | None]:
         """The ``cluster`` item of the lock table as {attribute: string value} ({} if none)."""
-        item = db.get_item(TableName=config.lock_table, Key=CLUSTER_KEY, ConsistentRead=True)
-        return {k: v.get("S") for k, v in item.get("Item", {}).items()}
+        item = ddb.get_item(db, config.lock_table, CLUSTER_KEY)
+        return {k: v.get("S") for k, v in item.items()}
 
     def _control_plane(self, ctx: Context) -> str:
         c, me = ctx.config, ctx.identity.instance_id
@@ -483,9 +482,10 @@ def record_etcd_status(db, ctx: Context, etcd: EtcdCtl, members=None) -> None:
             }
             for m in members
         ]
-        db.put_item(
-            TableName=ctx.config.lock_table,
-            Item={
+        ddb.put_item(
+            db,
+            ctx.config.lock_table,
+            {
                 **ETCD_STATUS_KEY,
                 "members": {"S": json.dumps(listed, sort_keys=True)},
                 "observed_by": {"S": ctx.identity.instance_id},
@@ -510,7 +510,7 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
     if not c.is_control_plane:
         raise ConfigError("rotate runs on control planes only")
     db = agent.clients(c).client("dynamodb")
-    item = db.get_item(TableName=c.lock_table, Key=CLUSTER_KEY, ConsistentRead=True).get("Item", {})
+    item = ddb.get_item(db, c.lock_table, CLUSTER_KEY)
     if item.get("state", {}).get("S") != "initialized":
         return []
     lease = Lease(db, c.lock_table, "control-plane", ttl=settings.lease_ttl)

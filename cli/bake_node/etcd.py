@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bake_node.aws import dynamodb as ddb
+from bake_node.aws import ec2
 from bake_node.errors import NodeError, QuorumError
 
 log = logging.getLogger("bake_node.etcd")
@@ -136,9 +138,10 @@ class EtcdMembers:
 
     def register(self, instance_id: str, member: Member) -> None:
         """Record ``instance_id`` <-> ``member`` (overwrites the instance's previous record)."""
-        self.db.put_item(
-            TableName=self.table,
-            Item={
+        ddb.put_item(
+            self.db,
+            self.table,
+            {
                 "pk": {"S": f"etcd#{instance_id}"},
                 "instance_id": {"S": instance_id},
                 "member_id": {"S": member.id},
@@ -151,15 +154,9 @@ class EtcdMembers:
     def registry(self) -> dict[str, dict[str, str]]:
         """member id (hex) -> record ({instance_id, name, peer_url, client_url})."""
         out: dict[str, dict[str, str]] = {}
-        kwargs = {
-            "TableName": self.table,
-            "FilterExpression": "begins_with(pk, :p)",
-            "ExpressionAttributeValues": {":p": {"S": "etcd#"}},
-        }
-        for page in self.db.get_paginator("scan").paginate(**kwargs):
-            for item in page["Items"]:
-                rec = {k: v["S"] for k, v in item.items() if "S" in v}
-                out[rec["member_id"]] = rec
+        for item in ddb.scan_prefix(self.db, self.table, "etcd#"):
+            rec = {k: v["S"] for k, v in item.items() if "S" in v}
+            out[rec["member_id"]] = rec
         return out
 
     def client_urls(self) -> list[str]:
@@ -168,19 +165,11 @@ class EtcdMembers:
 
     def unregister(self, instance_id: str) -> None:
         """Drop an instance's record."""
-        self.db.delete_item(TableName=self.table, Key={"pk": {"S": f"etcd#{instance_id}"}})
+        ddb.delete_item(self.db, self.table, {"pk": {"S": f"etcd#{instance_id}"}})
 
     def gone_instances(self, instance_ids: list[str]) -> set[str]:
         """The subset of ``instance_ids`` that no longer exist or are shutting down/terminated."""
-        if not instance_ids:
-            return set()
-        alive: set[str] = set()
-        filters = [{"Name": "instance-id", "Values": instance_ids}]
-        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
-            for res in page["Reservations"]:
-                for inst in res["Instances"]:
-                    if inst["State"]["Name"] not in ("shutting-down", "terminated"):
-                        alive.add(inst["InstanceId"])
+        alive = ec2.live_instances(self.ec2, instance_ids)
         return set(instance_ids) - alive
 
     def reconcile(self, etcd: EtcdCtl, strict: bool = True) -> ReconcileResult:

@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bake_node.aws import error_code
+from bake_node.aws import ssm
 from bake_node.errors import JoinMaterialError
 
 log = logging.getLogger("bake_node.joinmaterial")
@@ -91,13 +91,12 @@ class JoinMaterial:
 
     def put(self, part: str, secret: Secret) -> None:
         """Write one part as a SecureString under the KMS key (overwriting)."""
-        self.ssm.put_parameter(
-            Name=self.name(part),
-            Value=secret.to_json(),
-            Type="SecureString",
-            KeyId=self.kms_key_id,
-            Overwrite=True,
-            Description="bake-node join material (do not edit; rotated automatically)",
+        ssm.put_secure_string(
+            self.ssm,
+            self.name(part),
+            secret.to_json(),
+            self.kms_key_id,
+            "bake-node join material (do not edit; rotated automatically)",
         )
 
     def publish(self, material: Material) -> None:
@@ -114,21 +113,15 @@ class JoinMaterial:
             ``Material``, or ``None`` when not (completely) published yet.
         """
         parts = ["token", "ca-cert-hash"] + (["certificate-key"] if control_plane else [])
-        out = self.ssm.get_parameters(Names=[self.name(p) for p in parts], WithDecryption=True)
-        found = {
-            p["Name"].rsplit("/", 1)[1]: Secret.from_json(p["Value"]) for p in out["Parameters"]
-        }
+        values = ssm.get_decrypted(self.ssm, [self.name(p) for p in parts])
+        found = {name.rsplit("/", 1)[1]: Secret.from_json(v) for name, v in values.items()}
         if any(p not in found for p in parts):
             return None
         return Material(found["token"], found["ca-cert-hash"], found.get("certificate-key"))
 
     def delete_all(self) -> None:
         """Remove every part (a taker-over clears a dead leader's half-published material)."""
-        try:
-            self.ssm.delete_parameters(Names=[self.name(p) for p in self.NAMES])
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) != "ParameterNotFound":
-                raise
+        ssm.delete_parameters(self.ssm, [self.name(p) for p in self.NAMES])
 
     def wait(
         self,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bake_node.aws import error_code
+from bake_node.aws import dynamodb as ddb
 from bake_node.errors import LeaseLost
 
 log = logging.getLogger("bake_node.lease")
@@ -31,17 +31,7 @@ def ensure_table(dynamodb, name: str) -> None:
 
     ``bake launch`` creates it in CloudFormation; tests and the benchmark use this helper.
     """
-    try:
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except Exception as exc:  # noqa: BLE001 - only "already exists" is expected
-        if error_code(exc) != "ResourceInUseException":
-            raise
-    dynamodb.get_waiter("table_exists").wait(TableName=name)
+    ddb.create_table_if_missing(dynamodb, name)
 
 
 @dataclass(frozen=True)
@@ -77,26 +67,22 @@ class Lease:
             ``Held`` on success, ``None`` when someone else holds a live lease.
         """
         now = self.clock()
-        try:
-            out = self.db.update_item(
-                TableName=self.table,
-                Key=self.key,
-                UpdateExpression="SET #o = :me, expires = :exp ADD fence :one",
-                ConditionExpression="attribute_not_exists(pk) OR expires < :now OR #o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={
-                    ":me": {"S": owner},
-                    ":exp": {"N": repr(now + self.ttl)},
-                    ":now": {"N": repr(now)},
-                    ":one": {"N": "1"},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        attrs = out["Attributes"]
+        attrs = ddb.update_if(
+            self.db,
+            self.table,
+            self.key,
+            update="SET #o = :me, expires = :exp ADD fence :one",
+            condition="attribute_not_exists(pk) OR expires < :now OR #o = :me",
+            names={"#o": "owner"},
+            values={
+                ":me": {"S": owner},
+                ":exp": {"N": repr(now + self.ttl)},
+                ":now": {"N": repr(now)},
+                ":one": {"N": "1"},
+            },
+        )
+        if attrs is None:
+            return None
         previous = attrs.get("previous_owner", {}).get("S")
         held = Held(self.name, owner, int(attrs["fence"]["N"]), previous)
         self._set_previous(held)
@@ -104,14 +90,24 @@ class Lease:
         return held
 
     def _set_previous(self, held: Held) -> None:
-        # remembered for the next taker (who then knows whose work may be half-done)
-        self.db.update_item(
-            TableName=self.table,
-            Key=self.key,
-            UpdateExpression="SET previous_owner = :me",
-            ConditionExpression="#o = :me AND fence = :f",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":me": {"S": held.owner}, ":f": {"N": str(held.fence)}},
+        # remembered for the next taker (who then knows whose work may be half-done); a
+        # failed condition means the lease moved on already: nothing to remember
+        self._if_held(held, "SET previous_owner = :me", {})
+
+    def _if_held(self, held: Held, update: str, values: dict[str, Any]) -> bool:
+        """``update`` the lease item only while ``held`` is the current holder; ``False`` when
+        the lease moved on (nothing written)."""
+        return (
+            ddb.update_if(
+                self.db,
+                self.table,
+                self.key,
+                update=update,
+                condition="#o = :me AND fence = :f",
+                names={"#o": "owner"},
+                values={":me": {"S": held.owner}, ":f": {"N": str(held.fence)}, **values},
+            )
+            is not None
         )
 
     def acquire(self, owner: str, timeout: float = 3600.0, poll: float = 2.0) -> Held:
@@ -129,52 +125,20 @@ class Lease:
                 raise LeaseLost(f"lease {self.name} not acquired within {timeout:.0f} s")
             time.sleep(poll * random.uniform(0.5, 1.5))
 
-    def _owned(self, held: Held) -> dict[str, Any]:
-        return {
-            "ConditionExpression": "#o = :me AND fence = :f",
-            "ExpressionAttributeNames": {"#o": "owner"},
-        }
-
     def renew(self, held: Held) -> None:
         """Extend the lease by ``ttl`` from now.
 
         Raises:
             LeaseLost: the lease expired and another node took it (fence moved on).
         """
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self.key,
-                UpdateExpression="SET expires = :exp",
-                **self._owned(held),
-                ExpressionAttributeValues={
-                    ":me": {"S": held.owner},
-                    ":f": {"N": str(held.fence)},
-                    ":exp": {"N": repr(self.clock() + self.ttl)},
-                },
-            )
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over") from None
-            raise
+        if not self._if_held(
+            held, "SET expires = :exp", {":exp": {"N": repr(self.clock() + self.ttl)}}
+        ):
+            raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over")
 
     def release(self, held: Held) -> None:
         """Give the lease up (expires now); a no-op if it was already taken over."""
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key=self.key,
-                UpdateExpression="SET expires = :zero",
-                **self._owned(held),
-                ExpressionAttributeValues={
-                    ":me": {"S": held.owner},
-                    ":f": {"N": str(held.fence)},
-                    ":zero": {"N": "0"},
-                },
-            )
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self._if_held(held, "SET expires = :zero", {":zero": {"N": "0"}})
 
     def fenced_put(self, held: Held, item: dict[str, Any]) -> None:
         """Put ``item`` (DynamoDB attribute-value map) into the table only while ``held`` is
@@ -183,28 +147,17 @@ class Lease:
         Raises:
             LeaseLost: the lease moved on; nothing was written.
         """
-        try:
-            self.db.transact_write_items(
-                TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self.table,
-                            "Key": self.key,
-                            "ConditionExpression": "#o = :me AND fence = :f",
-                            "ExpressionAttributeNames": {"#o": "owner"},
-                            "ExpressionAttributeValues": {
-                                ":me": {"S": held.owner},
-                                ":f": {"N": str(held.fence)},
-                            },
-                        }
-                    },
-                    {"Put": {"TableName": self.table, "Item": item}},
-                ]
-            )
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "TransactionCanceledException":
-                raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over") from None
-            raise
+        written = ddb.put_if(
+            self.db,
+            self.table,
+            item,
+            check_key=self.key,
+            condition="#o = :me AND fence = :f",
+            names={"#o": "owner"},
+            values={":me": {"S": held.owner}, ":f": {"N": str(held.fence)}},
+        )
+        if not written:
+            raise LeaseLost(f"lease {self.name} (fence {held.fence}) was taken over")
 
     def keep_alive(self, held: Held) -> Heartbeat:
         """Return a context manager renewing ``held`` every ``ttl / 3`` s in a thread."""

@@ -625,6 +625,38 @@ def test_whole_bake_publishes_only_after_available(clients, ib_stub, options, do
     assert ssm.get_parameter(clients.client("ssm"), name) is None
 
 
+def test_wait_on_a_started_build_publishes_it_like_bake_ami(clients, ib_stub, options):
+    """`bake ami --no-wait` then `bake ami wait ARN`: the release comes from the build's bake
+    tags and the AMI is published exactly as a waited bake would; a build without those tags
+    is not bake's to publish (one line, nothing written)."""
+    from bake.aws import ec2, ssm
+    from bake.builders.imagebuilder import publish_when_done
+    from bake.errors import UsageError
+    from bake.tags import release_tags
+
+    image_id = ec2.register_image(
+        clients.client("ec2"), name="ib-out", description="", arch="arm64", tags={}
+    )
+    available = image("AVAILABLE", amis=[(REGION, image_id)])
+    available["image"]["tags"] = release_tags("1.31.2", "arm64", "debian-12")
+    ib_stub.add_response("get_image", available)
+    steps(ib_stub)
+    result = publish_when_done(driver(clients, options), IMAGE_ARN)
+    name = "/bake/k8s/1.31/debian-12/arm64/image_id"
+    assert result.ssm_parameter == name and result.label == "v1.31.2"
+    assert ssm.get_parameter(clients.client("ssm"), name).value == image_id
+    assert result.image_arn == IMAGE_ARN and result.builder == "imagebuilder"
+    tags = clients.client("ec2").describe_images(ImageIds=[image_id])["Images"][0]["Tags"]
+    assert {"Key": "bake:image-builder-arn", "Value": IMAGE_ARN} in tags
+
+    clients.client("ssm").delete_parameter(Name=name)
+    ib_stub.add_response("get_image", image("AVAILABLE", amis=[(REGION, image_id)]))
+    steps(ib_stub)
+    with pytest.raises(UsageError, match="was not started by bake ami"):
+        publish_when_done(driver(clients, options), IMAGE_ARN)
+    assert ssm.get_parameter(clients.client("ssm"), name) is None
+
+
 def test_throttled_create_beyond_retries_rolls_back(clients, ib_stub, options, docs):
     first = docs.components[0]
     ib_stub.add_response("list_components", {"componentVersionList": []})

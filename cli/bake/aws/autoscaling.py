@@ -23,3 +23,10 @@ def groups(client: Any, names: list[str]) -> dict[str, dict]:
         if not resp.get("NextToken"):
             return out
         kwargs["NextToken"] = resp["NextToken"]
+
+
+def set_desired_capacity(client: Any, group: str, desired: int) -> None:
+    """Set ``group``'s desired capacity to ``desired`` instances
+    (``autoscaling:SetDesiredCapacity``; the group then launches or terminates to match)."""
+    call("autoscaling:SetDesiredCapacity", client.set_desired_capacity,
+         AutoScalingGroupName=group, DesiredCapacity=desired)

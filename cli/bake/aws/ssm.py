@@ -179,8 +179,11 @@ def restore(client: Any, name: str, previous: ParameterVersion | None) -> None:
     )
 
 
-def history(client: Any, name: str) -> list[ParameterVersion]:
+def history(client: Any, name: str, decrypt: bool = False) -> list[ParameterVersion]:
     """All versions of ``name``, oldest first, with labels (``ssm:GetParameterHistory``).
+
+    Args:
+        decrypt: decrypt SecureString values (``WithDecryption``; needs ``kms:Decrypt``).
 
     Returns:
         ``[]`` when the parameter does not exist.
@@ -188,7 +191,7 @@ def history(client: Any, name: str) -> list[ParameterVersion]:
     versions: list[ParameterVersion] = []
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"Name": name, "MaxResults": 50}
+        kwargs: dict[str, Any] = {"Name": name, "MaxResults": 50, "WithDecryption": decrypt}
         if token:
             kwargs["NextToken"] = token
         try:
@@ -246,6 +249,30 @@ def list_by_path(client: Any, path: str, recursive: bool = True) -> list[Paramet
             break
     found.sort(key=lambda v: v.name)
     return found
+
+
+def describe_prefix(client: Any, prefix: str) -> dict[str, dict[str, Any]]:
+    """The parameters whose name begins with ``prefix``, without their values
+    (``ssm:DescribeParameters`` with a ``Name`` ``BeginsWith`` filter, paginated).
+
+    Returns:
+        ``{name: {"type": "String"|"SecureString"|..., "version": int}}``.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "ParameterFilters": [{"Key": "Name", "Option": "BeginsWith", "Values": [prefix]}],
+            "MaxResults": 50,
+        }
+        if token:
+            kwargs["NextToken"] = token
+        page = call("ssm:DescribeParameters", client.describe_parameters, **kwargs)
+        for p in page.get("Parameters", []):
+            found[p["Name"]] = {"type": p["Type"], "version": int(p["Version"])}
+        token = page.get("NextToken")
+        if not token:
+            return found
 
 
 def secure_values(client: Any, names: list[str]) -> dict[str, str]:

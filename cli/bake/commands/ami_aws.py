@@ -11,7 +11,7 @@ import json
 
 import click
 
-from bake.commands.common import interrupt_confirmer, output_option
+from bake.commands.common import interrupt_confirmer, output_option, ssm_prefix_option
 
 _log_options = [
     click.option(
@@ -97,6 +97,8 @@ def status(g, arn: str, output: str, log_bucket: str | None, log_prefix: str) ->
 )
 @click.option("--timeout-minutes", type=int, default=240, show_default=True)
 @click.option("--yes", is_flag=True, help="On Ctrl-C, cancel the build without asking.")
+@ssm_prefix_option
+@output_option
 @_with_log_options
 @click.pass_obj
 def wait(
@@ -105,16 +107,26 @@ def wait(
     poll_seconds: float,
     timeout_minutes: int,
     yes: bool,
+    ssm_prefix: str,
+    output: str,
     log_bucket: str | None,
     log_prefix: str,
 ) -> None:
-    """Wait for an Image Builder build; Ctrl-C asks whether to cancel it."""
-    from bake.builders.imagebuilder import wait_interactive
+    """Wait for a build `bake ami --no-wait` started, then publish it as `bake ami` does.
+
+    Ctrl-C asks whether to cancel the build.
+    """
+    from bake.builders.imagebuilder import publish_when_done
 
     _check_arn(arn)
     driver = _driver(g, log_bucket, log_prefix, poll_seconds, timeout_minutes)
-    result = wait_interactive(driver, arn, interrupt_confirmer(yes))
-    click.echo(f"AVAILABLE after {int(result.elapsed_seconds)} s")
+    result = publish_when_done(driver, arn, ssm_prefix, interrupt_confirmer(yes))
+    if output == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(f"AVAILABLE after {int(result.details['elapsed_seconds'])} s")
+    for p in result.publications:
+        click.echo(f"  ssm: {p['ssm_parameter']} = {p['image_id']} ({p['region']}, {p['label']})")
 
 
 @click.command("cancel")

@@ -238,16 +238,11 @@ class _Drill:
     def snapshot(self) -> dict[str, Any]:
         """The cluster table's keys and the SSM parameters (names, versions) under the
         cluster's prefix."""
-        from bake.aws import dynamodb
+        from bake.aws import dynamodb, ssm
 
         db = self.clients.client("dynamodb")
         keys = sorted(i["pk"] for i in dynamodb.items_with_prefix(db, self.spec.lock_table, ""))
-        ssm = self.clients.client("ssm")
-        params = {}
-        for page in ssm.get_paginator("describe_parameters").paginate(ParameterFilters=[
-                {"Key": "Name", "Option": "BeginsWith", "Values": [self.spec.ssm_prefix]}]):
-            for p in page["Parameters"]:
-                params[p["Name"]] = {"type": p["Type"], "version": p["Version"]}
+        params = ssm.describe_prefix(self.clients.client("ssm"), self.spec.ssm_prefix)
         cluster = dynamodb.item(db, self.spec.lock_table, "cluster") or {}
         return {"keys": keys, "params": params,
                 "initialized_by": cluster.get("initialized_by"), "state": cluster.get("state")}
@@ -501,10 +496,11 @@ def _unused_ip(d: _Drill, node: dict) -> str:
     below the endpoint and load balancer addresses the plan keeps there)."""
     import ipaddress
 
-    ec2 = d.clients.client("ec2")
-    instance = ec2.describe_instances(InstanceIds=[node["instance_id"]])
-    subnet = instance["Reservations"][0]["Instances"][0]["SubnetId"]
-    cidr = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["CidrBlock"]
+    from bake.aws import ec2
+
+    client = d.clients.client("ec2")
+    subnet = ec2.instances(client, [node["instance_id"]])[0]["SubnetId"]
+    cidr = ec2.subnets(client, [subnet])[0]["CidrBlock"]
     taken = {n["private_ip"] for n in d.nodes()}
     net = ipaddress.ip_network(cidr)
     for offset in range(16, 64):
@@ -624,7 +620,7 @@ def drill_embedded_aws_outage(d: _Drill) -> None:
     desired = autoscaling.groups(asg, [group])[group]["DesiredCapacity"]
     known = {n["instance_id"] for n in d.nodes()}
     d.did(f"worker group {group}: desired {desired} -> {desired + 1}")
-    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired + 1)
+    autoscaling.set_desired_capacity(asg, group, desired + 1)
     d.sync()
     new = [n for n in d.nodes("worker") if n["instance_id"] not in known]
     if not d.check(len(new) == 1, "one worker VM booted for the new instance",
@@ -667,20 +663,20 @@ def drill_embedded_aws_outage(d: _Drill) -> None:
             f"before it ended, joined {joined - resumed:.0f} s after)",
             f"the outage did not fall inside the worker's join (agent started {started}, "
             f"joined {joined}, outage {outage:.0f}-{resumed:.0f})")
-    ssm = d.clients.client("ssm")
+    from bake.aws import ssm
+
     twice = []
     for name in before["params"]:  # the ca-cert-hash is the same value at every rotation
         if not name.endswith(("/join/token", "/join/certificate-key")):
             continue
-        history = ssm.get_parameter_history(Name=name, WithDecryption=True)["Parameters"]
-        values = [h["Value"] for h in history]
+        values = [h.value for h in ssm.history(d.clients.client("ssm"), name, decrypt=True)]
         if len(values) != len(set(values)):
             twice.append(name)
     d.check(not twice, "no secret written twice (parameter histories hold distinct values)",
             f"a secret was written twice: {', '.join(twice)}")
     d.nothing_lost(before)
     d.did(f"worker group back to desired {desired}")
-    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    autoscaling.set_desired_capacity(asg, group, desired)
     d.sync()
 
 
@@ -688,16 +684,15 @@ def _token_history(d: _Drill) -> list[dict[str, Any]]:
     """The published bootstrap tokens, oldest first: ``[{"id": token id (the public half),
     "version": SSM parameter version, "issued", "expires": epoch seconds}]``. The secret half
     never leaves this function (it is not printed, logged or written to the result)."""
-    ssm = d.clients.client("ssm")
+    from bake.aws import ssm
+
     name = f"{d.spec.shared_prefix}/join/token"
     rows = []
-    for page in ssm.get_paginator("get_parameter_history").paginate(Name=name,
-                                                                     WithDecryption=True):
-        for h in page["Parameters"]:
-            data = json.loads(h["Value"])
-            rows.append({"id": data["value"].split(".", 1)[0], "version": h["Version"],
-                         "issued": data.get("issued"), "expires": data.get("expires")})
-    return sorted(rows, key=lambda r: r["version"])
+    for h in ssm.history(d.clients.client("ssm"), name, decrypt=True):
+        data = json.loads(h.value)
+        rows.append({"id": data["value"].split(".", 1)[0], "version": h.version,
+                     "issued": data.get("issued"), "expires": data.get("expires")})
+    return rows
 
 
 def _kubeadm_tokens(d: _Drill) -> dict[str, float] | None:
@@ -767,7 +762,7 @@ def drill_worker_after_token_expiry(d: _Drill) -> None:
     known = {n["instance_id"] for n in d.nodes()}
     d.did(f"worker group {group}: desired {desired} -> {desired + 1}")
     added = time.time()
-    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired + 1)
+    autoscaling.set_desired_capacity(asg, group, desired + 1)
     d.sync()
     new = [n for n in d.nodes("worker") if n["instance_id"] not in known]
     if d.check(len(new) == 1, "one worker VM booted for the new instance",
@@ -786,7 +781,7 @@ def drill_worker_after_token_expiry(d: _Drill) -> None:
                 "the worker's join does not postdate the first token's expiry")
     d.nothing_lost(before)
     d.did(f"worker group back to desired {desired}")
-    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    autoscaling.set_desired_capacity(asg, group, desired)
     d.sync()
 
 

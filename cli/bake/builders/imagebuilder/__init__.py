@@ -28,13 +28,21 @@ The recipe, infrastructure and distribution bodies come from the one producer,
 ``${component:<name>}`` becomes the component's ARN; ``${<key>}`` for the keys of
 ``placeholder_values`` below. An unknown placeholder is a ``RenderError``.
 
-The package: ``model`` (options, resources, status, result, outcome), ``requests`` (placeholders
+The package: ``model`` (options, resources, status, result), ``requests`` (placeholders
 and content digests), ``preflight`` (checks before any resource), ``driver``
-(``ImageBuilderDriver``) and ``build`` (one whole bake). Everything public is importable from
+(``ImageBuilderDriver``) and ``build`` (``InImageBuilder``, Image Builder as a
+``bake.builders.contract.Builder``, and one whole bake). Everything public is importable from
 ``bake.builders.imagebuilder``.
 """
 
-from bake.builders.imagebuilder.build import bake_with_image_builder, log_location, wait_interactive
+from bake.builders.imagebuilder.build import (
+    AttachedBuild,
+    InImageBuilder,
+    bake_with_image_builder,
+    log_location,
+    publish_when_done,
+    wait_interactive,
+)
 from bake.builders.imagebuilder.driver import ImageBuilderDriver
 from bake.builders.imagebuilder.model import (
     REQUIRED_ENDPOINTS,
@@ -42,7 +50,6 @@ from bake.builders.imagebuilder.model import (
     BuildResult,
     BuildStatus,
     ImageBuilderOptions,
-    Outcome,
     Progress,
     Resources,
     Step,
@@ -51,6 +58,7 @@ from bake.builders.imagebuilder.requests import content_sha256, fill_placeholder
 from bake.tags import CONTENT_TAG  # the content tag the driver reuses resources by
 
 __all__ = [
+    "AttachedBuild",
     "CONTENT_TAG",
     "REQUIRED_ENDPOINTS",
     "AmiOutput",
@@ -58,7 +66,7 @@ __all__ = [
     "BuildStatus",
     "ImageBuilderDriver",
     "ImageBuilderOptions",
-    "Outcome",
+    "InImageBuilder",
     "Progress",
     "Resources",
     "Step",
@@ -66,5 +74,6 @@ __all__ = [
     "content_sha256",
     "fill_placeholders",
     "log_location",
+    "publish_when_done",
     "wait_interactive",
 ]

@@ -1,5 +1,5 @@
 """What an Image Builder bake takes and gives: its options, the resources it used, a build's
-status and result, and the outcome of a whole bake."""
+status and result (a whole bake's result is ``bake.publish.AmiResult``)."""
 
 from __future__ import annotations
 
@@ -145,32 +145,3 @@ class BuildResult:
     amis: tuple[AmiOutput, ...]
     elapsed_seconds: float
     status: BuildStatus
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one Image Builder bake did.
-
-    Attributes:
-        image_arn: the image build version ARN.
-        resources: the Image Builder resources used.
-        result: the AVAILABLE ``BuildResult``, or ``None`` with ``wait=False``.
-        publications: one dict per region (``region``, ``image_id``, ``ssm_parameter``,
-            ``parameter_version``, ``label``); empty with ``wait=False``.
-    """
-
-    image_arn: str
-    resources: Resources
-    result: BuildResult | None = None
-    publications: tuple[dict[str, Any], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "image_arn": self.image_arn,
-            "created": list(self.resources.created),
-            "reused": list(self.resources.reused),
-            "amis": [vars(a) for a in self.result.amis] if self.result else [],
-            "elapsed_seconds": self.result.elapsed_seconds if self.result else None,
-            "publications": list(self.publications),
-        }

@@ -4,13 +4,15 @@ The repository's ``components/``, ``image-recipes/``, ``userdata/``, ``cloudform
 ``manifests/`` folders are packaged as ``bake.assets.<folder>`` (see pyproject.toml) and read
 through ``importlib.resources`` only, never through paths relative to a source file or the
 working directory. Jinja2 runs with ``StrictUndefined`` (a missing value fails the render) and
-every YAML/JSON output is parsed straight after rendering, so a template bug fails at render
-time with the template's name.
+every output is parsed or checked straight after rendering (YAML, JSON and TOML parsed, shell
+checked with ``bash -n``), so a template bug fails at render time with the template's name.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -103,11 +105,69 @@ def render_text(folder: str, name: str, context: dict[str, Any]) -> str:
         RenderError: unknown template or undefined variable (names template and variable).
     """
     try:
-        return environment(folder).get_template(name).render(**context)
+        text = environment(folder).get_template(name).render(**context)
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {folder}/{name}: {exc}") from exc
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {folder}/{name}: {exc}") from exc
+    check_rendered(f"{folder}/{name}", text)
+    return text
+
+
+def check_rendered(label: str, text: str) -> None:
+    """Parse or check a rendered text by its file type (the name without ``.j2``): TOML with
+    ``tomllib``, JSON with ``json``, shell (``.sh``) with ``bash -n``; other types pass (YAML
+    is parsed by ``render_yaml``).
+
+    Raises:
+        RenderError: naming ``label`` and the parser's complaint.
+    """
+    kind = label.removesuffix(".j2").rsplit(".", 1)[-1]
+    try:
+        if kind == "toml":
+            tomllib.loads(text)
+        elif kind == "json":
+            json.loads(text)
+        elif kind == "sh":
+            check_shell({label: text})
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise RenderError(f"template {label} rendered invalid {kind.upper()}: {exc}") from exc
+
+
+def check_shell(scripts: dict[str, str]) -> None:
+    """Check the syntax of shell scripts with one ``bash -n`` run (each script becomes the body
+    of its own function, so they are checked together but apart).
+
+    Args:
+        scripts: label (e.g. ``bake-images: build/ImportImages``) -> script text.
+
+    Raises:
+        RenderError: naming the label of the first script with a syntax error and bash's
+            message.
+    """
+    import subprocess
+
+    lines: list[str] = []
+    owners: list[tuple[int, int, str]] = []  # (first line, last line, label), 1-based
+    for i, (label, text) in enumerate(scripts.items()):
+        lines.append(f"_bake_script_{i}() {{")
+        first = len(lines) + 1
+        lines += text.splitlines()
+        owners.append((first, len(lines), label))
+        lines += [":", "}"]
+    result = subprocess.run(
+        ["bash", "-n"], input="\n".join(lines) + "\n", capture_output=True, text=True
+    )
+    if result.returncode == 0:
+        return
+    message = result.stderr.strip().splitlines()[0] if result.stderr.strip() else "syntax error"
+    found = re.search(r"line (\d+):", message)
+    where = next(iter(scripts), "?")
+    if found:
+        line = int(found.group(1))
+        where = next((label for a, b, label in owners if a <= line <= b + 2), where)
+        message = message.split(":", 2)[-1].strip()
+    raise RenderError(f"{where} rendered a shell script bash rejects: {message}")
 
 
 def render_yaml(folder: str, name: str, context: dict[str, Any]) -> tuple[str, Any]:

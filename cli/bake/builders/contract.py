@@ -21,12 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bake.tags import release_tags
-
-if TYPE_CHECKING:
-    from bake.publish import Publication
 
 
 @dataclass(frozen=True)
@@ -149,8 +146,10 @@ class Builder(Protocol):
                 left half-made.
         """
 
-    def commit(self, image: BuiltImage, publications: Sequence[Publication]) -> BuiltImage:
-        """Make a published image final; returns it with its final ``details``."""
+    def commit(self, image: BuiltImage, publications: Sequence[Any]) -> BuiltImage:
+        """Make a published image final; returns it with its final ``details``.
+
+        ``publications``: the ``bake.publish.Publication`` per region, home region first."""
 
     def discard(self, image: BuiltImage) -> None:
         """Remove what ``build`` left, after publication or commit failed."""

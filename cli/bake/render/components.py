@@ -26,7 +26,7 @@ from bake.render.model import (
     AgentSource,
     Document,
 )
-from bake.templates import read_text, render_text, render_yaml
+from bake.templates import check_shell, read_text, render_text, render_yaml
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:/+~@=*-]+$")
 
@@ -124,6 +124,15 @@ def _component(name: str, context: dict[str, Any]) -> Document:
     text, data = render_yaml("components", f"{name}.yaml.j2", context)
     if not isinstance(data, dict) or data.get("name") != name:
         raise RenderError(f"component template {name} did not render a component named {name}")
+    scripts = {}
+    for phase in data.get("phases", []):
+        for step in phase.get("steps", []):
+            if step.get("action") != "ExecuteBash":
+                continue
+            label = f"component {name}, phase {phase['name']}, step {step['name']}"
+            for n, command in enumerate(step["inputs"]["commands"], 1):
+                scripts[label if n == 1 else f"{label} (command {n})"] = command
+    check_shell(scripts)  # every ExecuteBash script, one bash -n
     return Document("component", name, f"components/{name}.yaml", text, data)
 
 
@@ -301,48 +310,64 @@ def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
 def _manifest(
     base: dict[str, Any], release: Release, plan: DownloadPlan, agent: AgentSource | None = None
 ) -> dict[str, Any]:
-    artifacts = []
+    """The image manifest component's context.
+
+    ``manifest_json`` is the whole manifest (schema ``bake.image-manifest/v1``) as
+    ``json.dumps`` makes it, with what only the target knows left open: each artifact's
+    ``files`` (``{path: SHA-256}``, hashed there) and the ``version`` of OS packages (``null``:
+    the installed dpkg version, read there). The step fills those in with ``python3`` (present
+    wherever cloud-init is) and writes the result.
+    """
+    artifacts, entries = [], []
     for a in release.artifacts:
+        version_shell = None
         if a.source == "os-package":
             # the installed dpkg version, recorded on the target at build time
             version_shell = f'"$(dpkg-query -W -f="\\${{Version}}" {_safe(a.package or a.name)})"'
-        else:
-            version_shell = _safe(a.version)
-        artifacts.append(
+        artifacts.append({"files": list(ARTIFACT_FILES[a.name]), "version_shell": version_shell})
+        entries.append(
             {
                 "name": _safe(a.name),
+                "version": None if version_shell else _safe(a.version),
                 "source": _safe(a.source),
-                "version_shell": version_shell,
-                "url_json": json.dumps(_safe(a.url)) if a.url else "null",
-                "sha256_json": json.dumps(_safe(a.sha256)) if a.sha256 else "null",
-                "files": list(ARTIFACT_FILES[a.name]),
+                "url": _safe(a.url) if a.url else None,
+                "sha256": _safe(a.sha256) if a.sha256 else None,
+                "files": {},
             }
         )
-    header = [
-        ("schema", "bake.image-manifest/v1"),
-        ("kubernetes_version", release.kubernetes_version),
-        ("minor", release.minor),
-        ("arch", release.arch),
-        ("os", release.os),
-    ]
+    images = staged_images(plan)
+    manifest: dict[str, Any] = {
+        "schema": "bake.image-manifest/v1",
+        "kubernetes_version": release.kubernetes_version,
+        "minor": release.minor,
+        "arch": release.arch,
+        "os": release.os,
+        "artifacts": entries,
+        "images": [
+            {
+                "name": i["name"],
+                "ref": i["ref"],
+                "archive": i["archive"],
+                "sha256": i["sha256"],
+                "pinned": True,
+            }
+            for i in images
+        ],
+    }
+    if agent:  # the agent bundle baked by the bake-node component
+        manifest["agent"] = {
+            "name": AGENT_COMPONENT,
+            "version": _safe(agent.version),
+            "url": _safe(agent.url),
+            "sha256": _safe(agent.sha256),
+        }
+    manifest["catalog_sources"] = list(release.catalog_sources)
     return {
         **base,
         "manifest_dir": MANIFEST_DIR,
         "manifest_path": f"{MANIFEST_DIR}/image-manifest.json",
-        "header": [(k, json.dumps(_safe(v))) for k, v in header],
         "artifacts": artifacts,
-        "images": staged_images(plan),
-        # pasted inside single quotes in shell: a quote in a path is escaped JSON-style
-        "catalog_sources_json": json.dumps(list(release.catalog_sources)).replace("'", "\\u0027"),
-        # the agent bundle baked by the bake-node component (None: no agent in the image)
-        "agent_json": json.dumps(
-            {
-                "name": AGENT_COMPONENT,
-                "version": _safe(agent.version),
-                "url": _safe(agent.url),
-                "sha256": _safe(agent.sha256),
-            }
-        )
-        if agent
-        else None,
+        "images": images,
+        # pasted inside single quotes in shell: a quote is escaped JSON-style
+        "manifest_json": json.dumps(manifest, separators=(",", ":")).replace("'", "\\u0027"),
     }

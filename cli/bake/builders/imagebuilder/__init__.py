@@ -39,7 +39,6 @@ from bake.builders.imagebuilder.build import (
     AttachedBuild,
     InImageBuilder,
     bake_with_image_builder,
-    log_location,
     publish_when_done,
     wait_interactive,
 )
@@ -53,6 +52,7 @@ from bake.builders.imagebuilder.model import (
     Progress,
     Resources,
     Step,
+    log_location,
 )
 from bake.builders.imagebuilder.requests import content_sha256, fill_placeholders
 from bake.tags import CONTENT_TAG  # the content tag the driver reuses resources by

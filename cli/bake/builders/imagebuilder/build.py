@@ -1,6 +1,5 @@
 """Image Builder as a ``bake.builders.contract.Builder`` (``InImageBuilder``), one whole bake
-(``bake_with_image_builder``: resources, build, wait, publish), waiting with Ctrl-C handling,
-and where a build's logs are."""
+(``bake_with_image_builder``: resources, build, wait, publish), and waiting with Ctrl-C handling."""
 
 from __future__ import annotations
 
@@ -10,32 +9,12 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from bake.builders.contract import BuiltImage
-from bake.builders.imagebuilder.model import BuildResult, BuildStatus, ImageBuilderOptions
+from bake.builders.imagebuilder.model import BuildResult
 from bake.errors import BuildError, UsageError
 from bake.publish import AmiResult, build_and_publish
 
 if TYPE_CHECKING:
     from bake.builders.imagebuilder.driver import ImageBuilderDriver
-
-
-def log_location(options: ImageBuilderOptions, status: BuildStatus) -> str:
-    """Where Image Builder wrote a build's logs: the S3 prefix and the CloudWatch log group.
-
-    Image Builder writes to ``s3://<bucket>/<prefix>/<image name>/<version>/<build>/`` and to the
-    log group ``/aws/imagebuilder/<image name>`` (Image Builder user guide, "Logging").
-    """
-    parts = status.arn.split(":image/", 1)[-1].split("/")
-    image_path = "/".join(parts)
-    where = [f"CloudWatch Logs /aws/imagebuilder/{parts[0]}"]
-    if options.log_bucket:
-        prefix = options.log_prefix.strip("/")
-        where.insert(0, f"s3://{options.log_bucket}/{prefix + '/' if prefix else ''}{image_path}/")
-    return " and ".join(where)
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 def wait_interactive(

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bake.aws import imagebuilder as ib
-from bake.builders.imagebuilder.build import _fmt, log_location
 from bake.builders.imagebuilder.model import (
     AmiOutput,
     BuildResult,
@@ -17,6 +16,8 @@ from bake.builders.imagebuilder.model import (
     Progress,
     Resources,
     Step,
+    log_location,
+    mmss,
 )
 from bake.builders.imagebuilder.preflight import Preflight
 from bake.builders.imagebuilder.requests import (
@@ -360,17 +361,17 @@ class ImageBuilderDriver(Preflight):
                 if not exc.throttled or throttled >= 10:
                     raise
                 throttled += 1
-                self.progress(f"[{_fmt(elapsed)}] throttled by Image Builder; polling slower")
+                self.progress(f"[{mmss(elapsed)}] throttled by Image Builder; polling slower")
                 self._sleep(self.options.poll_seconds * 2)
                 continue
             if current.status != last_status:
-                self.progress(f"[{_fmt(elapsed)}] {current.status}")
+                self.progress(f"[{mmss(elapsed)}] {current.status}")
                 last_status = current.status
             for s in current.steps:
                 key = (s.kind, s.name)
                 if seen_steps.get(key) != s.status:
                     seen_steps[key] = s.status
-                    self.progress(f"[{_fmt(elapsed)}]   {s.kind.lower()} step {s.name}: {s.status}")
+                    self.progress(f"[{mmss(elapsed)}]   {s.kind.lower()} step {s.name}: {s.status}")
             if current.finished:
                 return self._finish(current, elapsed)
             if elapsed >= self.options.timeout_minutes * 60:

@@ -145,3 +145,24 @@ class BuildResult:
     amis: tuple[AmiOutput, ...]
     elapsed_seconds: float
     status: BuildStatus
+
+
+def log_location(options: ImageBuilderOptions, status: BuildStatus) -> str:
+    """Where Image Builder wrote a build's logs: the S3 prefix and the CloudWatch log group.
+
+    Image Builder writes to ``s3://<bucket>/<prefix>/<image name>/<version>/<build>/`` and to the
+    log group ``/aws/imagebuilder/<image name>`` (Image Builder user guide, "Logging").
+    """
+    parts = status.arn.split(":image/", 1)[-1].split("/")
+    image_path = "/".join(parts)
+    where = [f"CloudWatch Logs /aws/imagebuilder/{parts[0]}"]
+    if options.log_bucket:
+        prefix = options.log_prefix.strip("/")
+        where.insert(0, f"s3://{options.log_bucket}/{prefix + '/' if prefix else ''}{image_path}/")
+    return " and ".join(where)
+
+
+def mmss(seconds: float) -> str:
+    """``MM:SS`` of an elapsed time in seconds (the wait's progress lines)."""
+    seconds = int(seconds)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"

@@ -288,12 +288,8 @@ def run_cluster(label: str, cluster_file: Path, data_dir: Path, boot_script: str
     from bake.launch import launch as run_launch
     from bake.localcluster import vm
     from bake.localcluster.guest import GuestAgent
-    from bake.localcluster.service import (
-        LocalOptions,
-        destroy_local,
-        launch_local,
-        read_state,
-    )
+    from bake.localcluster.service import LocalOptions, destroy_local, launch_local
+    from bake.localcluster.state import read_state
     from bake.sandbox import require_running, sandbox_target
 
     spec = load_checked_cluster(cluster_file)

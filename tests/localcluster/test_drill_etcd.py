@@ -11,7 +11,7 @@ import json
 import pytest
 from tests.support.guest_agent import guest_agents
 
-from bake.localcluster.drills import _Drill
+from bake.localcluster.drill import Drill
 
 MEMBERS = {"members": [
     {"ID": 0xA1, "name": "cp-1", "peerURLs": ["https://10.0.0.10:2380"],
@@ -24,7 +24,7 @@ HEALTH = [{"endpoint": "https://10.0.0.10:2379", "health": True},
 
 
 class _Nodes:
-    """What ``_Drill.etcd`` uses of a drill: its control-plane nodes and their VM dirs."""
+    """What ``Drill.etcd`` uses of a drill: its control-plane nodes and their VM dirs."""
 
     def __init__(self, dirs):
         self.dirs = dirs
@@ -58,13 +58,13 @@ def two_control_planes(tmp_path, monkeypatch):
 
 
 def test_a_member_list_without_health_asks_the_next_control_plane(two_control_planes):
-    members, healthy = _Drill.etcd(two_control_planes)
+    members, healthy = Drill.etcd(two_control_planes)
     assert [m["name"] for m in members] == ["cp-1", "cp-2"]
     assert healthy == {"https://10.0.0.10:2379", "https://10.0.0.11:2379"}
 
 
 def test_summary_counts_both_members_healthy(two_control_planes):
-    summary = _Drill.etcd_summary(_EtcdOf(two_control_planes))
+    summary = Drill.etcd_summary(_EtcdOf(two_control_planes))
     assert summary["reachable"]
     assert [(m["name"], m["healthy"]) for m in summary["members"]] == [("cp-1", True),
                                                                        ("cp-2", True)]
@@ -73,14 +73,14 @@ def test_summary_counts_both_members_healthy(two_control_planes):
 def test_no_control_plane_answering_both_is_unreachable(tmp_path):
     d = tmp_path / "i-1"
     d.mkdir()  # no guest agent listening: the VM is gone
-    assert _Drill.etcd_summary(_EtcdOf(_Nodes([d]))) == {"reachable": False}
+    assert Drill.etcd_summary(_EtcdOf(_Nodes([d]))) == {"reachable": False}
 
 
 class _EtcdOf(_Nodes):
-    """A drill stand-in whose ``etcd`` is ``_Drill.etcd`` over the given nodes."""
+    """A drill stand-in whose ``etcd`` is ``Drill.etcd`` over the given nodes."""
 
     def __init__(self, nodes):
         super().__init__(nodes.dirs)
 
     def etcd(self, exclude=()):
-        return _Drill.etcd(self, exclude)
+        return Drill.etcd(self, exclude)

@@ -12,7 +12,7 @@ import time
 import pytest
 from tests.support.guest_agent import guest_agents
 
-from bake.localcluster.drills import _kubeadm_tokens
+from bake.localcluster.drills_join import _kubeadm_tokens
 
 EXPIRES = "2026-12-03T04:00:00Z"
 

@@ -207,7 +207,7 @@ def destroy(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None
     confirm = confirmer(yes, f"bake destroy of stack {spec.stack_name}")
     vms = None
     if local:
-        from bake.localcluster.service import read_state
+        from bake.localcluster.state import read_state
 
         vms = read_state(g.data_dir, spec.name)
     # the target must exist and answer before anyone is asked anything
@@ -250,7 +250,8 @@ def status(g, cluster_file: Path, local: bool, output: str) -> None:
     clients = _clients(_target_region(g, spec), local)
     local_state = None
     if local:
-        from bake.localcluster.service import STANDIN_NOTE, read_state
+        from bake.localcluster.service import STANDIN_NOTE
+        from bake.localcluster.state import read_state
 
         local_state = read_state(g.data_dir, spec.name) or {"nodes": []}
     result = cluster_status(spec, clients, local_state)
@@ -280,7 +281,7 @@ def logs(g, cluster_file: Path, local: bool, lines: int | None, node: str) -> No
 
     spec = load_cluster(cluster_file)
     if local:
-        from bake.localcluster.service import console_text, find_node, read_state
+        from bake.localcluster.state import console_text, find_node, read_state
 
         state = read_state(g.data_dir, spec.name)
         if state is None:
@@ -330,7 +331,8 @@ def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, ye
                          "only (add --local)")
     from bake.localcluster import FRESH_CLUSTER_DRILLS
     from bake.localcluster.drills import run_drill
-    from bake.localcluster.service import LocalOptions, read_state
+    from bake.localcluster.service import LocalOptions
+    from bake.localcluster.state import read_state
 
     fresh = name in FRESH_CLUSTER_DRILLS
     spec = load_checked_cluster(cluster_file, catalogs) if fresh else load_cluster(cluster_file)

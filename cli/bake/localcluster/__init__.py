@@ -11,9 +11,12 @@ internal network load balancer in front of the control planes (haproxy, health-c
 
 Modules: ``plan`` (addresses and names, pure), ``netns`` (entering a network namespace),
 ``gateway`` (IMDSv2 and the endpoint proxy, one process), ``pki`` (the local CA),
-``vm`` (overlays, seeds, qemu), ``service`` (launch, status, logs, destroy), ``guest``
-(the qemu guest agent), ``runcommand`` (SSM Run Command and the lifecycle hook on VMs),
-``drills`` (failure drills).
+``vm`` (overlays, seeds, qemu), ``boot`` (what a VM boots with: overlay, seed, vendor-data),
+``hostnet`` (dnsmasq, haproxy and the namespace's network), ``state`` (the recorded cluster,
+stopping only recorded processes), ``service`` (launch, sync, follow, destroy), ``guest`` (the
+qemu guest agent), ``runcommand`` (SSM Run Command and the lifecycle hook on VMs), ``drill``
+(the drills' harness), ``drills_control_plane`` and ``drills_join`` (the failure drills) and
+``drills`` (``run_drill``).
 """
 
 # the failure drills of ``bake drill --local`` (here, so the CLI lists them without imports)

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,9 +32,34 @@ from pathlib import Path
 from typing import Any
 
 from bake.cluster import ClusterSpec
-from bake.errors import BakeError, EnvironmentProblem, UsageError
+from bake.errors import EnvironmentProblem, UsageError
 from bake.localcluster import netns, vm
-from bake.localcluster.plan import LocalNetwork, LocalNode, mac_for, network_for, subnet_of
+from bake.localcluster.boot import (
+    instances_file,
+    prepare_vm,
+    progress_marker,
+    start_vm,
+    vendor_data,
+)
+from bake.localcluster.hostnet import (
+    build_network,
+    dnsmasq_config,
+    spawn,
+    start_haproxy,
+    wait_listening,
+    write_hosts,
+)
+from bake.localcluster.plan import LocalNode, mac_for, network_for, subnet_of
+from bake.localcluster.state import (
+    LocalClusterError,
+    cluster_dir,
+    is_ours,
+    read_state,
+    running_nodes,
+    state_path,
+    stop_recorded,
+    write_state,
+)
 
 Echo = Callable[[str], None]
 #: Debian packages a local cluster uses: command -> package
@@ -53,10 +77,6 @@ EMBEDDED_ACCOUNT_ID = "123456789012"  # the account moto answers for (its defaul
 STANDIN_NOTE = ("stand-ins, said plainly: kubeadm, kubelet and kubectl in these VMs are bake's "
                 "test stand-ins (tools/standin_k8s.py) running the REAL etcd; the API endpoint "
                 "on 6443 is a stand-in health endpoint, not kube-apiserver")
-
-
-class LocalClusterError(BakeError):
-    """A local cluster failed to form or to stop; names the node, phase and log to read."""
 
 
 @dataclass(frozen=True)
@@ -112,56 +132,6 @@ class NodeResult:
 
 
 # ---------------------------------------------------------------- paths and state
-
-
-def cluster_dir(data_dir: Path, name: str) -> Path:
-    """``<data dir>/clusters/<name>``."""
-    return Path(data_dir) / "clusters" / name
-
-
-def state_path(data_dir: Path, name: str) -> Path:
-    """``<data dir>/clusters/<name>/local.json``."""
-    return cluster_dir(data_dir, name) / "local.json"
-
-
-def read_state(data_dir: Path, name: str) -> dict | None:
-    """The recorded local cluster, or ``None``."""
-    try:
-        return json.loads(state_path(data_dir, name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_state(data_dir: Path, name: str, state: dict) -> None:
-    path = state_path(data_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return [a.decode(errors="replace")
-                for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _ours(pid: int | None, marker: str) -> bool:
-    """True when ``pid`` is alive and its command line holds ``marker`` (a path of ours)."""
-    return bool(pid) and any(marker in a for a in _cmdline(int(pid)))
-
-
-def _stop(pid: int | None, marker: str, timeout_s: float = 10.0) -> None:
-    if not _ours(pid, marker):
-        return
-    os.kill(int(pid), signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _ours(pid, marker):
-        time.sleep(0.2)
-    if _ours(pid, marker):
-        os.kill(int(pid), signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- checks before any change
@@ -290,144 +260,7 @@ def stack_nodes(clients, spec: ClusterSpec, network_cidrs: list[str] | None = No
 # ---------------------------------------------------------------- the segment
 
 
-def _dnsmasq_config(net: LocalNetwork, base: Path, nlb_dns: str) -> str:
-    """dnsmasq as the VPC's DHCP and DNS; the instances' MAC -> IP and DNS names live in
-    ``dhcp-hosts`` and ``hosts`` (``_write_hosts``), which dnsmasq re-reads on SIGHUP when
-    instances come and go."""
-    # user=root: dnsmasq re-reads the hosts files after it would have dropped to "nobody",
-    # and they live in bake's data dir (under a 0700 home); it runs only inside the cluster's
-    # own namespace. log-facility=-: its log goes to dnsmasq.log (stderr), not to syslog.
-    lines = ["user=root", "log-facility=-",
-             "no-resolv", "no-hosts", "bind-interfaces", f"interface={net.bridge}",
-             "except-interface=lo", f"listen-address={net.dns_ip}", f"domain={net.domain}",
-             f"dhcp-leasefile={base / 'dnsmasq.leases'}", "dhcp-authoritative", "log-dhcp",
-             f"dhcp-hostsfile={base / 'dhcp-hosts'}", f"addn-hosts={base / 'hosts'}",
-             f"dhcp-option=option:dns-server,{net.dns_ip}",
-             f"dhcp-option=option:domain-name,{net.domain}",
-             # the private DNS names of interface endpoints (PrivateDnsEnabled) and the NLB
-             f"address=/amazonaws.com/{net.endpoints_ip}", f"address=/{nlb_dns}/{net.nlb_ip}"]
-    for n, (cidr, router) in enumerate(net.subnets):
-        network = cidr.split("/")[0]
-        mask = str(ipaddress.IPv4Network(cidr).netmask)
-        lines += [f"dhcp-range=set:s{n},{network},static,{mask},12h",
-                  f"dhcp-option=tag:s{n},option:router,{router}"]
-    return "\n".join(lines) + "\n"
-
-
-def _write_hosts(base: Path, nodes: list[LocalNode]) -> None:
-    """The instances for dnsmasq: ``dhcp-hosts`` (MAC, IP, name) and ``hosts`` (DNS)."""
-    dhcp, hosts = [], []
-    for node in nodes:
-        short = node.hostname.split(".", 1)[0]
-        dhcp.append(f"{node.mac},{node.private_ip},{short}\n")
-        hosts.append(f"{node.private_ip} {node.hostname} {short}\n")
-    (base / "dhcp-hosts").write_text("".join(dhcp))
-    (base / "hosts").write_text("".join(hosts))
-
-
-def _haproxy_config(net: LocalNetwork, nodes: list[LocalNode], pidfile: Path) -> str:
-    """The NLB: TCP 6443 to the control planes, health-checked with HTTPS GET /readyz (the
-    target group's check in the stack)."""
-    servers = [f"  server {n.instance_id} {n.private_ip}:6443 check check-ssl verify none "
-               "inter 5s fall 2 rise 2" for n in nodes if n.role == "control-plane"]
-    return "\n".join([
-        "global", f"  pidfile {pidfile}", "  maxconn 4096",
-        "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 1h",
-        "  timeout server 1h", "  timeout check 5s",
-        "frontend api", f"  bind {net.nlb_ip}:6443", "  default_backend control_planes",
-        "backend control_planes", "  option httpchk GET /readyz",
-        "  http-check expect status 200", *servers, ""])
-
-
-def build_network(net: LocalNetwork, nodes: list[LocalNode]) -> None:
-    """The namespace, its bridge with every router and service address, one tap per VM."""
-    netns.create(net.netns)
-    if netns.ip("link", "show", net.bridge, netns=net.netns, check=False).returncode != 0:
-        netns.ip("link", "add", net.bridge, "type", "bridge", netns=net.netns)
-    addresses = [f"{router}/{cidr.split('/')[1]}" for cidr, router in net.subnets]
-    addresses += [f"{net.dns_ip}/32", f"{net.endpoints_ip}/32", f"{net.nlb_ip}/32",
-                  f"{net.imds_ip}/32"]
-    for address in addresses:
-        netns.ip("addr", "replace", address, "dev", net.bridge, netns=net.netns)
-    netns.ip("link", "set", net.bridge, "up", netns=net.netns)
-    subprocess.run(netns.exec_argv(net.netns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]),
-                   check=True, capture_output=True)
-    for node in nodes:
-        if netns.ip("link", "show", node.tap, netns=net.netns, check=False).returncode != 0:
-            netns.ip("tuntap", "add", "dev", node.tap, "mode", "tap", netns=net.netns)
-        netns.ip("link", "set", node.tap, "master", net.bridge, netns=net.netns)
-        netns.ip("link", "set", node.tap, "up", netns=net.netns)
-
-
-def _spawn(argv: list[str], log: Path) -> int:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid
-
-
-#: The vendor-data command (``sh -c SCRIPT bake-local-ca PEM``): idempotent, so it can run at
-#: every boot (``bootcmd`` does).
-_TRUST_CA = (
-    'set -eu; crt=/usr/local/share/ca-certificates/bake-local-aws.crt; '
-    'mkdir -p "${crt%/*}"; printf "%s\\n" "$1" > "$crt"; '
-    'b=/etc/ssl/certs/ca-certificates.crt; '
-    'grep -qxF "$(sed -n 2p "$crt")" "$b" || cat "$crt" >> "$b"'
-)
-
-
-def _vendor_data(ca_pem: str) -> str:
-    """The vendor-data the platform hands the VM beside the user-data: trust the local CA of
-    the AWS API endpoints, before the node agent starts.
-
-    A cloud-config ``bootcmd`` (cloud-init's init stage, ``cloud-init.service``, which the
-    agent's unit is ordered after; user-data has no ``bootcmd`` to override it) keeps the
-    certificate in ``/usr/local/share/ca-certificates`` (a later ``update-ca-certificates`` keeps
-    it) and appends it to ``/etc/ssl/certs/ca-certificates.crt``, the bundle Debian's botocore
-    reads through certifi. Not cloud-init's ``ca_certs`` module: it runs
-    ``update-ca-certificates``, 160 s per VM under TCG with five VMs (measured).
-
-    Args:
-        ca_pem: the CA certificate (PEM text).
-
-    Returns:
-        the vendor-data text (``#cloud-config``).
-    """
-    import yaml
-
-    command = ["sh", "-c", _TRUST_CA, "bake-local-ca", ca_pem.strip()]
-    return "#cloud-config\n" + yaml.safe_dump({"bootcmd": [command]}, sort_keys=False)
-
-
-def _instances_file(nodes: list[LocalNode], region: str, account: str) -> dict:
-    import base64
-
-    return {n.private_ip: {
-        "instance_id": n.instance_id, "private_ip": n.private_ip, "hostname": n.hostname,
-        "mac": n.mac, "availability_zone": n.availability_zone or f"{region}a",
-        "instance_type": n.instance_type, "image_id": n.image_id, "region": region,
-        "account_id": account, "profile_role": n.profile_role,
-        "user_data_b64": base64.b64encode(n.user_data).decode()} for n in nodes}
-
-
 # ---------------------------------------------------------------- launch
-
-
-def _progress_marker(console: Path) -> str:
-    """What a VM's console says it has reached: the furthest milestone seen since it booted
-    (the console file starts empty at every VM start), so the label never goes backwards when
-    a later cloud-init stage prints its banner again."""
-    try:
-        text = console.read_bytes().decode(errors="replace")
-    except OSError:
-        return "starting"
-    milestones = [("phase post: start", "post"), ("phase bootstrap: start", "init/join"),
-                  ("phase config: start", "config"), ("Starting bake-node.service", "agent"),
-                  ("Cloud-init v.", "cloud-init"), ("Linux version", "booting")]
-    for needle, label in milestones:
-        if needle in text:
-            return label
-    return "starting"
 
 
 def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[], Any],
@@ -486,7 +319,7 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "memory_mib": options.memory_mib, "nlb_dns": nlb_dns, "nlb_ip": net.nlb_ip,
              "pids": {}, "nodes": []}
-    _write_state(options.data_dir, spec.name, state)  # from here on, destroy can clean up
+    write_state(options.data_dir, spec.name, state)  # from here on, destroy can clean up
     started = time.monotonic()
     try:
         echo(f"network: namespace {net.netns}, bridge {net.bridge}, subnets "
@@ -494,76 +327,36 @@ def launch_local(options: LocalOptions, clients, echo: Echo, deploy: Callable[[]
              f"{net.endpoints_ip}, NLB {net.nlb_ip} ({nlb_dns})")
         build_network(net, nodes)
         instances = base / "instances.json"
-        instances.write_text(json.dumps(_instances_file(nodes, spec.region, EMBEDDED_ACCOUNT_ID)))
+        instances.write_text(json.dumps(instances_file(nodes, spec.region, EMBEDDED_ACCOUNT_ID)))
         config = base / "gateway.json"
         config.write_text(json.dumps({
             "netns": net.netns, "imds_ip": net.imds_ip, "endpoints_ip": net.endpoints_ip,
             "cert": str(cert), "key": str(key), "instances": str(instances),
             "upstream_host": "127.0.0.1", "upstream_port": sandbox.port}))
-        state["pids"]["gateway"] = _spawn(
+        state["pids"]["gateway"] = spawn(
             [sys.executable, "-m", "bake.localcluster.gateway", str(config)], base / "gateway.log")
         dns_conf = base / "dnsmasq.conf"
-        _write_hosts(base, nodes)
-        dns_conf.write_text(_dnsmasq_config(net, base, nlb_dns))
-        state["pids"]["dnsmasq"] = _spawn(netns.exec_argv(net.netns, [
+        write_hosts(base, nodes)
+        dns_conf.write_text(dnsmasq_config(net, base, nlb_dns))
+        state["pids"]["dnsmasq"] = spawn(netns.exec_argv(net.netns, [
             "dnsmasq", f"--conf-file={dns_conf}", "--keep-in-foreground",
             f"--pid-file={base / 'dnsmasq.pid'}"]), base / "dnsmasq.log")
-        state["pids"]["haproxy"] = _start_haproxy(net, base, nodes)
-        _write_state(options.data_dir, spec.name, state)
-        _wait_listening(net, base)
-        vendor = _vendor_data(ca_pem)
+        state["pids"]["haproxy"] = start_haproxy(net, base, nodes)
+        write_state(options.data_dir, spec.name, state)
+        wait_listening(net, base)
+        vendor = vendor_data(ca_pem)
         for node in nodes:
-            _prepare_vm(node, base, image_dir, vendor)
+            prepare_vm(node, base, image_dir, vendor)
         for node in nodes:  # all at once: qemu detaches right away
-            _start_vm(node, base, image_dir, net, options.memory_mib, state, echo)
-        _write_state(options.data_dir, spec.name, state)
+            start_vm(node, base, image_dir, net, options.memory_mib, state, echo)
+        write_state(options.data_dir, spec.name, state)
     except BaseException:
-        _write_state(options.data_dir, spec.name, state)
+        write_state(options.data_dir, spec.name, state)
         raise
     echo(STANDIN_NOTE)
     if not wait:
         return []
     return follow(options, clients, nodes, base, echo, started)
-
-
-def _start_haproxy(net: LocalNetwork, base: Path, nodes: list[LocalNode],
-                   replace_pid: int | None = None) -> int:
-    """Start haproxy (the NLB) for ``nodes``' control planes; with ``replace_pid``, a soft
-    reload (``-sf``: the new process takes the listener, the old one finishes its connections,
-    as a target group change does not drop the NLB)."""
-    cfg = base / "haproxy.cfg"
-    cfg.write_text(_haproxy_config(net, nodes, base / "haproxy.pid"))
-    argv = ["haproxy", "-db", "-f", str(cfg)]
-    old = replace_pid if replace_pid and _ours(replace_pid, str(cfg)) else None
-    if old:
-        argv += ["-sf", str(old)]
-    pid = _spawn(netns.exec_argv(net.netns, argv), base / "haproxy.log")
-    if old:  # the old process finishes its connections; never leave it behind unrecorded
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _ours(old, str(cfg)):
-            time.sleep(0.5)
-        _stop(old, str(cfg))
-    return pid
-
-
-def _prepare_vm(node: LocalNode, base: Path, image_dir: Path, vendor: str) -> None:
-    """``node``'s copy-on-write overlay of the baked disk and its NoCloud seed."""
-    files = vm.VmFiles(base / "vms" / node.instance_id)
-    vm.make_overlay(image_dir / "disk.raw", files.overlay)
-    vm.make_seed(files, node, vendor)
-
-
-def _start_vm(node: LocalNode, base: Path, image_dir: Path, net: LocalNetwork, memory_mib: int,
-              state: dict, echo: Echo) -> None:
-    """Boot ``node``'s VM (overlay and seed made already) and record it in ``state``."""
-    files = vm.VmFiles(base / "vms" / node.instance_id)
-    pid = vm.start(files, node, image_dir, net.netns, memory_mib)
-    state["nodes"].append({"instance_id": node.instance_id, "role": node.role,
-                           "private_ip": node.private_ip, "hostname": node.hostname,
-                           "pid": pid, "dir": str(files.dir), "index": node.index,
-                           "started": time.time()})
-    echo(f"{node.instance_id} {node.role:<13} {node.private_ip:<15} booting "
-         f"(VM pid {pid}, {memory_mib} MiB, console {files.console})")
 
 
 @dataclass(frozen=True)
@@ -573,11 +366,6 @@ class SyncResult:
 
     booted: tuple[LocalNode, ...] = ()
     stopped: tuple[str, ...] = ()
-
-
-def running_nodes(state: dict) -> list[dict]:
-    """The recorded nodes whose instances were not terminated (VM running or not)."""
-    return [n for n in state.get("nodes", []) if not n.get("terminated")]
 
 
 def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
@@ -630,47 +418,22 @@ def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
         net = network_for(spec.name, spec.region, spec.network.vpc_cidr, cidrs)
         build_network(net, placed)
         (base / "instances.json").write_text(
-            json.dumps(_instances_file(placed, spec.region, EMBEDDED_ACCOUNT_ID)))
-        _write_hosts(base, placed)
+            json.dumps(instances_file(placed, spec.region, EMBEDDED_ACCOUNT_ID)))
+        write_hosts(base, placed)
         dns_pid = state.get("pids", {}).get("dnsmasq")
-        if _ours(dns_pid, str(base / "dnsmasq.conf")):
+        if is_ours(dns_pid, str(base / "dnsmasq.conf")):
             os.kill(int(dns_pid), signal.SIGHUP)
         roles = {known[i]["role"] for i in stopped} | {n.role for n in fresh}
         if "control-plane" in roles:
-            state["pids"]["haproxy"] = _start_haproxy(net, base, placed,
+            state["pids"]["haproxy"] = start_haproxy(net, base, placed,
                                                       state["pids"].get("haproxy"))
-        vendor = _vendor_data((base / "pki" / "ca.crt").read_text())
+        vendor = vendor_data((base / "pki" / "ca.crt").read_text())
         for node in fresh:
-            _prepare_vm(node, base, image_dir, vendor)
-            _start_vm(node, base, image_dir, net, state.get("memory_mib", options.memory_mib),
+            prepare_vm(node, base, image_dir, vendor)
+            start_vm(node, base, image_dir, net, state.get("memory_mib", options.memory_mib),
                       state, echo)
-        _write_state(options.data_dir, spec.name, state)
+        write_state(options.data_dir, spec.name, state)
     return SyncResult(tuple(fresh), tuple(stopped))
-
-
-def _wait_listening(net: LocalNetwork, base: Path, timeout_s: float = 20.0) -> None:
-    """The gateway, dnsmasq and haproxy listen before any VM boots (or their log says why)."""
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    want = [(net.imds_ip, 80, "gateway.log"), (net.endpoints_ip, 443, "gateway.log"),
-            (net.nlb_ip, 6443, "haproxy.log")]
-    with netns.inside(net.netns):
-        pending = list(want)
-        while pending and time.monotonic() < deadline:
-            host, port, log = pending[0]
-            try:
-                socket.create_connection((host, port), timeout=1).close()
-                pending.pop(0)
-            except OSError:
-                time.sleep(0.2)
-    if pending:
-        host, port, log = pending[0]
-        tail = (base / log).read_text(errors="replace").strip().splitlines()[-1:] \
-            if (base / log).exists() else []
-        raise LocalClusterError(f"nothing listens on {host}:{port} in {net.netns} after "
-                                f"{timeout_s:.0f} s; see {base / log}" +
-                                (f": {tail[0]}" if tail else ""))
 
 
 def follow(options: LocalOptions, clients, nodes: list[LocalNode], base: Path, echo: Echo,
@@ -694,7 +457,7 @@ def follow(options: LocalOptions, clients, nodes: list[LocalNode], base: Path, e
                 result.report = report
                 result.status = str(report.get("status"))
             else:
-                result.status = _progress_marker(files.console)
+                result.status = progress_marker(files.console)
             if result.status != before:
                 elapsed = time.monotonic() - started
                 detail = ""
@@ -759,9 +522,9 @@ def destroy_local(data_dir: Path, name: str, echo: Echo) -> bool:
         if vm.stop(node["pid"], vm.VmFiles(Path(node["dir"]))):
             stopped += 1
     pids = state.get("pids", {})
-    _stop(pids.get("haproxy"), str(base / "haproxy.cfg"))
-    _stop(pids.get("dnsmasq"), str(base / "dnsmasq.conf"))
-    _stop(pids.get("gateway"), str(base / "gateway.json"))
+    stop_recorded(pids.get("haproxy"), str(base / "haproxy.cfg"))
+    stop_recorded(pids.get("dnsmasq"), str(base / "dnsmasq.conf"))
+    stop_recorded(pids.get("gateway"), str(base / "gateway.json"))
     netns.delete(state["netns"])
     for node in state.get("nodes", []):
         vm.remove(vm.VmFiles(Path(node["dir"])))
@@ -772,25 +535,3 @@ def destroy_local(data_dir: Path, name: str, echo: Echo) -> bool:
     return True
 
 
-def find_node(state: dict, ref: str) -> dict:
-    """The recorded node named by instance id, private IP or host name.
-
-    Raises:
-        UsageError: none matches (lists them).
-    """
-    for node in state.get("nodes", []):
-        if ref in (node["instance_id"], node["private_ip"], node["hostname"],
-                   node["hostname"].split(".", 1)[0]):
-            return node
-    known = ", ".join(f"{n['instance_id']} ({n['role']}, {n['private_ip']})"
-                      for n in state.get("nodes", []))
-    raise UsageError(f"no node {ref!r} in this local cluster; nodes: {known or 'none'}")
-
-
-def console_text(node: dict, lines: int | None = None) -> str:
-    """A VM's console (kernel, systemd, cloud-init and the agent's journal lines)."""
-    text = (Path(node["dir"]) / "console.log").read_bytes().decode(errors="replace")
-    text = text.replace("\r\n", "\n")
-    if lines:
-        text = "\n".join(text.splitlines()[-lines:]) + "\n"
-    return text

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bake.builders.local import disk as disk_mod
+from bake.builders.local.chroot import active_mounts
 from bake.builders.local.rootfs import AptSource, load_parent_spec, prepare_rootfs
-from bake.builders.local.runner import LocalRunner, active_mounts
+from bake.builders.local.runner import LocalRunner
 from bake.errors import BakeError, BuildError, EnvironmentProblem
 
 Progress = Callable[[str], None]

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "destroy": "bake.commands.cluster:destroy",
     "status": "bake.commands.cluster:status",
     "logs": "bake.commands.cluster:logs",
+    "kubeconfig": "bake.commands.cluster:kubeconfig",
     "drill": "bake.commands.cluster:drill",
 }
 
@@ -52,6 +53,7 @@ SUMMARIES: dict[str, str] = {
     "destroy": "Delete a cluster stack (and, with --local, its VMs).",
     "status": "Show a cluster's nodes, etcd members, join material and anything stuck.",
     "logs": "Print a node's console (kernel, cloud-init, the node agent).",
+    "kubeconfig": "Fetch a cluster's admin kubeconfig (0600) from SSM Parameter Store.",
     "drill": "Break a local VM cluster on purpose and check that it recovers.",
 }
 

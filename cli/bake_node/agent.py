@@ -423,6 +423,10 @@ class Agent:
                 certificate_key=Secret(cert_key, issued + CERT_KEY_TTL, issued),
             )
         )
+        admin = Path(self.kubeadm.admin_kubeconfig)
+        if not admin.is_file():
+            raise ConfigError(f"kubeadm init wrote no {admin}: see the kubeadm init log")
+        material.publish_admin_kubeconfig(admin.read_text())
         self._register_self(ctx, members)
         beat.check()
         lease.fenced_put(

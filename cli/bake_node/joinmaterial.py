@@ -27,6 +27,8 @@ from bake_node.errors import JoinMaterialError
 
 log = logging.getLogger("bake_node.joinmaterial")
 
+#: bytes of an Advanced-tier parameter value (SSM quotas: Standard 4 KB, Advanced 8 KB)
+ADVANCED_PARAMETER_LIMIT = 8192
 CERT_KEY_TTL = 2 * 3600.0  # kubeadm deletes the kubeadm-certs Secret after 2 h
 DEFAULT_TOKEN_TTL = 1800.0  # 30 min; rotated at TTL/2 by the control-plane timer
 # a join starts only with material valid this long: kubeadm's discovery timeout (kubeadm config
@@ -118,6 +120,34 @@ class JoinMaterial:
         if any(p not in found for p in parts):
             return None
         return Material(found["token"], found["ca-cert-hash"], found.get("certificate-key"))
+
+    def admin_kubeconfig_name(self) -> str:
+        """Where the admin kubeconfig is kept: ``<prefix>/control-plane/admin-kubeconfig``
+        (the control-plane subtree: workers cannot read it; ``bake kubeconfig`` fetches it)."""
+        return f"{self.prefix}/control-plane/admin-kubeconfig"
+
+    def publish_admin_kubeconfig(self, text: str) -> None:
+        """Keep kubeadm's ``admin.conf`` for ``bake kubeconfig``: a SecureString under the
+        cluster's KMS key, ``Intelligent-Tiering`` (a kubeconfig with its embedded certificates
+        is about 5.6 KB: over Standard's 4 KB, within Advanced's 8 KB; SSM quotas).
+
+        Raises:
+            JoinMaterialError: the file is over 8 KB (Advanced's limit): nothing is written.
+        """
+        size = len(text.encode())
+        if size > ADVANCED_PARAMETER_LIMIT:
+            raise JoinMaterialError(
+                f"admin kubeconfig is {size} bytes, over SSM's {ADVANCED_PARAMETER_LIMIT}-byte "
+                "limit for a parameter: not stored (read it on a control plane)"
+            )
+        ssm.put_secure_string(
+            self.ssm,
+            self.admin_kubeconfig_name(),
+            text,
+            self.kms_key_id,
+            "bake-node: the cluster's admin kubeconfig (bake kubeconfig fetches it)",
+            tier="Intelligent-Tiering",
+        )
 
     def delete_all(self) -> None:
         """Remove every part (a taker-over clears a dead leader's half-published material)."""

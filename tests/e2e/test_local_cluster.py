@@ -171,6 +171,19 @@ def test_logs_show_the_node_agent(cluster, bake_cli):
     assert unknown.returncode == 2 and "no node 'i-nope'" in unknown.stderr
 
 
+def test_kubeconfig_fetches_what_the_init_leader_stored(cluster, bake_cli, tmp_path):
+    """`bake kubeconfig --local`: kubeadm's admin.conf from the control plane that ran init, as
+    it stored it in the embedded AWS's Parameter Store, written 0600 and never printed."""
+    cluster_file, _, _, _ = cluster
+    run = bake_cli("kubeconfig", "--local", "-f", str(cluster_file), "-o", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    path = tmp_path / f"{NAME}.kubeconfig"
+    text = path.read_text()
+    assert "kind: Config" in text and ":6443" in text
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert text not in run.stdout
+
+
 def _drill(bake_cli, cluster_file, name):
     run = bake_cli("drill", "--local", "-f", str(cluster_file), name, "--output", "json",
                    timeout=JOIN_TIMEOUT + 900)

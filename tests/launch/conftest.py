@@ -94,3 +94,13 @@ def cloud_config_schema(request) -> dict:
         shutil.copy(found[0], target)
         shutil.rmtree(work, ignore_errors=True)
     return json.loads(target.read_text())
+
+
+@pytest.fixture
+def cluster_file(tmp_path):
+    """A fresh ``bake init`` cluster file (``cluster.yaml``) in the test's temporary directory."""
+    from bake.cluster import init_text
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(init_text())
+    return path

@@ -20,15 +20,6 @@ from bake.sandbox.compat import moto_cloudformation_shims
 
 
 @pytest.fixture
-def cluster_file(tmp_path):
-    from bake.cluster import init_text
-
-    path = tmp_path / "cluster.yaml"
-    path.write_text(init_text())
-    return path
-
-
-@pytest.fixture
 def embedded(aws):
     """The moto server with the AMI parameter `bake ami` would have published."""
     ec2 = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")

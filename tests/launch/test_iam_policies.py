@@ -139,3 +139,12 @@ def test_egress_leaves_the_vpc_only_where_it_must(rendered, specs, variant):
         assert "S3PrefixListId" not in params
     assert all(r.get("CidrIp") in (spec.network.vpc_cidr, "0.0.0.0/0") or
                "DestinationPrefixListId" in r for r in nodes + fn)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_agent_stores_the_kubeconfig_where_bake_kubeconfig_reads_it(specs, variant):
+    """The one name, from both sides: the agent (bake_node, which must not import bake) and the
+    cluster file (``ClusterSpec.kubeconfig_parameter``, the CloudFormation output)."""
+    spec = specs[variant]
+    agent = JoinMaterial(None, spec.ssm_prefix, spec.kms_alias).admin_kubeconfig_name()
+    assert agent == spec.kubeconfig_parameter

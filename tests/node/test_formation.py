@@ -57,6 +57,7 @@ def assert_secrets_encrypted(cluster):
         "token",
         "ca-cert-hash",
         "certificate-key",
+        "admin-kubeconfig",
     }
     for p in params:
         assert p["Type"] == "SecureString" and p["KeyId"] == cluster.kms_key_id, p
@@ -290,3 +291,16 @@ def test_join_that_failed_half_way_is_reset_before_the_retry(cluster):
              if c["node"] == "w-0" and c["event"] == "end" and c["tool"] == "kubeadm"]
     assert calls == ["join", "reset", "join"]
     assert "w-0" in cluster.standins.state()["nodes"]
+
+
+def test_the_init_leader_stores_the_admin_kubeconfig_for_bake_kubeconfig(cluster):
+    """After ``kubeadm init`` the leader keeps kubeadm's admin.conf under control-plane/ (what
+    ``bake kubeconfig`` fetches), before the cluster is marked initialized."""
+    argv, env = cluster.node("cp-0", "control-plane")
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    admin = cluster.tmp / "nodes/cp-0/root/etc/kubernetes/admin.conf"
+    ssm = cluster.clients().client("ssm")
+    name = f"{cluster.prefix}/control-plane/admin-kubeconfig"
+    stored = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    assert stored == admin.read_text() and "kind: Config" in stored
+    assert_secrets_encrypted(cluster)

@@ -97,3 +97,24 @@ def test_throttling_is_retried_by_botocore(cluster):
     jm.publish(material(time.time()))
     assert jm.read().token.value == "abcdef.0123456789abcdef"
     assert throttled["n"] == 3  # three throttled answers, then success, within one read()
+
+
+def test_admin_kubeconfig_is_a_control_plane_secret_within_the_advanced_limit(cluster):
+    """The admin kubeconfig (about 5.6 KB with its certificates) goes under control-plane/ as
+    a SecureString under the cluster key, Intelligent-Tiering (Advanced only when over 4 KB);
+    one over Advanced's 8 KB is refused in one line and nothing is written."""
+    ssm = cluster.clients().client("ssm")
+    jm = JoinMaterial(ssm, cluster.prefix, cluster.kms_key_id)
+    text = "apiVersion: v1\nkind: Config\n" + "x" * 5600
+    jm.publish_admin_kubeconfig(text)
+    name = f"{cluster.prefix}/control-plane/admin-kubeconfig"
+    assert jm.admin_kubeconfig_name() == name
+    (param,) = ssm.describe_parameters()["Parameters"]
+    assert (param["Name"], param["Type"], param["KeyId"]) == (
+        name, "SecureString", cluster.kms_key_id
+    )
+    assert param["Tier"] == "Intelligent-Tiering"
+    assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == text
+    with pytest.raises(JoinMaterialError, match="over SSM's 8192-byte limit"):
+        jm.publish_admin_kubeconfig("y" * 8193)
+    assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from bake.commands.common import catalog_option, confirmer, output_option
+from bake.commands.common import catalog_option, confirmer, out_dir_option, output_option
 from bake.localcluster import DRILLS
 
 file_option = click.option(
@@ -262,6 +262,30 @@ def status(g, cluster_file: Path, local: bool, output: str) -> None:
         click.echo(line)
     if local:
         click.echo(STANDIN_NOTE)
+
+
+@click.command()
+@file_option
+@click.option("--local", is_flag=True, help="The local VM cluster (embedded AWS).")
+@out_dir_option("Directory for <cluster name>.kubeconfig.", default=Path("."))
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.pass_obj
+def kubeconfig(g, cluster_file: Path, local: bool, out_dir: Path, force: bool) -> None:
+    """Fetch the cluster's admin kubeconfig (written 0600, never printed).
+
+    \b
+    Example:
+      bake kubeconfig -f cluster.yaml -o ~/.kube
+      kubectl --kubeconfig ~/.kube/demo.kubeconfig get nodes
+    """
+    from bake.cluster import load_cluster
+    from bake.kubeconfig import KubeconfigOptions, fetch_kubeconfig
+
+    spec = load_cluster(cluster_file)
+    path = fetch_kubeconfig(
+        spec, _clients(_target_region(g, spec), local), KubeconfigOptions(out_dir, force)
+    )
+    click.echo(f"wrote {path} (mode 0600; server: the control-plane endpoint)")
 
 
 @click.command()

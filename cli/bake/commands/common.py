@@ -104,13 +104,14 @@ output_option = click.option(
 )
 
 
-def out_dir_option(help: str, *aliases: str):  # noqa: A002 (click's own keyword)
-    """``-o/--output-dir DIR`` (``out_dir``, required): where a command writes files. ``-o``
-    is always a directory in bake, and ``--output`` always the text|json format.
+def out_dir_option(help: str, *aliases: str, default: Path | None = None):  # noqa: A002
+    """``-o/--output-dir DIR`` (``out_dir``): where a command writes files. ``-o`` is always a
+    directory in bake, and ``--output`` always the text|json format.
 
     Args:
-        help: what is written there.
+        help: what is written there (``help`` is click's own keyword).
         aliases: older long names still accepted (e.g. ``--out``).
+        default: the directory when ``-o`` is not given; ``None``: ``-o`` is required.
     Returns:
         the click decorator.
     """
@@ -119,7 +120,9 @@ def out_dir_option(help: str, *aliases: str):  # noqa: A002 (click's own keyword
         "--output-dir",
         *aliases,
         "out_dir",
-        required=True,
+        required=default is None,
+        default=default,
+        show_default=default is not None,
         type=click.Path(file_okay=False, path_type=Path),
         help=help,
     )

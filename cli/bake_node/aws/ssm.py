@@ -9,9 +9,15 @@ from bake_node.aws import call
 
 
 def put_secure_string(
-    client: Any, name: str, value: str, kms_key_id: str, description: str
+    client: Any, name: str, value: str, kms_key_id: str, description: str, tier: str = "Standard"
 ) -> None:
-    """Write ``name`` as a SecureString encrypted with ``kms_key_id``, overwriting."""
+    """Write ``name`` as a SecureString encrypted with ``kms_key_id``, overwriting.
+
+    Args:
+        tier: ``Standard`` (values up to 4 KB), ``Advanced`` (8 KB) or ``Intelligent-Tiering``
+            (Parameter Store picks Advanced only when the value needs it; SSM API reference,
+            PutParameter ``Tier``).
+    """
     call(
         "ssm:PutParameter",
         client.put_parameter,
@@ -21,6 +27,7 @@ def put_secure_string(
         KeyId=kms_key_id,
         Overwrite=True,
         Description=description,
+        **({"Tier": tier} if tier != "Standard" else {}),
     )
 
 

@@ -57,8 +57,9 @@ def test_image_builder_bake_needs_image_archives_before_any_aws_call(run_bake):
 
 
 def test_every_problem_is_reported_at_once_before_any_aws_call(run_bake):
-    """The checks run as one pass (``bake.validation``): both arches' missing image archives and
-    the missing instance profile in one line, exit 2 (bad input), no AWS call (no endpoint)."""
+    """The checks run as one pass (``bake.validation``): the missing image archives (the same
+    line for both arches, said once) and the missing instance profile in one line, exit 2
+    (bad input), no AWS call (no endpoint)."""
     result = run_bake(
         "--region",
         "us-east-1",
@@ -73,8 +74,8 @@ def test_every_problem_is_reported_at_once_before_any_aws_call(run_bake):
     assert result.exit_code == 2, result
     assert "Traceback" not in result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("bake: error:")]
-    assert line.startswith("bake: error: 3 problems before baking: "), line
-    assert line.count("no SHA-256 for the image archives of") == 2
+    assert line.startswith("bake: error: 2 problems before baking: "), line
+    assert line.count("no SHA-256 for the image archives of") == 1
     assert "Image Builder needs an instance profile: pass --instance-profile NAME" in line
 
 
@@ -104,3 +105,15 @@ def test_one_failing_check_keeps_its_own_error_and_warnings_are_printed():
     assert info.value.format_message() == (
         "2 problems before baking: local builds need root; needs an arm64 host"
     )
+
+
+def test_the_same_problem_for_each_arch_is_said_once(run_bake):
+    """An unknown version fails for every arch asked for; the line says it once."""
+    result = run_bake(
+        "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9",
+        "ami", "--k8s", "1.29", "--arch", "amd64,arm64", "--instance-profile", "bake-build",
+    )
+    assert result.exit_code == 2, result
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("bake: error:")]
+    assert line.count("Kubernetes 1.29 is not in the catalog") == 1
+    assert "problems before baking" not in line

@@ -78,13 +78,17 @@ class Findings:
         """Report the warnings through ``progress``, then fail if any check failed.
 
         Raises:
-            BakeError: the one failure's own error, unchanged (its message and exit code).
+            BakeError: the one failure's own error, unchanged (its message and exit code);
+                failures with the same message count once.
             CheckFailures: several failures, ``"<n> problems before baking: a; b"``; exit 2
                 when any of them is bad input, else 1.
         """
         for finding in self.warnings:
             progress(f"warning: {finding.message}")
-        errors = self.errors
+        errors: list[Finding] = []
+        for finding in self.errors:  # the same problem found twice (e.g. per arch) is one
+            if all(f.message != finding.message for f in errors):
+                errors.append(finding)
         if len(errors) == 1 and errors[0].error is not None:
             raise errors[0].error
         if errors:

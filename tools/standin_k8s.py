@@ -471,7 +471,7 @@ def kubeadm_version(args):
               f'GitVersion:"{v}", GitCommit:"bake-standin", Compiler:"gc", Platform:"linux"}}')
 
 
-def kubeadm_init(config_path, upload_certs):
+def kubeadm_init(config_path, upload_certs, ignored=()):
     kinds = load_config(config_path)
     init, cluster = kinds["InitConfiguration"], kinds["ClusterConfiguration"]
     name = init["nodeRegistration"]["name"]
@@ -480,13 +480,24 @@ def kubeadm_init(config_path, upload_certs):
     if (MANIFESTS / "etcd.yaml").exists():
         raise Fail("[preflight] /etc/kubernetes/manifests/etcd.yaml already exists: "
                    "run kubeadm reset")
+    # kubeadm's preflight check DirAvailable--var-lib-etcd: an etcd data directory that is not
+    # empty fails init unless that check is ignored (what a restore from a snapshot does)
+    if ETCD_DATA.is_dir() and any(ETCD_DATA.iterdir()) and \
+            "diravailable--var-lib-etcd" not in ignored and "all" not in ignored:
+        raise Fail(f"[preflight] [ERROR DirAvailable--var-lib-etcd]: {ETCD_DATA} is not empty")
     say(f"[init] Using Kubernetes version: v{KUBERNETES_VERSION} (bake stand-in)")
-    say("[certs] generating the cluster CAs and this node's certificates (openssl, P-256)")
-    new_ca("ca", "kubernetes")
-    new_ca("front-proxy-ca", "front-proxy-ca")
-    new_ca("etcd/ca", "etcd-ca")
-    new_key(PKI / "sa.key")
-    run(["openssl", "pkey", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub")])
+    # like kubeadm's certs phase: a CA (or the service-account key) already in the
+    # certificate directory is used, not replaced
+    say("[certs] the cluster CAs (existing ones kept) and this node's certificates "
+        "(openssl, P-256)")
+    for ca, cn in (("ca", "kubernetes"), ("front-proxy-ca", "front-proxy-ca"),
+                   ("etcd/ca", "etcd-ca")):
+        if not ((PKI / f"{ca}.crt").is_file() and (PKI / f"{ca}.key").is_file()):
+            new_ca(ca, cn)
+    if not (PKI / "sa.key").is_file():
+        new_key(PKI / "sa.key")
+        run(["openssl", "pkey", "-in", str(PKI / "sa.key"), "-pubout", "-out",
+             str(PKI / "sa.pub")])
     node_certs(name, ip, cluster.get("apiServer", {}).get("certSANs", []), host_port(endpoint)[0])
     control_plane_kubeconfigs(f"https://{endpoint}", f"https://{ip}:6443",
                               cluster.get("clusterName", "kubernetes"))
@@ -799,7 +810,9 @@ def kubeadm(args):
     elif cmd == "init" and positional[:2] == ["phase", "upload-certs"]:
         upload_certs_phase()
     elif cmd == "init":
-        kubeadm_init(opt["config"], bool(opt.get("upload-certs")))
+        ignored = {c.strip().lower() for c in str(opt.get("ignore-preflight-errors", ""))
+                   .split(",") if c.strip()}
+        kubeadm_init(opt["config"], bool(opt.get("upload-certs")), ignored)
     elif cmd == "join" and positional[:2] == ["phase", "control-plane-prepare"]:
         kubeadm_join_phase(positional[2], opt["config"])
     elif cmd == "join":

@@ -283,7 +283,12 @@ def _artifact_bytes(name: str, version: str, release, flavor: str = "script") ->
         else:
             etcdctl = versioned_script("etcdctl", f"etcdctl version: {version}\nAPI version: "
                                        f"{'.'.join(version.split('.')[:2])}")
-        return _gzip(_tar([(f"{top}/", b"", 0o755), (f"{top}/etcdctl", etcdctl, 0o755)]))
+        members = [(f"{top}/", b"", 0o755), (f"{top}/etcdctl", etcdctl, 0o755)]
+        if tuple(int(p) for p in version.split(".")[:2]) >= (3, 5):  # etcdutl is new in 3.5
+            members.append((f"{top}/etcdutl", versioned_script(
+                "etcdutl", f"etcdutl version: {version}\nAPI version: "
+                f"{'.'.join(version.split('.')[:2])}"), 0o755))
+        return _gzip(_tar(members))
     raise ValueError(f"no stand-in for artifact {name!r}")
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from bake import __version__
 from bake.cluster import ClusterSpec
+from bake.cluster.model import SNAPSHOT_PREFIX
 from bake.errors import BakeError, RenderError
 from bake.templates import render_text, render_yaml
 
@@ -53,6 +54,7 @@ PREFIX_LISTS = (
 ROLES = ("control-plane", "worker")
 # the CloudFormation reference to the API load balancer's DNS name, resolved by Fn::Sub
 API_HOST_PLACEHOLDER = "${ApiLoadBalancer.DNSName}"
+SNAPSHOT_BUCKET_PLACEHOLDER = "${SnapshotBucket}"
 HOOK_TIMEOUT_SECONDS = 300
 LAMBDA_TIMEOUT_SECONDS = 240
 WAIT_SECONDS = 180
@@ -102,18 +104,21 @@ class ClusterDocuments:
         return sorted(write_files(out_dir, dict(sorted(self.files().items())), option))
 
 
-def node_config(spec: ClusterSpec, role: str, api_host: str) -> dict[str, Any]:
+def node_config(spec: ClusterSpec, role: str, api_host: str,
+                snapshot_bucket: str = SNAPSHOT_BUCKET_PLACEHOLDER) -> dict[str, Any]:
     """The ``/etc/bake/node.yaml`` mapping (docs/node-config.md, apiVersion bake.node/v1).
 
     Args:
         spec: the cluster.
         role: ``control-plane`` or ``worker``.
         api_host: the API load balancer's DNS name (or the ``Fn::Sub`` placeholder).
+        snapshot_bucket: the etcd snapshot bucket's name (or the ``Fn::Sub`` placeholder);
+            control planes only, when snapshots are enabled.
 
     Returns:
         the mapping, keys in documentation order; holds no secret.
     """
-    return {
+    config = {
         "apiVersion": "bake.node/v1",
         "clusterName": spec.name,
         "role": role,
@@ -128,15 +133,27 @@ def node_config(spec: ClusterSpec, role: str, api_host: str) -> dict[str, Any]:
         "cni": spec.cni,
         "bootstrapTokenTTLSeconds": spec.bootstrap_token_ttl_minutes * 60,
     }
+    snaps = spec.etcd_snapshots
+    if role == "control-plane" and snaps.enabled:
+        config["etcdSnapshots"] = {
+            "bucket": snapshot_bucket,
+            "prefix": SNAPSHOT_PREFIX,
+            "intervalMinutes": snaps.interval_minutes,
+            "keepHourlyHours": snaps.keep_hourly_hours,
+            "keepDailyDays": snaps.keep_daily_days,
+        }
+    return config
 
 
-def render_user_data(spec: ClusterSpec, role: str, api_host: str = API_HOST_PLACEHOLDER) -> str:
+def render_user_data(spec: ClusterSpec, role: str, api_host: str = API_HOST_PLACEHOLDER,
+                     snapshot_bucket: str = SNAPSHOT_BUCKET_PLACEHOLDER) -> str:
     """The ``#cloud-config`` user-data of one node role.
 
     Args:
         spec: the cluster.
         role: ``control-plane`` or ``worker``.
         api_host: the API endpoint host; default the CloudFormation placeholder.
+        snapshot_bucket: the etcd snapshot bucket; default the CloudFormation placeholder.
 
     Returns:
         the text (parsed once to check it is YAML).
@@ -144,7 +161,8 @@ def render_user_data(spec: ClusterSpec, role: str, api_host: str = API_HOST_PLAC
     Raises:
         RenderError: invalid output, or larger than 16384 bytes (EC2 user data limit).
     """
-    node_yaml = yaml.safe_dump(node_config(spec, role, api_host), sort_keys=False).rstrip("\n")
+    node_yaml = yaml.safe_dump(node_config(spec, role, api_host, snapshot_bucket),
+                               sort_keys=False).rstrip("\n")
     text, _ = render_yaml(
         "userdata",
         "node.cloud-config.yaml.j2",
@@ -251,6 +269,10 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "shared_prefix": spec.shared_prefix,
         "prefix_lists": list(PREFIX_LISTS),
         "kubeconfig_parameter": spec.kubeconfig_parameter,
+        "etcd_snapshots": (
+            {"prefix": SNAPSHOT_PREFIX, "interval_minutes": spec.etcd_snapshots.interval_minutes}
+            if spec.etcd_snapshots.enabled else None
+        ),
         "cluster_config_json": json.dumps(cluster_config, sort_keys=True),
         "groups": groups,
         "hook_timeout_seconds": HOOK_TIMEOUT_SECONDS,

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "status": "bake.commands.cluster:status",
     "logs": "bake.commands.cluster:logs",
     "kubeconfig": "bake.commands.cluster:kubeconfig",
+    "etcd": "bake.commands.etcd:etcd",
     "drill": "bake.commands.cluster:drill",
 }
 
@@ -54,6 +55,7 @@ SUMMARIES: dict[str, str] = {
     "status": "Show a cluster's nodes, etcd members, join material and anything stuck.",
     "logs": "Print a node's console (kernel, cloud-init, the node agent).",
     "kubeconfig": "Fetch a cluster's admin kubeconfig (0600) from SSM Parameter Store.",
+    "etcd": "List a cluster's etcd snapshots in S3, or restore one.",
     "drill": "Break a local VM cluster on purpose and check that it recovers.",
 }
 

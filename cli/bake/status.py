@@ -3,10 +3,11 @@
 The same reads on AWS and against the embedded AWS of a local VM cluster: the stack's status,
 the Auto Scaling groups' instances, the node agents' reports and the etcd members as the last
 control plane saw them (the cluster's DynamoDB table: ``node#<instance id>``, ``etcd-status``,
-``cluster``, ``lease#control-plane``), and the expiry of the join material in SSM Parameter Store
-(the values stay secret: only their ``expires`` field is shown). With ``--local`` it adds whether
-each VM runs. Anything stuck is listed: a failed node (phase and error), an instance with no
-report after ``STUCK_AFTER_S``, an expired token, an etcd learner or unhealthy member.
+``cluster``, ``lease#control-plane``, and ``etcd-snapshot``: the last etcd snapshot), and the
+expiry of the join material in SSM Parameter Store (the values stay secret: only their
+``expires`` field is shown). With ``--local`` it adds whether each VM runs. Anything stuck is
+listed: a failed node (phase and error), an instance with no report after ``STUCK_AFTER_S``, an
+expired token, an etcd learner or unhealthy member, no etcd snapshot for three intervals.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ClusterStatus:
     etcd: dict[str, Any] | None = None
     cluster_state: dict[str, Any] | None = None
     lease: dict[str, Any] | None = None
+    snapshot: dict[str, Any] | None = None
     join_material: dict[str, Any] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     local: dict[str, Any] | None = None
@@ -45,6 +47,7 @@ class ClusterStatus:
             "etcd": self.etcd,
             "cluster_state": self.cluster_state,
             "lease": self.lease,
+            "snapshot": self.snapshot,
             "join_material": self.join_material,
             "stuck": self.stuck,
             "local": self.local,
@@ -112,6 +115,7 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
         etcd = dynamodb.item(db, spec.lock_table, "etcd-status")
         status.cluster_state = dynamodb.item(db, spec.lock_table, "cluster")
         status.lease = dynamodb.item(db, spec.lock_table, "lease#control-plane")
+        last = dynamodb.item(db, spec.lock_table, "etcd-snapshot")
     except AwsError as exc:
         raise BakeError(f"cannot read the cluster table {spec.lock_table}: "
                         f"{exc.format_message()}") from exc
@@ -170,6 +174,17 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
             elif not m.get("healthy"):
                 status.stuck.append(f"etcd member {m['id']} ({m.get('name') or 'never started'})"
                                     " is not healthy")
+    if last:
+        status.snapshot = {"id": last.get("snapshot_id"), "taken_by": last.get("taken_by"),
+                           "age_s": round(now - last.get("taken_at", now))}
+    interval_s = spec.etcd_snapshots.interval_minutes * 60
+    initialized = (status.cluster_state or {}).get("state") == "initialized"
+    if spec.etcd_snapshots.enabled and initialized:
+        # three intervals without a snapshot: every control plane's timer missed it
+        if status.snapshot and status.snapshot["age_s"] > 3 * interval_s:
+            status.stuck.append(f"the last etcd snapshot is {_duration(status.snapshot['age_s'])}"
+                                " old: is bake-node-snapshot.timer running on the control "
+                                "planes? (`bake logs NODE`)")
     status.join_material = _join_material(clients.client("ssm"), spec, now)
     token = status.join_material.get("token", {})
     if token.get("present") and (token.get("expires_in_s") or 1) <= 0:
@@ -199,9 +214,18 @@ def format_status(status: ClusterStatus) -> list[str]:
     if status.local:
         lines[0] += (f"; local VMs in namespace {status.local['netns']}, NLB "
                      f"{status.local['nlb']}, image {status.local['image']}")
-    if status.cluster_state:
-        lines.append(f"kubeadm: {status.cluster_state.get('state', '?')} by "
-                     f"{status.cluster_state.get('initialized_by', '?')}")
+    cs = status.cluster_state
+    if cs and cs.get("state") == "restore-requested":
+        lines.append(f"kubeadm: restore of etcd snapshot {cs.get('restore_snapshot')} requested "
+                     f"at {cs.get('restore_requested_at')}; the first control plane restores it")
+    elif cs:
+        lines.append(f"kubeadm: {cs.get('state', '?')} by "
+                     f"{cs.get('initialized_by') or cs.get('init_started_by') or '?'}"
+                     + (f" (etcd restored from {cs['restored_from']})"
+                        if cs.get("restored_from") else ""))
+    if status.snapshot:
+        lines.append(f"etcd snapshot: {status.snapshot['id']}, "
+                     f"{_duration(status.snapshot['age_s'])} ago")
     if status.nodes:
         lines.append(f"{'INSTANCE':<21} {'NODE':<26} {'ROLE':<14} {'IP':<15} {'STATUS':<14} "
                      f"{'MODE':<5} {'BOOT->JOINED':>12}  PHASES (s)"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bake_node import snapshots
 from bake_node.aws import Clients
 from bake_node.aws import dynamodb as ddb
 from bake_node.config import NodeConfig, load_config
@@ -41,6 +42,10 @@ from bake_node.lease import Lease
 
 log = logging.getLogger("bake_node")
 CLUSTER_KEY = {"pk": {"S": "cluster"}}
+SNAPSHOT_KEY = {"pk": {"S": "etcd-snapshot"}}
+# what `bake etcd restore` writes into the cluster item, carried through every write of it
+# until the restoring init is done (a taker-over after a crash restores the same snapshot)
+RESTORE_FIELDS = ("restore_snapshot", "restore_requested_at")
 ETCD_STATUS_KEY = {"pk": {"S": "etcd-status"}}
 
 
@@ -69,6 +74,8 @@ class Settings:
     kubeadm: str = "kubeadm"
     kubectl: str = "kubectl"
     etcdctl: str = "etcdctl"
+    etcdutl: str = "etcdutl"
+    etcd_data_dir: Path = Path("/var/lib/etcd")
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
     token_ttl: float | None = None
@@ -387,6 +394,7 @@ class Agent:
             )
             material.delete_all()
             self.kubeadm.reset()
+        restoring = {k: {"S": cluster[k]} for k in RESTORE_FIELDS if cluster.get(k)}
         lease.fenced_put(
             held,
             {
@@ -394,8 +402,13 @@ class Agent:
                 "state": {"S": "initializing"},
                 "init_started_by": {"S": me},
                 "fence": {"N": str(held.fence)},
+                **restoring,
             },
         )
+        ignore: tuple[str, ...] = ()
+        if restoring:
+            self._restore(ctx, cluster["restore_snapshot"], members)
+            ignore = ("DirAvailable--var-lib-etcd",)
         cert_key = new_certificate_key()
         sans = sorted({c.endpoint_host, ctx.identity.private_ip, ctx.identity.hostname})
         path = self._write_config(
@@ -410,7 +423,7 @@ class Agent:
             bootstrap_token_ttl=int(self.token_ttl(c)),
         )
         try:
-            self.kubeadm.init(path)
+            self.kubeadm.init(path, ignore_preflight=ignore)
         finally:
             path.unlink(missing_ok=True)
         beat.check()
@@ -437,8 +450,41 @@ class Agent:
                 "initialized_by": {"S": me},
                 "init_started_by": {"S": me},
                 "fence": {"N": str(held.fence)},
+                **({"restored_from": restoring["restore_snapshot"]} if restoring else {}),
             },
         )
+
+    def _restore(self, ctx: Context, snapshot_id: str, members: EtcdMembers) -> None:
+        """Before a restoring init: the snapshot's certificates and etcd data on this node
+        (``bake_node.snapshots.restore``), and the member registry emptied (the members it
+        named are gone; the restored cluster has this node only)."""
+        c, ident = ctx.config, ctx.identity
+        if c.etcd_snapshots is None:
+            raise ConfigError(f"a restore from {snapshot_id} is requested but node.yaml has no "
+                              "etcdSnapshots: relaunch the cluster with bake >= this version")
+        log.warning("restoring etcd from snapshot %s", snapshot_id)
+        meta = snapshots.restore(
+            self._snapshot_tool(),
+            self._snapshot_store(ctx),
+            snapshot_id,
+            self.s.state_dir / "restore",
+            self.s.kubernetes_dir / "pki",
+            self.s.etcd_data_dir,
+            ident.hostname,
+            f"https://{ident.private_ip}:2380",
+        )
+        for instance_id in {r["instance_id"] for r in members.registry().values()}:
+            members.unregister(instance_id)
+        self.state.save(restored_from=snapshot_id, restored_revision=meta.get("revision"))
+
+    def _snapshot_tool(self) -> snapshots.SnapshotTool:
+        return snapshots.SnapshotTool(self.s.etcdctl, self.s.etcdutl, dict(self.s.kubeadm_env))
+
+    def _snapshot_store(self, ctx: Context) -> snapshots.SnapshotStore:
+        c = ctx.config
+        assert c.etcd_snapshots is not None
+        return snapshots.SnapshotStore(self.clients(c).client("s3"), c.etcd_snapshots,
+                                       c.kms_key_id)
 
     def _join_control_plane(self, ctx, beat, material, members) -> None:
         m = material.wait(
@@ -529,3 +575,70 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
             return done
     finally:
         lease.release(held)
+
+
+def snapshot(settings: Settings, clients: Clients | None = None, force: bool = False) -> str:
+    """The snapshot timer's work on a control plane: when a snapshot of the cluster is due,
+    take one from this node's etcd member, verify it, upload it (SSE-KMS) and prune by the
+    retention policy.
+
+    One control plane at a time: the ``etcd-snapshot`` lease is tried once (a node that finds
+    it held leaves the snapshot to its holder), and under it the ``etcd-snapshot`` item says
+    when the last one was taken; a snapshot is due ``intervalMinutes`` after it (less 60 s for
+    timer jitter), so the control planes' 5-minute timers together take one per interval.
+
+    Args:
+        force: take one now, whatever the interval (``bake-node snapshot --force``).
+
+    Returns:
+        one line: what was done, or why nothing was.
+
+    Raises:
+        ConfigError: not a control plane; SnapshotError, AwsCallError: the snapshot failed.
+    """
+    agent = Agent(settings, clients)
+    ctx = agent.config_phase()
+    c = ctx.config
+    if not c.is_control_plane:
+        raise ConfigError("snapshot runs on control planes only")
+    if c.etcd_snapshots is None:
+        return "etcd snapshots are off (no etcdSnapshots in node.yaml)"
+    db = agent.clients(c).client("dynamodb")
+    if ddb.get_item(db, c.lock_table, CLUSTER_KEY).get("state", {}).get("S") != "initialized":
+        return "the cluster is not initialized yet"
+    me = ctx.identity.instance_id
+    lease = Lease(db, c.lock_table, "etcd-snapshot", ttl=settings.lease_ttl)
+    held = lease.try_acquire(me)
+    if held is None:
+        return "another control plane is taking a snapshot"
+    try:
+        with lease.keep_alive(held) as beat:
+            now = time.time()
+            last = ddb.get_item(db, c.lock_table, SNAPSHOT_KEY)
+            last_at = float(last.get("taken_at", {}).get("N", "0"))
+            if not force and now - last_at < c.etcd_snapshots.interval_s - 60:
+                return f"not due: the last snapshot is {int((now - last_at) // 60)} min old"
+            sid = snapshots.new_id(me, now)
+            pki = settings.kubernetes_dir / "pki"
+            tls = {"cacert": pki / "etcd" / "ca.crt", "cert": pki / "apiserver-etcd-client.crt",
+                   "key": pki / "apiserver-etcd-client.key"}
+            store = agent._snapshot_store(ctx)
+            meta = snapshots.take(
+                agent._snapshot_tool(), store, f"https://{ctx.identity.private_ip}:2379", tls,
+                pki, settings.state_dir / "snapshot", sid,
+                {"kubernetes-version": ctx.kubernetes_version, "taken-by": me},
+            )
+            beat.check()
+            lease.fenced_put(held, {
+                **SNAPSHOT_KEY,
+                "taken_at": {"N": f"{now:.3f}"},
+                "snapshot_id": {"S": sid},
+                "taken_by": {"S": me},
+                "revision": {"N": meta["revision"]},
+                "fence": {"N": str(held.fence)},
+            })
+            pruned = store.prune(now)
+    finally:
+        lease.release(held)
+    return (f"snapshot {sid} stored (revision {meta['revision']}, {meta['total-keys']} keys)"
+            + (f"; {len(pruned)} expired deleted" if pruned else ""))

@@ -21,6 +21,7 @@ import yaml
 
 from bake_node.errors import ConfigError
 from bake_node.joinmaterial import DEFAULT_TOKEN_TTL
+from bake_node.snapshots import SnapshotPolicy
 
 DEFAULT_PATH = Path("/etc/bake/node.yaml")
 
@@ -95,6 +96,7 @@ class NodeConfig:
     kubernetes_version: str | None = None
     endpoints: dict[str, str] = field(default_factory=dict)
     bootstrap_token_ttl_s: int = int(DEFAULT_TOKEN_TTL)
+    etcd_snapshots: SnapshotPolicy | None = None
 
     @property
     def endpoint_host(self) -> str:
@@ -154,6 +156,22 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         kubernetes_version=data.get("kubernetesVersion"),
         endpoints=dict(data.get("endpoints", {})),
         bootstrap_token_ttl_s=data.get("bootstrapTokenTTLSeconds", int(DEFAULT_TOKEN_TTL)),
+        etcd_snapshots=_snapshot_policy(data.get("etcdSnapshots")),
+    )
+
+
+def _snapshot_policy(data: dict[str, Any] | None) -> SnapshotPolicy | None:
+    """``etcdSnapshots`` as a ``SnapshotPolicy`` (defaults: every 30 min, the newest of each
+    hour for 48 h and of each day for 30 days), or None when the section is absent."""
+    if data is None:
+        return None
+    d = SnapshotPolicy(bucket=data["bucket"])
+    return SnapshotPolicy(
+        bucket=data["bucket"],
+        prefix=data.get("prefix", d.prefix),
+        interval_s=data.get("intervalMinutes", d.interval_s // 60) * 60,
+        keep_hourly_h=data.get("keepHourlyHours", d.keep_hourly_h),
+        keep_daily_d=data.get("keepDailyDays", d.keep_daily_d),
     )
 
 

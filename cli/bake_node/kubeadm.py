@@ -148,9 +148,14 @@ class Kubeadm:
         """Total seconds spent inside kubeadm/kubectl so far (the benchmark subtracts it)."""
         return sum(c.ended - c.started for c in self.calls)
 
-    def init(self, config: Path) -> None:
-        """``kubeadm init --config <file> --upload-certs``."""
-        self._run([self.kubeadm, "init", "--config", str(config), "--upload-certs"])
+    def init(self, config: Path, ignore_preflight: tuple[str, ...] = ()) -> None:
+        """``kubeadm init --config <file> --upload-certs``, with
+        ``--ignore-preflight-errors=<checks>`` when ``ignore_preflight`` names any (a restore
+        passes ``DirAvailable--var-lib-etcd``: its etcd data directory is already there)."""
+        argv = [self.kubeadm, "init", "--config", str(config), "--upload-certs"]
+        if ignore_preflight:
+            argv.append("--ignore-preflight-errors=" + ",".join(ignore_preflight))
+        self._run(argv)
 
     def join(self, config: Path) -> None:
         """``kubeadm join --config <file>``."""

@@ -1,7 +1,8 @@
 """``bake-node``: the command line of the node agent (argparse: the node has no click).
 
 Commands: ``run`` (config -> bootstrap -> post; what the systemd unit starts), ``status``
-(print state.json), ``rotate`` (the control-plane timer: refresh join material) and
+(print state.json), ``rotate`` (the control-plane timer: refresh join material), ``snapshot``
+(the control-plane timer: an etcd snapshot to S3 when one is due; ``--force`` takes one now) and
 ``validate`` (the config phase only, touching nothing). Errors print one line
 ``bake-node: error: ...`` and exit 1; ``--debug`` shows tracebacks. Logs go to stderr, which
 systemd sends to the journal.
@@ -16,7 +17,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bake_node.agent import Agent, Settings, State, rotate
+from bake_node.agent import Agent, Settings, State, rotate, snapshot
 from bake_node.errors import NodeError
 
 
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "config, bootstrap (init or join) and post phases"),
         ("rotate", "refresh join material (control planes; run by a timer)"),
+        ("snapshot", "an etcd snapshot to S3 when one is due (control planes; run by a timer)"),
         ("validate", "the config phase only: validate node.yaml and identity"),
         ("status", "print the agent's state"),
     ):
@@ -48,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--kubeadm", default="kubeadm", help="kubeadm executable")
         s.add_argument("--kubectl", default="kubectl", help="kubectl executable")
         s.add_argument("--etcdctl", default="etcdctl", help="etcdctl executable")
+        s.add_argument("--etcdutl", default="etcdutl",
+                       help="etcdutl executable (etcd >= 3.5; else etcdctl does its work)")
+        s.add_argument("--etcd-data-dir", type=Path, default=Settings.etcd_data_dir)
+        if name == "snapshot":
+            s.add_argument("--force", action="store_true", help="take one now, due or not")
         s.add_argument("--lease-ttl", type=float, default=Settings.lease_ttl, help="seconds")
         s.add_argument("--token-ttl", type=float, default=None,
                        help="seconds (default: node.yaml's bootstrapTokenTTLSeconds)")
@@ -69,6 +76,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         kubeadm=args.kubeadm,
         kubectl=args.kubectl,
         etcdctl=args.etcdctl,
+        etcdutl=args.etcdutl,
+        etcd_data_dir=args.etcd_data_dir,
         lease_ttl=args.lease_ttl,
         token_ttl=args.token_ttl,
         poll=args.poll,
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.config}: valid ({ctx.config.role} of {ctx.config.cluster_name}, "
                 f"Kubernetes {ctx.kubernetes_version}, instance {ctx.identity.instance_id})"
             )
+        elif args.command == "snapshot":
+            print(snapshot(settings, force=args.force))
         elif args.command == "rotate":
             done = rotate(settings)
             print("rotated: " + (", ".join(done) or "nothing due"))

@@ -104,3 +104,19 @@ def cluster_file(tmp_path):
     path = tmp_path / "cluster.yaml"
     path.write_text(init_text())
     return path
+
+
+@pytest.fixture
+def embedded(aws):
+    """The moto server with the AMI parameter `bake ami` would have published, and bake's
+    shims of moto's CloudFormation gaps: ``(aws, ami id)``."""
+    import boto3
+
+    from bake.sandbox.compat import moto_cloudformation_shims
+
+    ec2 = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")
+    ssm = boto3.client("ssm", endpoint_url=aws.endpoint, region_name="us-east-1")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ssm.put_parameter(Name="/bake/k8s/1.30/debian-12/amd64/image_id", Value=ami, Type="String")
+    with moto_cloudformation_shims():
+        yield aws, ami

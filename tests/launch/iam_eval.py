@@ -8,7 +8,8 @@ request's resource (wildcards), and every condition holds against the request co
 (``StringEquals``, ``StringLike``, ``ArnLike``; a key missing from the context fails the
 condition). CloudFormation intrinsics are resolved with fixed account values: ``Fn::Sub`` of
 ``${AWS::Partition}``, ``${AWS::Region}``, ``${AWS::AccountId}``, and ``Fn::GetAtt [X, Arn]``
-of the cluster key and lock table.
+of the cluster key, lock table and snapshot bucket (``arn:aws:s3:::snapshotbucket-<account>``;
+``${X.Arn}`` in ``Fn::Sub`` the same).
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def _resolve(value: Any, template: dict) -> Any:
         return [_resolve(v, template) for v in value]
     if isinstance(value, dict) and "Fn::Sub" in value:
         text = value["Fn::Sub"]
-        return re.sub(r"\$\{([^}]+)\}", lambda m: PSEUDO[m.group(1)], text)
+
+        def sub(m: re.Match) -> str:
+            if m.group(1).endswith(".Arn"):  # ${Logical.Arn}: as Fn::GetAtt [Logical, Arn]
+                return _resolve({"Fn::GetAtt": [m.group(1)[:-4], "Arn"]}, template)
+            return PSEUDO[m.group(1)]
+
+        return re.sub(r"\$\{([^}]+)\}", sub, text)
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical, attr = value["Fn::GetAtt"]
         assert attr == "Arn", value
@@ -46,6 +53,8 @@ def _resolve(value: Any, template: dict) -> Any:
         if kind == "AWS::DynamoDB::Table":
             name = template["Resources"][logical]["Properties"]["TableName"]
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        if kind == "AWS::S3::Bucket":  # a generated name; tests use this one
+            return f"arn:aws:s3:::{logical.lower()}-{ACCOUNT}"
         raise AssertionError(f"no ARN for {logical} ({kind})")
     raise AssertionError(f"cannot resolve {value!r}")
 

@@ -16,18 +16,6 @@ from botocore.stub import ANY, Stubber
 
 from bake.aws.cloudformation import CloudFormation
 from bake.launch import LaunchError, LaunchOptions, launch, render_cluster, stack_parameters
-from bake.sandbox.compat import moto_cloudformation_shims
-
-
-@pytest.fixture
-def embedded(aws):
-    """The moto server with the AMI parameter `bake ami` would have published."""
-    ec2 = boto3.client("ec2", endpoint_url=aws.endpoint, region_name="us-east-1")
-    ssm = boto3.client("ssm", endpoint_url=aws.endpoint, region_name="us-east-1")
-    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    ssm.put_parameter(Name="/bake/k8s/1.30/debian-12/amd64/image_id", Value=ami, Type="String")
-    with moto_cloudformation_shims():
-        yield aws, ami
 
 
 def load_cluster_file(path):

@@ -148,3 +148,38 @@ def test_the_agent_stores_the_kubeconfig_where_bake_kubeconfig_reads_it(specs, v
     spec = specs[variant]
     agent = JoinMaterial(None, spec.ssm_prefix, spec.kms_alias).admin_kubeconfig_name()
     assert agent == spec.kubeconfig_parameter
+
+
+def _bucket_arn(docs) -> str:
+    from iam_eval import _resolve
+
+    return _resolve({"Fn::GetAtt": ["SnapshotBucket", "Arn"]}, docs.template_data)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_only_control_planes_reach_the_snapshots_and_only_under_their_prefix(rendered, specs,
+                                                                             variant):
+    """What ``bake-node snapshot`` and a restoring init do (bake_node.aws.s3): Put, Get and
+    Delete of objects under etcd-snapshots/, a listing of that prefix, and SSE-KMS through S3
+    (with a Bucket Key, the encryption context is the bucket's ARN)."""
+    from bake.cluster.model import SNAPSHOT_PREFIX
+
+    docs = rendered[variant]
+    cp = Role(docs.template_data, "ControlPlaneRole")
+    worker = Role(docs.template_data, "WorkerRole")
+    bucket = _bucket_arn(docs)
+    obj = f"{bucket}/{SNAPSHOT_PREFIX}20261205T100000Z-i-0abc.tar.gz"
+    s3_kms = {"kms:ViaService": f"s3.{REGION}.amazonaws.com",
+              "kms:EncryptionContext:aws:s3:arn": bucket}
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert cp.allows(Request(action, obj)), action
+        assert not cp.allows(Request(action, f"{bucket}/elsewhere/x")), action
+        assert not worker.allows(Request(action, obj)), action
+    listing = Request("s3:ListBucket", bucket, {"s3:prefix": SNAPSHOT_PREFIX})
+    assert cp.allows(listing) and not worker.allows(listing)
+    assert not cp.allows(Request("s3:ListBucket", bucket, {"s3:prefix": ""}))
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert cp.allows(Request(action, KEY_ARN, s3_kms)), action
+        assert not worker.allows(Request(action, KEY_ARN, s3_kms)), action
+        other = {**s3_kms, "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::someone-else"}
+        assert not cp.allows(Request(action, KEY_ARN, other)), action

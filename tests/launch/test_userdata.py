@@ -10,7 +10,12 @@ import jsonschema
 import pytest
 import yaml
 
-from bake.launch import API_HOST_PLACEHOLDER, ROLES, render_user_data
+from bake.launch import (
+    API_HOST_PLACEHOLDER,
+    ROLES,
+    SNAPSHOT_BUCKET_PLACEHOLDER,
+    render_user_data,
+)
 
 VARIANTS = ["airgapped", "nat", "existing-vpc"]
 EXAMPLE_HOST = "bake-demo-api-0123456789.elb.us-east-1.amazonaws.com"
@@ -34,13 +39,20 @@ def test_user_data_passes_cloud_init_schema(specs, cloud_config_schema, variant,
 
 @pytest.mark.parametrize(("variant", "role"), cases())
 def test_node_yaml_passes_the_node_config_schema(specs, node_schema, variant, role):
-    data = yaml.safe_load(render_user_data(specs[variant], role, EXAMPLE_HOST))
+    data = yaml.safe_load(render_user_data(specs[variant], role, EXAMPLE_HOST,
+                                           "bake-demo-snapshotbucket-1a2b3c4d5e6f"))
     (entry,) = data["write_files"]
     assert entry["path"] == "/etc/bake/node.yaml"
     node = yaml.safe_load(entry["content"])
     jsonschema.validate(node, node_schema)
     assert node["role"] == role
     assert node["controlPlaneEndpoint"] == f"{EXAMPLE_HOST}:6443"
+    if role == "control-plane":  # only control planes snapshot etcd, into the stack's bucket
+        assert node["etcdSnapshots"] == {
+            "bucket": "bake-demo-snapshotbucket-1a2b3c4d5e6f", "prefix": "etcd-snapshots/",
+            "intervalMinutes": 30, "keepHourlyHours": 48, "keepDailyDays": 30}
+    else:
+        assert "etcdSnapshots" not in node
 
 
 @pytest.mark.parametrize(("variant", "role"), cases())
@@ -52,8 +64,10 @@ def test_user_data_does_only_its_job(rendered, variant, role):
     assert [f["path"] for f in data["write_files"]] == ["/etc/bake/node.yaml"]
     assert data["runcmd"] == [["systemctl", "start", "--no-block", "bake-node.service"]]
     assert not FORBIDDEN.search(text), FORBIDDEN.search(text)
-    # the only CloudFormation substitution is the NLB's DNS name
-    assert re.findall(r"\$\{[^}]*\}", text) == [API_HOST_PLACEHOLDER]
+    # the only CloudFormation substitutions: the NLB's DNS name, and the snapshot bucket's name
+    # on control planes
+    assert re.findall(r"\$\{[^}]*\}", text) == [API_HOST_PLACEHOLDER] + (
+        [SNAPSHOT_BUCKET_PLACEHOLDER] if role == "control-plane" else [])
 
 
 def test_oversized_user_data_is_refused(specs, monkeypatch):

@@ -140,6 +140,19 @@ def test_endpoint_proxy_terminates_tls_and_reaches_the_embedded_aws(aws, tmp_pat
         ssm.put_parameter(Name="/bake/probe", Value="through the endpoint", Type="String")
         assert ssm.get_parameter(Name="/bake/probe")["Parameter"]["Value"] == \
             "through the endpoint"
+        # S3 by its virtual-hosted name (<bucket>.s3.<region>.amazonaws.com), as the etcd
+        # snapshot upload addresses it
+        from botocore.config import Config
+
+        s3 = boto3.client("s3", region_name="us-east-1",
+                          endpoint_url=f"https://s3.us-east-1.amazonaws.com:{port}",
+                          verify=str(tmp_path / "pki" / "ca.crt"),
+                          config=Config(s3={"addressing_style": "virtual"}),
+                          aws_access_key_id="ASIAEXAMPLE", aws_secret_access_key="x")
+        s3.create_bucket(Bucket="bake-demo-snapshots")
+        s3.put_object(Bucket="bake-demo-snapshots", Key="etcd-snapshots/probe", Body=b"ok")
+        assert s3.get_object(Bucket="bake-demo-snapshots",
+                             Key="etcd-snapshots/probe")["Body"].read() == b"ok"
     finally:
         socket.getaddrinfo = real_getaddrinfo
         listener.close()

@@ -53,6 +53,10 @@ def test_units_and_ordering(component):
     assert "After=network-online.target containerd.service" in unit
     assert "ExecStart=/usr/sbin/bake-node run" in unit
     assert "bake-node rotate" in files["/etc/systemd/system/bake-node-rotate.service"]
+    snap = files["/etc/systemd/system/bake-node-snapshot.service"]
+    assert "ExecStart=/usr/sbin/bake-node snapshot" in snap
+    assert "ConditionPathExists=/etc/kubernetes/manifests/etcd.yaml" in snap  # control planes
+    assert "OnUnitActiveSec=5min" in files["/etc/systemd/system/bake-node-snapshot.timer"]
 
 
 def test_missing_value_fails():

@@ -57,6 +57,7 @@ def test_manifest_step_writes_the_contract(
         "/opt/cni/bin/bridge",
         "/opt/cni/bin/loopback",
         "/usr/bin/etcdctl",
+        "/usr/bin/etcdutl",
     ]:
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from bake.render.model import etcd_client_tools
+
 TOOLBOX = ("dash", "uname", "cat", "stat", "sha256sum", "cut", "ls", "dpkg-query")
 # os-package artifacts: what the fake dpkg database records (Debian 12 versions)
 DPKG_VERSIONS = {"containerd": "1.6.20~ds1-1+deb12u3", "runc": "1.1.5+ds1-1+deb12u1"}
@@ -142,7 +144,7 @@ def build_fake_image(root: Path, mirror) -> dict:
             installed = [dest]
         elif art.name == "etcd":  # the component installs the client only, from etcd-v<v>-.../
             installed = _extract(src, root / art.install.lstrip("/"), strip_dirs=True,
-                                 only=("etcdctl",))
+                                 only=etcd_client_tools(art.version))
         else:
             installed = _extract(src, root / art.install.lstrip("/"))
         files = {"/" + str(p.relative_to(root)): _sha(p) for p in sorted(installed)}

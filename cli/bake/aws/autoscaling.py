@@ -30,3 +30,11 @@ def set_desired_capacity(client: Any, group: str, desired: int) -> None:
     (``autoscaling:SetDesiredCapacity``; the group then launches or terminates to match)."""
     call("autoscaling:SetDesiredCapacity", client.set_desired_capacity,
          AutoScalingGroupName=group, DesiredCapacity=desired)
+
+
+def resize(client: Any, group: str, min_size: int, desired: int) -> None:
+    """Set ``group``'s minimum size and desired capacity together
+    (``autoscaling:UpdateAutoScalingGroup``: SetDesiredCapacity alone cannot go below the
+    minimum)."""
+    call("autoscaling:UpdateAutoScalingGroup", client.update_auto_scaling_group,
+         AutoScalingGroupName=group, MinSize=min_size, DesiredCapacity=desired)

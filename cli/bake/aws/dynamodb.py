@@ -43,3 +43,10 @@ def item(client: Any, table: str, pk: str) -> dict[str, Any] | None:
     resp = call("dynamodb:GetItem", client.get_item, TableName=table,
                 Key={"pk": {"S": pk}}, ConsistentRead=True)
     return _plain(resp["Item"]) if "Item" in resp else None
+
+
+def put_strings(client: Any, table: str, item: dict[str, str]) -> None:
+    """Write ``item`` (every attribute a string; ``pk`` the key), replacing the item with that
+    key (``dynamodb:PutItem``)."""
+    call("dynamodb:PutItem", client.put_item, TableName=table,
+         Item={k: {"S": v} for k, v in item.items()})

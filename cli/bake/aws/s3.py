@@ -146,3 +146,28 @@ def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
         token = page.get("NextContinuationToken")
         if not token:
             return sorted(keys)
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every object under ``prefix`` as ListObjectsV2 returns it (``Key``, ``Size`` in bytes,
+    ``LastModified``), paginated (``s3:ListBucket``)."""
+    objects: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = call("s3:ListBucket", client.list_objects_v2, **kwargs)
+        objects.extend(page.get("Contents", []))
+        if not page.get("NextContinuationToken"):
+            return objects
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def object_metadata(client: Any, bucket: str, key: str) -> dict[str, str] | None:
+    """The user metadata of an object (``s3:GetObject`` via HeadObject), or ``None`` when the
+    object does not exist."""
+    try:
+        head = call("s3:GetObject", client.head_object, Bucket=bucket, Key=key)
+    except AwsError as exc:
+        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise
+    return dict(head.get("Metadata") or {})

@@ -284,3 +284,10 @@ def secure_values(client: Any, names: list[str]) -> dict[str, str]:
                     WithDecryption=True)
         out.update({p["Name"]: p["Value"] for p in resp.get("Parameters", [])})
     return out
+
+
+def delete_parameters(client: Any, names: list[str]) -> None:
+    """Delete the parameters ``names`` (``ssm:DeleteParameters``, 10 per call; names that do
+    not exist are ignored, as the API reports them without failing)."""
+    for i in range(0, len(names), 10):
+        call("ssm:DeleteParameters", client.delete_parameters, Names=names[i:i + 10])

@@ -43,6 +43,11 @@ kubernetesNetwork:
   cni: flannel                     # flannel | calico | cilium (manifests baked into the image)
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
+etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)
+  enabled: true
+  intervalMinutes: 30              # 5-1440
+  keepHourlyHours: 48              # the newest of each hour, for this many hours
+  keepDailyDays: 30                # the newest of each day, for this many days
 """
 
 

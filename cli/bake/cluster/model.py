@@ -96,6 +96,27 @@ class LocalSpec:
     vm_memory_mib: int = 1024
 
 
+SNAPSHOT_PREFIX = "etcd-snapshots/"
+
+
+@dataclass(frozen=True)
+class EtcdSnapshotSpec:
+    """The control planes' etcd snapshots (``etcdSnapshots`` of the cluster file).
+
+    Attributes:
+        enabled: take snapshots (an S3 bucket in the stack, a timer on every control plane).
+        interval_minutes: minutes between snapshots of the cluster (5-1440; one control plane
+            takes each, under the ``etcd-snapshot`` lease).
+        keep_hourly_hours: hours during which the newest snapshot of each hour is kept.
+        keep_daily_days: days during which the newest snapshot of each day is kept.
+    """
+
+    enabled: bool = True
+    interval_minutes: int = 30
+    keep_hourly_hours: int = 48
+    keep_daily_days: int = 30
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """A validated cluster file.
@@ -109,6 +130,7 @@ class ClusterSpec:
         network, control_plane, workers: see their classes.
         pod_cidr, service_cidr: Kubernetes pod and service CIDRs.
         cni: the CNI manifest set baked into the image (``flannel``, ``calico``, ``cilium``).
+        etcd_snapshots: ``EtcdSnapshotSpec``.
         bootstrap_token_ttl_minutes: lifetime of every kubeadm bootstrap token the node agent
             creates (``bootstrapToken.ttlMinutes``, 15-1440). The control planes' rotate timer
             (every 2 min, up to 20 s late) replaces a token past half its TTL, and a join
@@ -132,6 +154,7 @@ class ClusterSpec:
     cni: str = "flannel"
     bootstrap_token_ttl_minutes: int = 30
     local: LocalSpec = field(default_factory=LocalSpec)
+    etcd_snapshots: EtcdSnapshotSpec = field(default_factory=EtcdSnapshotSpec)
     source: str = field(default="<memory>", compare=False)
 
     @property

@@ -24,6 +24,7 @@ from bake.cluster.model import (
     VPC_ID_RE,
     ClusterFileError,
     ClusterSpec,
+    EtcdSnapshotSpec,
     LocalSpec,
     NetworkSpec,
     NodeGroupSpec,
@@ -253,6 +254,14 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     bt = top.sub("bootstrapToken")
     token_ttl = _positive(bt, "ttlMinutes", 30, 15, 1440)
     bt.done()
+    es = top.sub("etcdSnapshots")
+    snapshots = EtcdSnapshotSpec(
+        enabled=es.get("enabled", bool, True),
+        interval_minutes=_positive(es, "intervalMinutes", 30, 5, 1440),
+        keep_hourly_hours=_positive(es, "keepHourlyHours", 48, 0, 720),
+        keep_daily_days=_positive(es, "keepDailyDays", 30, 0, 3650),
+    )
+    es.done()
     lo = top.sub("local")
     vm_memory = _positive(lo, "vmMemoryMiB", 1024, 512, 16384)
     lo.done()
@@ -280,6 +289,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         cni=cni,
         bootstrap_token_ttl_minutes=token_ttl,
         local=LocalSpec(vm_memory_mib=vm_memory),
+        etcd_snapshots=snapshots,
         source=source,
     )
 

@@ -43,13 +43,16 @@ def ensure_ca(directory: Path, cluster: str) -> tuple[Path, Path]:
 
 
 def endpoint_certificate(directory: Path, cluster: str, region: str) -> tuple[Path, Path]:
-    """``(endpoints.crt, endpoints.key)`` for the AWS API names of ``region``."""
+    """``(endpoints.crt, endpoints.key)`` for the AWS API names of ``region``, including S3's
+    virtual-hosted names (``<bucket>.s3.<region>.amazonaws.com``: botocore's default
+    addressing for a DNS-compatible bucket name, what the etcd snapshot upload uses)."""
     ca_crt, ca_key = ensure_ca(directory, cluster)
     crt, key = directory / "endpoints.crt", directory / "endpoints.key"
     if crt.exists() and key.exists():
         return crt, key
     _key(key)
-    names = [f"*.{region}.amazonaws.com", "*.amazonaws.com", f"*.{region}.api.aws"]
+    names = [f"*.{region}.amazonaws.com", "*.amazonaws.com", f"*.{region}.api.aws",
+             f"*.s3.{region}.amazonaws.com", "*.s3.amazonaws.com"]
     with tempfile.TemporaryDirectory() as tmp:
         csr, ext = Path(tmp) / "e.csr", Path(tmp) / "e.cnf"
         _openssl("req", "-new", "-key", str(key), "-subj", "/CN=amazonaws.com", "-out", str(csr))

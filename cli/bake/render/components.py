@@ -25,6 +25,8 @@ from bake.render.model import (
     OS_PACKAGE_CONTAINERD_MAJOR,
     AgentSource,
     Document,
+    artifact_files,
+    etcd_client_tools,
 )
 from bake.templates import check_shell, read_text, render_text, render_yaml
 
@@ -107,9 +109,11 @@ def _install_commands(artifact: Artifact, planned: PlannedFile) -> list[str]:
         return [f"tar -xzf {src} -C {dest} --no-same-owner crictl", f"chmod 0755 {dest}/crictl"]
     if artifact.name == "etcd":  # the client only: etcd itself runs from the kubeadm image set
         top = _safe(f"etcd-v{artifact.version}-linux-{artifact.arch}")
+        tools = etcd_client_tools(artifact.version)
+        members = " ".join(f"{top}/{t}" for t in tools)
         return [
-            f"tar -xzf {src} -C {dest} --no-same-owner --strip-components=1 {top}/etcdctl",
-            f"chmod 0755 {dest}/etcdctl",
+            f"tar -xzf {src} -C {dest} --no-same-owner --strip-components=1 {members}",
+            f"chmod 0755 {' '.join(f'{dest}/{t}' for t in tools)}",
         ]
     return [f"mkdir -p {dest}", f"tar -xzf {src} -C {dest} --no-same-owner"]
 
@@ -324,7 +328,8 @@ def _manifest(
         if a.source == "os-package":
             # the installed dpkg version, recorded on the target at build time
             version_shell = f'"$(dpkg-query -W -f="\\${{Version}}" {_safe(a.package or a.name)})"'
-        artifacts.append({"files": list(ARTIFACT_FILES[a.name]), "version_shell": version_shell})
+        artifacts.append({"files": list(artifact_files(a.name, a.version)),
+                          "version_shell": version_shell})
         entries.append(
             {
                 "name": _safe(a.name),

@@ -61,6 +61,22 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
+def etcd_client_tools(version: str) -> tuple[str, ...]:
+    """The etcd client programs baked from the etcd release archive at ``version``:
+    ``etcdctl``, and ``etcdutl`` from 3.5 on (etcd v3.5 CHANGELOG: etcdutl is new in 3.5 and
+    does the offline snapshot status/restore the node agent's restore uses; 3.4 has none)."""
+    major_minor = tuple(int(p) for p in version.split(".")[:2])
+    return ("etcdctl", "etcdutl") if major_minor >= (3, 5) else ("etcdctl",)
+
+
+def artifact_files(name: str, version: str) -> tuple[str, ...]:
+    """The files artifact ``name`` at ``version`` installs (what the image manifest hashes):
+    ``ARTIFACT_FILES``, with the etcd client tools of that etcd version."""
+    if name == "etcd":
+        return tuple(f"/usr/bin/{tool}" for tool in etcd_client_tools(version))
+    return ARTIFACT_FILES[name]
+
+
 @dataclass(frozen=True)
 class AgentSource:
     """Where the build fetches the node agent's bundle (``bake.agent_bundle``).

@@ -226,6 +226,10 @@ def test_artifact_version(host, artifact):
         got = _version_output(host, "/usr/bin/etcdctl version")
         assert got.splitlines()[:1] == [f"etcdctl version: {version}"], (
             f"etcdctl version printed {got.splitlines()[:1]}")
+        if tuple(int(p) for p in version.split(".")[:2]) >= (3, 5):  # etcdutl: etcd >= 3.5
+            got = _version_output(host, "/usr/bin/etcdutl version")
+            assert got.splitlines()[:1] == [f"etcdutl version: {version}"], (
+                f"etcdutl version printed {got.splitlines()[:1]}")
     else:
         pytest.skip(f"no version query known for {name}")
 
@@ -384,7 +388,8 @@ def test_agent_command(host, agent):
 
 
 @pytest.mark.parametrize("unit,wants", [("bake-node.service", WANTS),
-                                        ("bake-node-rotate.timer", TIMERS_WANTS)])
+                                        ("bake-node-rotate.timer", TIMERS_WANTS),
+                                        ("bake-node-snapshot.timer", TIMERS_WANTS)])
 def test_agent_unit_enabled(host, agent, unit, wants):
     if agent is None:
         assert not host.file(f"{wants}/{unit}").exists, (

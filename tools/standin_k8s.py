@@ -202,6 +202,76 @@ def node_certs(name: str, ip: str, cert_sans=(), endpoint_host=None):
     sign("apiserver-etcd-client", "etcd/ca", "/CN=kube-apiserver-etcd-client", "clientAuth")
 
 
+# what `kubeadm certs renew all` renews: leaf certificate -> its CA, and the kubeconfigs
+RENEWED_LEAVES = {"apiserver": "ca", "apiserver-kubelet-client": "ca",
+                  "front-proxy-client": "front-proxy-ca", "etcd/server": "etcd/ca",
+                  "etcd/peer": "etcd/ca", "etcd/healthcheck-client": "etcd/ca",
+                  "apiserver-etcd-client": "etcd/ca"}
+RENEWED_KUBECONFIGS = ("admin.conf", "super-admin.conf", "controller-manager.conf",
+                       "scheduler.conf")
+EKU_NAMES = {"TLS Web Server Authentication": "serverAuth",
+             "TLS Web Client Authentication": "clientAuth"}
+
+
+def resign(crt_pem: bytes, key_pem: bytes, ca: str) -> bytes:
+    """A new certificate for the same key, subject, SANs and usages, signed by ``PKI/<ca>``
+    for 365 days (kubeadm's renewal keeps the attributes of the existing certificate)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        crt, key = Path(tmp) / "old.crt", Path(tmp) / "k.key"
+        csr, ext, out = Path(tmp) / "r.csr", Path(tmp) / "e.cnf", Path(tmp) / "new.crt"
+        crt.write_bytes(crt_pem)
+        key.write_bytes(key_pem)
+        subject = run(["openssl", "x509", "-in", str(crt), "-noout", "-subject", "-nameopt",
+                       "compat"]).stdout.strip().removeprefix("subject=")
+        exts = run(["openssl", "x509", "-in", str(crt), "-noout", "-ext",
+                    "subjectAltName,extendedKeyUsage"]).stdout
+        sans, usages, section = [], [], None
+        for line in exts.splitlines():
+            if line.startswith("X509v3 Subject Alternative Name"):
+                section = "san"
+            elif line.startswith("X509v3 Extended Key Usage"):
+                section = "eku"
+            elif section == "san":
+                sans += [p.strip().replace("IP Address:", "IP:") for p in line.split(",")]
+            elif section == "eku":
+                usages += [EKU_NAMES[p.strip()] for p in line.split(",") if p.strip()]
+        run(["openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr)])
+        lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+                 f"extendedKeyUsage={','.join(usages) or 'clientAuth'}"]
+        if sans:
+            lines.append("subjectAltName=" + ",".join(sans))
+        ext.write_text("\n".join(lines) + "\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"), "-CAkey",
+             str(PKI / f"{ca}.key"), "-set_serial", str(secrets.randbits(63)), "-days", "365",
+             "-sha256", "-out", str(out), "-extfile", str(ext)])
+        return out.read_bytes()
+
+
+def certs_renew_all():
+    """``kubeadm certs renew all``: every leaf certificate and kubeconfig client certificate
+    of this control plane, renewed in place; the static pods must be restarted after."""
+    if not (PKI / "ca.key").exists():
+        raise Fail("[renew] no CA key in /etc/kubernetes/pki: not a control plane")
+    for name, ca in RENEWED_LEAVES.items():
+        crt, key = PKI / f"{name}.crt", PKI / f"{name}.key"
+        if crt.exists():
+            write(crt, resign(crt.read_bytes(), key.read_bytes(), ca), 0o644)
+            say(f"certificate {name} renewed")
+    for conf in RENEWED_KUBECONFIGS:
+        path = K8S / conf
+        if not path.exists():
+            continue
+        doc = yaml.safe_load(path.read_text())
+        user = doc["users"][0]["user"]
+        user["client-certificate-data"] = b64(resign(unb64(user["client-certificate-data"]),
+                                                     unb64(user["client-key-data"]), "ca"))
+        write(path, yaml.safe_dump(doc, sort_keys=False))
+        say(f"certificate embedded in the kubeconfig file {conf} renewed")
+    say("Done renewing certificates. You must restart the kube-apiserver, "
+        "kube-controller-manager, kube-scheduler and etcd, so that they can use the new "
+        "certificates.")
+
+
 def kubeconfig(path: Path, server: str, user: str, cert: str, cluster: str = "kubernetes"):
     ca = (PKI / "ca.crt").read_bytes()
     doc = {
@@ -823,6 +893,8 @@ def kubeadm(args):
         token_list()
     elif cmd == "reset":
         kubeadm_reset()
+    elif cmd == "certs" and positional[:2] == ["renew", "all"]:
+        certs_renew_all()
     else:
         raise Fail(f"{NOTE}: unsupported arguments: {' '.join(args)}")
 

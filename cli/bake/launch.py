@@ -133,6 +133,8 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
         "cni": spec.cni,
         "bootstrapTokenTTLSeconds": spec.bootstrap_token_ttl_minutes * 60,
     }
+    if role == "control-plane":
+        config["certificateRenewBeforeDays"] = spec.cert_renew_before_days
     snaps = spec.etcd_snapshots
     if role == "control-plane" and snaps.enabled:
         config["etcdSnapshots"] = {

@@ -7,7 +7,8 @@ control plane saw them (the cluster's DynamoDB table: ``node#<instance id>``, ``
 expiry of the join material in SSM Parameter Store (the values stay secret: only their
 ``expires`` field is shown). With ``--local`` it adds whether each VM runs. Anything stuck is
 listed: a failed node (phase and error), an instance with no report after ``STUCK_AFTER_S``, an
-expired token, an etcd learner or unhealthy member, no etcd snapshot for three intervals.
+expired token, an etcd learner or unhealthy member, no etcd snapshot for three intervals, a
+control plane's certificate within 7 days of expiry (``certs#<instance id>``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ClusterStatus:
     cluster_state: dict[str, Any] | None = None
     lease: dict[str, Any] | None = None
     snapshot: dict[str, Any] | None = None
+    certificates: dict[str, Any] | None = None
     join_material: dict[str, Any] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     local: dict[str, Any] | None = None
@@ -48,6 +50,7 @@ class ClusterStatus:
             "cluster_state": self.cluster_state,
             "lease": self.lease,
             "snapshot": self.snapshot,
+            "certificates": self.certificates,
             "join_material": self.join_material,
             "stuck": self.stuck,
             "local": self.local,
@@ -116,6 +119,7 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
         status.cluster_state = dynamodb.item(db, spec.lock_table, "cluster")
         status.lease = dynamodb.item(db, spec.lock_table, "lease#control-plane")
         last = dynamodb.item(db, spec.lock_table, "etcd-snapshot")
+        cert_items = dynamodb.items_with_prefix(db, spec.lock_table, "certs#")
     except AwsError as exc:
         raise BakeError(f"cannot read the cluster table {spec.lock_table}: "
                         f"{exc.format_message()}") from exc
@@ -185,6 +189,23 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
             status.stuck.append(f"the last etcd snapshot is {_duration(status.snapshot['age_s'])}"
                                 " old: is bake-node-snapshot.timer running on the control "
                                 "planes? (`bake logs NODE`)")
+    live = {i for i, (_role, state) in members.items()
+            if state not in ("Terminating", "Terminated")}
+    current = [c for c in cert_items if c.get("instance_id") in live]
+    if current:
+        first = min(current, key=lambda c: c.get("earliest_expiry", float("inf")))
+        status.certificates = {
+            "earliest_expiry": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                             time.gmtime(first["earliest_expiry"])),
+            "expires_in_s": round(first["earliest_expiry"] - now),
+            "certificate": first.get("earliest"), "instance_id": first.get("instance_id"),
+            "hostname": first.get("hostname"),
+            "renew_before_days": spec.cert_renew_before_days,
+        }
+        if status.certificates["expires_in_s"] < 7 * 86400:
+            status.stuck.append(f"certificate {first.get('earliest')} of {first.get('hostname')}"
+                                f" expires {status.certificates['earliest_expiry']}: is "
+                                "bake-node-certs.timer running? (`bake-node certs --force`)")
     status.join_material = _join_material(clients.client("ssm"), spec, now)
     token = status.join_material.get("token", {})
     if token.get("present") and (token.get("expires_in_s") or 1) <= 0:
@@ -226,6 +247,11 @@ def format_status(status: ClusterStatus) -> list[str]:
     if status.snapshot:
         lines.append(f"etcd snapshot: {status.snapshot['id']}, "
                      f"{_duration(status.snapshot['age_s'])} ago")
+    if status.certificates:
+        c = status.certificates
+        lines.append(f"certificates: earliest expiry {c['earliest_expiry']} ({c['certificate']} "
+                     f"on {c['hostname']}), in {_duration(c['expires_in_s'])}; renewed "
+                     f"{c['renew_before_days']} days before")
     if status.nodes:
         lines.append(f"{'INSTANCE':<21} {'NODE':<26} {'ROLE':<14} {'IP':<15} {'STATUS':<14} "
                      f"{'MODE':<5} {'BOOT->JOINED':>12}  PHASES (s)"

@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake_node import snapshots
+from bake_node import certs, snapshots
 from bake_node.aws import Clients
 from bake_node.aws import dynamodb as ddb
 from bake_node.config import NodeConfig, load_config
@@ -76,6 +77,7 @@ class Settings:
     etcdctl: str = "etcdctl"
     etcdutl: str = "etcdutl"
     etcd_data_dir: Path = Path("/var/lib/etcd")
+    static_pod_restart_wait: float = certs.FILE_CHECK_FREQUENCY_S + 5
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
     token_ttl: float | None = None
@@ -204,6 +206,9 @@ class Agent:
             self.report("failed", phase, str(exc))
             raise
         self.report("joined")
+        if ctx.config.is_control_plane:
+            record_certificates(self.clients(ctx.config).client("dynamodb"), ctx,
+                                self.s.kubernetes_dir)
         return mode
 
     def _timed(self, name: str, fn):
@@ -642,3 +647,99 @@ def snapshot(settings: Settings, clients: Clients | None = None, force: bool = F
         lease.release(held)
     return (f"snapshot {sid} stored (revision {meta['revision']}, {meta['total-keys']} keys)"
             + (f"; {len(pruned)} expired deleted" if pruned else ""))
+
+
+def record_certificates(db, ctx: Context, kubernetes_dir: Path,
+                        renewed_at: float | None = None) -> dict[str, float]:
+    """Record this control plane's certificate expiries (item ``certs#<instance id>``: the
+    earliest one's name and epoch seconds, every expiry as JSON, when checked and last renewed)
+    for ``bake status``. Best effort: returns the expiries ({} when they cannot be read)."""
+    try:
+        found = certs.expiries(kubernetes_dir)
+        if not found:
+            return {}
+        earliest = min(found, key=lambda k: found[k])
+        item = {
+            "pk": {"S": f"certs#{ctx.identity.instance_id}"},
+            "instance_id": {"S": ctx.identity.instance_id},
+            "hostname": {"S": ctx.identity.hostname},
+            "earliest": {"S": earliest},
+            "earliest_expiry": {"N": f"{found[earliest]:.0f}"},
+            "expiries": {"S": json.dumps({k: round(v) for k, v in sorted(found.items())})},
+            "checked_at": {"N": f"{time.time():.3f}"},
+        }
+        if renewed_at is not None:
+            item["renewed_at"] = {"N": f"{renewed_at:.3f}"}
+        ddb.put_item(db, ctx.config.lock_table, item)
+        return found
+    except Exception as exc:  # noqa: BLE001 - a status record never fails the node
+        log.warning("could not record the certificate expiries: %s", exc)
+        return {}
+
+
+def renew_certificates(settings: Settings, clients: Clients | None = None,
+                       force: bool = False) -> str:
+    """The certificate timer's work on a control plane: record the expiries; when the earliest
+    is within ``certificateRenewBeforeDays`` (default 90) of now, renew them under the
+    ``certificate-renewal`` lease (one control plane at a time, so no two restart their
+    static pods together and etcd keeps its quorum): ``kubeadm certs renew all``, the static
+    pods restarted, etcd and the API server back, the renewed admin kubeconfig stored again.
+
+    Args:
+        force: renew now, due or not (``bake-node certs --force``).
+
+    Returns:
+        one line: what was done, or until when the certificates are valid.
+
+    Raises:
+        ConfigError: not a control plane; KubeadmError, CertificateError: the renewal failed
+            (the manifests are back in place either way).
+    """
+    agent = Agent(settings, clients)
+    ctx = agent.config_phase()
+    c = ctx.config
+    if not c.is_control_plane:
+        raise ConfigError("certs runs on control planes only")
+    db = agent.clients(c).client("dynamodb")
+    found = record_certificates(db, ctx, settings.kubernetes_dir)
+    if not found:
+        return f"no kubeadm certificates under {settings.kubernetes_dir}: not joined yet"
+    earliest = min(found.values())
+    when = time.strftime("%Y-%m-%d", time.gmtime(earliest))
+    if not force and not certs.due(found, time.time(), c.cert_renew_before_days):
+        return (f"certificates valid until {when}; renewal {c.cert_renew_before_days} days "
+                "before")
+    lease = Lease(db, c.lock_table, "certificate-renewal", ttl=settings.lease_ttl)
+    held = lease.acquire(ctx.identity.instance_id, timeout=min(settings.wait_timeout, 900),
+                         poll=settings.poll)
+    try:
+        with lease.keep_alive(held) as beat:
+            agent.kubeadm.renew_certificates()
+            certs.restart_static_pods(settings.kubernetes_dir, settings.static_pod_restart_wait)
+            etcd = agent._etcd([f"https://{ctx.identity.private_ip}:2379"])
+            deadline = time.monotonic() + 300
+            while why := _etcd_unhealthy(etcd, ctx.identity.hostname):
+                if time.monotonic() > deadline:
+                    raise certs.CertificateError(f"etcd on this node was not healthy 300 s "
+                                                 f"after the certificate renewal: {why}")
+                time.sleep(settings.poll)
+            certs.wait_api_ready(settings.kubernetes_dir, ctx.identity.private_ip,
+                                 poll=settings.poll)
+            beat.check()
+            admin = settings.kubernetes_dir / "admin.conf"
+            if admin.is_file():
+                agent._material(ctx).publish_admin_kubeconfig(admin.read_text())
+    finally:
+        lease.release(held)
+    after = record_certificates(db, ctx, settings.kubernetes_dir, renewed_at=time.time())
+    until = time.strftime("%Y-%m-%d", time.gmtime(min(after.values()))) if after else "?"
+    return f"certificates renewed: valid until {until} (were until {when})"
+
+
+def _etcd_unhealthy(etcd: EtcdCtl, name: str) -> str:
+    """Why this node's etcd member (named ``name``) is not healthy; '' when it is."""
+    try:
+        me = next((m for m in etcd.members() if m.name == name), None)
+    except (NodeError, OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)[:200]
+    return "not in the member list" if me is None else etcd.unhealthy_because(me)

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bake_node.certs import DEFAULT_RENEW_BEFORE_DAYS
 from bake_node.errors import ConfigError
 from bake_node.joinmaterial import DEFAULT_TOKEN_TTL
 from bake_node.snapshots import SnapshotPolicy
@@ -97,6 +98,7 @@ class NodeConfig:
     endpoints: dict[str, str] = field(default_factory=dict)
     bootstrap_token_ttl_s: int = int(DEFAULT_TOKEN_TTL)
     etcd_snapshots: SnapshotPolicy | None = None
+    cert_renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
 
     @property
     def endpoint_host(self) -> str:
@@ -157,6 +159,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         endpoints=dict(data.get("endpoints", {})),
         bootstrap_token_ttl_s=data.get("bootstrapTokenTTLSeconds", int(DEFAULT_TOKEN_TTL)),
         etcd_snapshots=_snapshot_policy(data.get("etcdSnapshots")),
+        cert_renew_before_days=data.get("certificateRenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS),
     )
 
 

@@ -178,6 +178,11 @@ class Kubeadm:
                 ]
             )
 
+    def renew_certificates(self) -> None:
+        """``kubeadm certs renew all``: this control plane's leaf certificates and kubeconfig
+        client certificates, renewed for another year (the static pods must restart after)."""
+        self._run([self.kubeadm, "certs", "renew", "all"])
+
     def reset(self) -> None:
         """``kubeadm reset --force``: undo a half-done init or join on this node."""
         self._run([self.kubeadm, "reset", "--force"])

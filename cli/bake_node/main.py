@@ -2,7 +2,8 @@
 
 Commands: ``run`` (config -> bootstrap -> post; what the systemd unit starts), ``status``
 (print state.json), ``rotate`` (the control-plane timer: refresh join material), ``snapshot``
-(the control-plane timer: an etcd snapshot to S3 when one is due; ``--force`` takes one now) and
+(the control-plane timer: an etcd snapshot to S3 when one is due; ``--force`` takes one now),
+``certs`` (the control-plane timer: record certificate expiry, renew when due) and
 ``validate`` (the config phase only, touching nothing). Errors print one line
 ``bake-node: error: ...`` and exit 1; ``--debug`` shows tracebacks. Logs go to stderr, which
 systemd sends to the journal.
@@ -17,7 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bake_node.agent import Agent, Settings, State, rotate, snapshot
+from bake_node.agent import Agent, Settings, State, renew_certificates, rotate, snapshot
 from bake_node.errors import NodeError
 
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "config, bootstrap (init or join) and post phases"),
         ("rotate", "refresh join material (control planes; run by a timer)"),
         ("snapshot", "an etcd snapshot to S3 when one is due (control planes; run by a timer)"),
+        ("certs", "record certificate expiry; renew when due (control planes; run by a timer)"),
         ("validate", "the config phase only: validate node.yaml and identity"),
         ("status", "print the agent's state"),
     ):
@@ -53,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--etcdutl", default="etcdutl",
                        help="etcdutl executable (etcd >= 3.5; else etcdctl does its work)")
         s.add_argument("--etcd-data-dir", type=Path, default=Settings.etcd_data_dir)
-        if name == "snapshot":
-            s.add_argument("--force", action="store_true", help="take one now, due or not")
+        if name in ("snapshot", "certs"):
+            s.add_argument("--force", action="store_true", help="do it now, due or not")
+        if name == "certs":
+            s.add_argument("--static-pod-restart-wait", type=float,
+                           default=Settings.static_pod_restart_wait,
+                           help="seconds the static pod manifests stay out (kubelet's "
+                                "fileCheckFrequency is 20 s)")
         s.add_argument("--lease-ttl", type=float, default=Settings.lease_ttl, help="seconds")
         s.add_argument("--token-ttl", type=float, default=None,
                        help="seconds (default: node.yaml's bootstrapTokenTTLSeconds)")
@@ -78,6 +85,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         etcdctl=args.etcdctl,
         etcdutl=args.etcdutl,
         etcd_data_dir=args.etcd_data_dir,
+        static_pod_restart_wait=getattr(args, "static_pod_restart_wait",
+                                        Settings.static_pod_restart_wait),
         lease_ttl=args.lease_ttl,
         token_ttl=args.token_ttl,
         poll=args.poll,
@@ -108,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{args.config}: valid ({ctx.config.role} of {ctx.config.cluster_name}, "
                 f"Kubernetes {ctx.kubernetes_version}, instance {ctx.identity.instance_id})"
             )
+        elif args.command == "certs":
+            print(renew_certificates(settings, force=args.force))
         elif args.command == "snapshot":
             print(snapshot(settings, force=args.force))
         elif args.command == "rotate":

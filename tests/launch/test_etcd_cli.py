@@ -158,3 +158,33 @@ def test_no_such_cluster_is_one_line(aws, run_bake, cluster_file):
         assert result.exit_code == 1, result.stderr
         [line] = _error_lines(result)
         assert "no stack bake-demo in us-east-1: launch the cluster first" in line
+
+
+def test_status_shows_the_last_snapshot_a_pending_restore_and_the_earliest_certificate(
+        aws, run_bake, cluster_file, launched):
+    db = _client(aws, "dynamodb")
+    cp = _group(aws)["Instances"][0]["InstanceId"]
+    now = time.time()
+    db.put_item(TableName="bake-demo", Item={
+        "pk": {"S": "etcd-snapshot"}, "snapshot_id": {"S": "20261205T100000Z-" + cp},
+        "taken_by": {"S": cp}, "taken_at": {"N": f"{now - 600:.0f}"}})
+    db.put_item(TableName="bake-demo", Item={
+        "pk": {"S": f"certs#{cp}"}, "instance_id": {"S": cp}, "hostname": {"S": "cp-1"},
+        "earliest": {"S": "apiserver"}, "earliest_expiry": {"N": f"{now + 3 * 86400:.0f}"}})
+    db.put_item(TableName="bake-demo", Item={
+        "pk": {"S": "cluster"}, "state": {"S": "restore-requested"},
+        "restore_snapshot": {"S": "20261205T100000Z-" + cp},
+        "restore_requested_at": {"S": "2026-12-05T10:30:00Z"}})
+    result = run_bake("--endpoint-url", aws.endpoint, "status", "-f", str(cluster_file))
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert f"kubeadm: restore of etcd snapshot 20261205T100000Z-{cp} requested" in out
+    assert f"etcd snapshot: 20261205T100000Z-{cp}, 10 min" in out
+    assert "certificates: earliest expiry" in out and "(apiserver on cp-1)" in out
+    # within 7 days of expiry: listed as stuck, with what to do
+    assert "certificate apiserver of cp-1 expires" in out and "bake-node certs --force" in out
+    doc = json.loads(run_bake("--endpoint-url", aws.endpoint, "status", "-f", str(cluster_file),
+                              "--output", "json").stdout)
+    assert doc["snapshot"]["taken_by"] == cp
+    assert doc["certificates"]["certificate"] == "apiserver"
+    assert 2 * 86400 < doc["certificates"]["expires_in_s"] <= 3 * 86400

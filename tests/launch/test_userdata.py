@@ -51,8 +51,9 @@ def test_node_yaml_passes_the_node_config_schema(specs, node_schema, variant, ro
         assert node["etcdSnapshots"] == {
             "bucket": "bake-demo-snapshotbucket-1a2b3c4d5e6f", "prefix": "etcd-snapshots/",
             "intervalMinutes": 30, "keepHourlyHours": 48, "keepDailyDays": 30}
+        assert node["certificateRenewBeforeDays"] == 90
     else:
-        assert "etcdSnapshots" not in node
+        assert "etcdSnapshots" not in node and "certificateRenewBeforeDays" not in node
 
 
 @pytest.mark.parametrize(("variant", "role"), cases())

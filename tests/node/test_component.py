@@ -57,6 +57,9 @@ def test_units_and_ordering(component):
     assert "ExecStart=/usr/sbin/bake-node snapshot" in snap
     assert "ConditionPathExists=/etc/kubernetes/manifests/etcd.yaml" in snap  # control planes
     assert "OnUnitActiveSec=5min" in files["/etc/systemd/system/bake-node-snapshot.timer"]
+    assert "ExecStart=/usr/sbin/bake-node certs" in files[
+        "/etc/systemd/system/bake-node-certs.service"]
+    assert "OnUnitActiveSec=1d" in files["/etc/systemd/system/bake-node-certs.timer"]
 
 
 def test_missing_value_fails():

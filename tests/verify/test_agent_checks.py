@@ -39,6 +39,7 @@ def test_manifest_listing_a_missing_agent_fails_the_agent_checks(image_copy, tmp
         "test_agent_command",
         "test_agent_importable",
         "test_agent_manifests_present",
+        "test_agent_unit_enabled[bake-node-certs.timer-/etc/systemd/system/timers.target.wants]",
         "test_agent_unit_enabled[bake-node-rotate.timer-/etc/systemd/system/timers.target.wants]",
         "test_agent_unit_enabled[bake-node-snapshot.timer-/etc/systemd/system/timers.target.wants]",
         "test_agent_unit_enabled[bake-node.service-/etc/systemd/system/multi-user.target.wants]",

@@ -48,6 +48,8 @@ etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS
   intervalMinutes: 30              # 5-1440
   keepHourlyHours: 48              # the newest of each hour, for this many hours
   keepDailyDays: 30                # the newest of each day, for this many days
+certificates:
+  renewBeforeDays: 90              # control planes renew kubeadm's 1-year certificates (7-300)
 """
 
 

@@ -131,6 +131,9 @@ class ClusterSpec:
         pod_cidr, service_cidr: Kubernetes pod and service CIDRs.
         cni: the CNI manifest set baked into the image (``flannel``, ``calico``, ``cilium``).
         etcd_snapshots: ``EtcdSnapshotSpec``.
+        cert_renew_before_days: control planes renew their kubeadm certificates (one year)
+            when the earliest expires within this many days (``certificates.renewBeforeDays``,
+            7-300).
         bootstrap_token_ttl_minutes: lifetime of every kubeadm bootstrap token the node agent
             creates (``bootstrapToken.ttlMinutes``, 15-1440). The control planes' rotate timer
             (every 2 min, up to 20 s late) replaces a token past half its TTL, and a join
@@ -155,6 +158,7 @@ class ClusterSpec:
     bootstrap_token_ttl_minutes: int = 30
     local: LocalSpec = field(default_factory=LocalSpec)
     etcd_snapshots: EtcdSnapshotSpec = field(default_factory=EtcdSnapshotSpec)
+    cert_renew_before_days: int = 90
     source: str = field(default="<memory>", compare=False)
 
     @property

@@ -262,6 +262,9 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         keep_daily_days=_positive(es, "keepDailyDays", 30, 0, 3650),
     )
     es.done()
+    ce = top.sub("certificates")
+    renew_before = _positive(ce, "renewBeforeDays", 90, 7, 300)
+    ce.done()
     lo = top.sub("local")
     vm_memory = _positive(lo, "vmMemoryMiB", 1024, 512, 16384)
     lo.done()
@@ -290,6 +293,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         bootstrap_token_ttl_minutes=token_ttl,
         local=LocalSpec(vm_memory_mib=vm_memory),
         etcd_snapshots=snapshots,
+        cert_renew_before_days=renew_before,
         source=source,
     )
 

@@ -389,7 +389,8 @@ def test_agent_command(host, agent):
 
 @pytest.mark.parametrize("unit,wants", [("bake-node.service", WANTS),
                                         ("bake-node-rotate.timer", TIMERS_WANTS),
-                                        ("bake-node-snapshot.timer", TIMERS_WANTS)])
+                                        ("bake-node-snapshot.timer", TIMERS_WANTS),
+                                        ("bake-node-certs.timer", TIMERS_WANTS)])
 def test_agent_unit_enabled(host, agent, unit, wants):
     if agent is None:
         assert not host.file(f"{wants}/{unit}").exists, (

@@ -1,4 +1,5 @@
-"""An etcd restore driven by the node agent, against the REAL etcd (Debian's etcd-server, run by
+"""Day 2 on control planes, driven by the node agent: certificate renewal, and an etcd restore,
+against the REAL etcd (Debian's etcd-server, run by
 the VM-cluster stand-ins of kubeadm and kubelet; tools/standin_k8s.py) and the embedded AWS.
 
 Two control planes form a cluster (``bake-node run``: init, then a control-plane join); keys
@@ -7,6 +8,11 @@ destroyed with their data; the restore is requested as ``bake etcd restore`` req
 (``bake.etcd.request_restore``); then two fresh control planes boot: the first restores the
 snapshot (its certificates too) and runs init on the restored data, the second joins it through
 the usual path. The keys are read back from both new members.
+
+Certificates: ``bake-node certs`` records every kubeadm certificate's expiry in the cluster
+table; forced, it renews them (``kubeadm certs renew all``), restarts the static pods by moving
+their manifests out and back, waits for etcd and the API server, and stores the renewed admin
+kubeconfig again.
 
 Each "node" is a loopback address (127.0.0.21-24) with its own root directory; kubeadm and the
 kubelet are stand-ins, etcd and etcdctl are Debian's.
@@ -75,7 +81,7 @@ def _stop_kubelet(root: Path) -> None:
         time.sleep(1)
 
 
-def _node(lab, n: int, endpoint_ip: str, command: str = "run", *extra: str):
+def _node(lab, n: int, endpoint_ip: str, command: str = "run", *extra: str, node_yaml=None):
     """Run ``bake-node <command>`` as control plane node-<n> (127.0.0.2<n>); returns stdout."""
     gen, tmp = lab["gen"], lab["tmp"]
     base = tmp / f"node{n}"
@@ -104,6 +110,7 @@ def _node(lab, n: int, endpoint_ip: str, command: str = "run", *extra: str):
         "kubernetesVersion": gen.release.kubernetes_version,
         "endpoints": {s: endpoint for s in ("dynamodb", "ssm", "kms", "ec2", "s3")},
         "etcdSnapshots": {"bucket": BUCKET},
+        **(node_yaml or {}),
     }))
     argv = [sys.executable, "-m", "bake_node.main", "--config", str(base / "node.yaml"),
             "--state-dir", str(base / "state"), command, "--identity",
@@ -181,3 +188,41 @@ def test_snapshot_destroy_every_control_plane_restore_and_rejoin(lab):
     registered = [i for i in db.scan(TableName="bake-demo")["Items"]
                   if i["pk"]["S"].startswith("etcd#")]
     assert sorted(i["name"]["S"] for i in registered) == ["node-3", "node-4"]
+
+
+def _serial(path: Path) -> str:
+    return subprocess.run(["openssl", "x509", "-in", str(path), "-noout", "-serial"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_certificates_recorded_then_renewed_with_the_static_pods_restarted(lab):
+    out, _ = _node(lab, 1, "127.0.0.21")
+    assert out.strip() == "bake-node: init"
+    db = lab["clients"].client("dynamodb")
+    ssm = lab["clients"].client("ssm")
+    (item,) = [i for i in db.scan(TableName="bake-demo")["Items"]
+               if i["pk"]["S"].startswith("certs#")]  # recorded right after the join
+    expiries = json.loads(item["expiries"]["S"])
+    assert {"apiserver", "etcd-server", "admin.conf"} <= set(expiries)
+    assert 364 * 86400 < float(item["earliest_expiry"]["N"]) - time.time() <= 365 * 86400
+
+    out, _ = _node(lab, 1, "127.0.0.21", "certs")
+    assert out.startswith("certificates valid until ") and "renewal 90 days before" in out
+
+    pki = lab["tmp"] / "node1/root/etc/kubernetes/pki"
+    before = {name: _serial(pki / name) for name in ("apiserver.crt", "etcd/server.crt")}
+    admin_name = "/bake/clusters/demo/control-plane/admin-kubeconfig"
+    admin_before = ssm.get_parameter(Name=admin_name, WithDecryption=True)["Parameter"]["Value"]
+    _etcdctl(lab, 1, "put", "/registry/demo/before-renewal", "kept")
+    out, _ = _node(lab, 1, "127.0.0.21", "certs", "--force", "--static-pod-restart-wait", "3")
+    assert out.startswith("certificates renewed: valid until "), out
+    assert all(_serial(pki / name) != serial for name, serial in before.items())
+    # etcd came back with its data, on the renewed certificates
+    assert _etcdctl(lab, 1, "get", "/registry/demo/before-renewal", "--print-value-only") \
+        .strip() == "kept"
+    admin_after = ssm.get_parameter(Name=admin_name, WithDecryption=True)["Parameter"]["Value"]
+    assert admin_after != admin_before  # the renewed client certificate is what bake fetches
+    (item,) = [i for i in db.scan(TableName="bake-demo")["Items"]
+               if i["pk"]["S"].startswith("certs#")]
+    assert "renewed_at" in item
+    assert not (lab["tmp"] / "node1/root/etc/kubernetes/manifests.bake-restart").exists()

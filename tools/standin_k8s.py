@@ -113,7 +113,41 @@ def load_config(path):
         if api not in ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"):
             raise Fail(f"unsupported kubeadm config apiVersion {api!r}")
         kinds[doc["kind"]] = doc
+        if doc["kind"] in ("InitConfiguration", "JoinConfiguration"):
+            PATCHES["directory"] = (doc.get("patches") or {}).get("directory")
     return kinds
+
+
+# the Init/JoinConfiguration's patches.directory of this kubeadm run (kubeadm "patches")
+PATCHES = {"directory": None}
+
+
+def kubelet_configuration():
+    """The kubelet's configuration with this node's ``kubeletconfiguration`` patches applied
+    (kubeadm's patch target since 1.25; ``+merge`` and unsuffixed files merge as JSON merge
+    patches, RFC 7386, in file-name order)."""
+    config = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+              "cgroupDriver": "systemd", "staticPodPath": str(MANIFESTS)}
+    directory = PATCHES["directory"]
+    for path in sorted(Path(directory).glob("kubeletconfiguration*")) if directory else []:
+        if "+json" in path.name or "+strategic" in path.name:
+            raise Fail(f"{NOTE}: only merge patches of kubeletconfiguration, not {path.name}")
+        config = merge_patch(config, yaml.safe_load(path.read_text()) or {})
+        say(f"[patches] applied {path.name} to the KubeletConfiguration")
+    return config
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
 
 
 def host_port(endpoint: str):
@@ -467,9 +501,7 @@ def control_plane_manifests(ip, cluster_config):
 
 def start_kubelet():
     (KUBELET_DIR).mkdir(parents=True, exist_ok=True)
-    write(KUBELET_DIR / "config.yaml", yaml.safe_dump({
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "cgroupDriver": "systemd", "staticPodPath": str(MANIFESTS)}), 0o644)
+    write(KUBELET_DIR / "config.yaml", yaml.safe_dump(kubelet_configuration()), 0o644)
     write(KUBELET_DIR / "kubeadm-flags.env",
           'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock"\n',
           0o644)

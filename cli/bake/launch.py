@@ -133,6 +133,10 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
         "cni": spec.cni,
         "bootstrapTokenTTLSeconds": spec.bootstrap_token_ttl_minutes * 60,
     }
+    group = spec.control_plane if role == "control-plane" else spec.workers
+    kubelet = group.kubelet.node_yaml()
+    if kubelet:
+        config["kubelet"] = kubelet
     if role == "control-plane":
         config["certificateRenewBeforeDays"] = spec.cert_renew_before_days
     snaps = spec.etcd_snapshots

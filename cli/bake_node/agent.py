@@ -288,12 +288,17 @@ class Agent:
 
     def _write_config(self, kind: str, ctx: Context, **values: Any) -> Path:
         c, ident = ctx.config, ctx.identity
+        patches = self.s.state_dir / "patches"
+        c.kubelet.write_patch(patches)
         text, _docs = render_config(
             kind,
             ctx.kubernetes_version,
             node_name=ident.hostname,
             advertise_address=ident.private_ip,
             control_plane_endpoint=c.control_plane_endpoint,
+            patches_dir=str(patches),
+            node_labels=c.kubelet.node_labels(),
+            taints=c.kubelet.registration_taints(c.is_control_plane),
             **values,
         )
         path = self.s.state_dir / f"kubeadm-{kind}.yaml"

@@ -22,6 +22,7 @@ import yaml
 from bake_node.certs import DEFAULT_RENEW_BEFORE_DAYS
 from bake_node.errors import ConfigError
 from bake_node.joinmaterial import DEFAULT_TOKEN_TTL
+from bake_node.kubelet import KubeletSettings
 from bake_node.snapshots import SnapshotPolicy
 
 DEFAULT_PATH = Path("/etc/bake/node.yaml")
@@ -99,6 +100,7 @@ class NodeConfig:
     bootstrap_token_ttl_s: int = int(DEFAULT_TOKEN_TTL)
     etcd_snapshots: SnapshotPolicy | None = None
     cert_renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
+    kubelet: KubeletSettings = field(default_factory=KubeletSettings)
 
     @property
     def endpoint_host(self) -> str:
@@ -160,6 +162,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         bootstrap_token_ttl_s=data.get("bootstrapTokenTTLSeconds", int(DEFAULT_TOKEN_TTL)),
         etcd_snapshots=_snapshot_policy(data.get("etcdSnapshots")),
         cert_renew_before_days=data.get("certificateRenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS),
+        kubelet=KubeletSettings.from_node_yaml(data.get("kubelet")),
     )
 
 

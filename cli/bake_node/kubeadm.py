@@ -57,7 +57,10 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
             ``control_plane_endpoint``, and per kind: ``cluster_name``, ``pod_cidr``,
             ``service_cidr``, ``cert_sans``, ``certificate_key``, ``init_token`` and
             ``bootstrap_token_ttl`` (seconds) for the token ``kubeadm init`` creates /
-            ``token``, ``ca_hash``, ``control_plane``).
+            ``token``, ``ca_hash``, ``control_plane``). Optional for both: ``patches_dir``
+            (kubeadm's patches directory: this node's KubeletConfiguration patch),
+            ``node_labels`` (``k=v,...``) and ``taints`` (``nodeRegistration.taints``; None
+            keeps kubeadm's default).
 
     Returns:
         ``(text, documents)``: the rendered YAML and its parsed documents.
@@ -76,6 +79,9 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
         keep_trailing_newline=True,
     )
     env.filters["tojson"] = _tojson
+    for optional in ("patches_dir", "taints"):
+        context.setdefault(optional, None)
+    context.setdefault("node_labels", "")
     text = env.from_string(source.read_text()).render(
         kind=kind, kubernetes_version="v" + kubernetes_version.lstrip("v"),
         api_version=version, **API_VERSIONS[version], **context

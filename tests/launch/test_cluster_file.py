@@ -156,3 +156,57 @@ def test_cli_validate_reports_yaml_and_missing_file(run_bake, tmp_path):
         and "invalid YAML" in result.stderr
         and "Traceback" not in result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("kubelet", "message"),
+    [
+        ({"maxPods": 5}, "workers.kubelet.maxPods: must be between 10 and 250, got 5"),
+        ({"kubeReserved": {"cpu": "lots"}},
+         "workers.kubelet.kubeReserved.cpu: must be a quantity like 100m or 512Mi"),
+        ({"systemReserved": {"gpu": "1"}},
+         "workers.kubelet.systemReserved.gpu: unknown resource (allowed: cpu, memory"),
+        ({"evictionHard": {"memory.free": "100Mi"}},
+         "workers.kubelet.evictionHard.memory.free: unknown eviction signal"),
+        ({"evictionHard": {"nodefs.available": "ten percent"}},
+         "must be a quantity (100Mi) or a percentage (10%)"),
+        ({"labels": {"node-role.kubernetes.io/worker": ""}},
+         "workers.kubelet.labels.node-role.kubernetes.io/worker: a kubelet may not set labels "
+         "under kubernetes.io/"),
+        ({"labels": {"team": "a b"}}, "value 'a b' is not a label value"),
+        ({"taints": ["dedicated=gpu:NoRun"]},
+         "workers.kubelet.taints[0]: effect must be one of NoSchedule, PreferNoSchedule, "
+         "NoExecute, got 'NoRun'"),
+        ({"taints": ["just-a-key"]}, "workers.kubelet.taints[0]: must look like key=value"),
+        ({"maxPod": 100}, "workers.kubelet.maxPod: unknown field"),
+    ],
+)
+def test_invalid_kubelet_settings_are_named(kubelet, message):
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), "workers.kubelet", kubelet), "cluster.yaml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("cluster.yaml: ")
+
+
+def test_the_commented_kubelet_example_is_valid_and_reaches_node_yaml(node_schema):
+    """Uncommenting the starter file's example gives a valid file; its settings reach the
+    workers' node.yaml only, which the node agent's schema accepts."""
+    import jsonschema
+
+    from bake.launch import node_config
+
+    text = init_text()
+    start = text.index("  # kubelet:")
+    block = text[start:text.index("kubernetesNetwork:")]
+    import re
+
+    uncommented = re.sub(r"(?m)^  # ", "  ", block)
+    spec = parse_cluster(yaml.safe_load(text.replace(block, uncommented)))
+    kubelet = spec.workers.kubelet
+    assert kubelet.max_pods == 110 and kubelet.labels == {"node.kubernetes.io/pool": "general"}
+    assert kubelet.taints == ({"key": "dedicated", "value": "batch", "effect": "NoSchedule"},)
+    worker = node_config(spec, "worker", "api.example", "bucket-1")
+    jsonschema.validate(worker, node_schema)
+    assert worker["kubelet"]["evictionHard"] == {"memory.available": "100Mi",
+                                                 "nodefs.available": "10%"}
+    assert "kubelet" not in node_config(spec, "control-plane", "api.example", "bucket-1")

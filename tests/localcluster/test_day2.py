@@ -9,6 +9,9 @@ destroyed with their data; the restore is requested as ``bake etcd restore`` req
 snapshot (its certificates too) and runs init on the restored data, the second joins it through
 the usual path. The keys are read back from both new members.
 
+Node settings: a node group's ``kubelet`` settings (node.yaml) reach the kubelet's configuration
+through the KubeletConfiguration patch kubeadm applies.
+
 Certificates: ``bake-node certs`` records every kubeadm certificate's expiry in the cluster
 table; forced, it renews them (``kubeadm certs renew all``), restarts the static pods by moving
 their manifests out and back, waits for etcd and the API server, and stores the renewed admin
@@ -196,8 +199,17 @@ def _serial(path: Path) -> str:
 
 
 def test_certificates_recorded_then_renewed_with_the_static_pods_restarted(lab):
-    out, _ = _node(lab, 1, "127.0.0.21")
+    out, _ = _node(lab, 1, "127.0.0.21", node_yaml={"kubelet": {
+        "maxPods": 58, "evictionHard": {"memory.available": "200Mi"}}})
     assert out.strip() == "bake-node: init"
+    # the node group's kubelet settings reached the kubelet's configuration through kubeadm's
+    # patches (kubeReserved computed as the EKS AMI does, for this machine's cores)
+    from bake_node.kubelet import cpu_millicores_to_reserve
+
+    kubelet = yaml.safe_load((lab["tmp"] / "node1/root/var/lib/kubelet/config.yaml").read_text())
+    assert kubelet["maxPods"] == 58 and kubelet["evictionHard"] == {"memory.available": "200Mi"}
+    assert kubelet["kubeReserved"] == {"cpu": f"{cpu_millicores_to_reserve(os.cpu_count())}m",
+                                       "memory": "893Mi", "ephemeral-storage": "1Gi"}
     db = lab["clients"].client("dynamodb")
     ssm = lab["clients"].client("ssm")
     (item,) = [i for i in db.scan(TableName="bake-demo")["Items"]

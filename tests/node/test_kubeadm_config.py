@@ -68,3 +68,73 @@ def test_generated_secrets_have_kubeadm_shapes():
 
     assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", new_token())
     assert re.fullmatch(r"[0-9a-f]{64}", new_certificate_key())
+
+
+@pytest.mark.parametrize(("cpus", "millicores"), [(1, 60), (2, 70), (3, 75), (4, 80), (8, 90),
+                                                  (96, 310)])
+def test_cpu_reserved_follows_the_eks_ami_steps(cpus, millicores):
+    from bake_node.kubelet import cpu_millicores_to_reserve
+
+    assert cpu_millicores_to_reserve(cpus) == millicores
+
+
+@pytest.mark.parametrize(("max_pods", "mib"), [(29, 574), (110, 1465), (250, 3005)])
+def test_memory_reserved_follows_the_eks_ami_formula(max_pods, mib):
+    from bake_node.kubelet import memory_mib_to_reserve
+
+    assert memory_mib_to_reserve(max_pods) == mib
+
+
+SETTINGS = {"maxPods": 58, "systemReserved": {"cpu": "100m", "memory": "100Mi"},
+            "evictionHard": {"memory.available": "200Mi"},
+            "labels": {"node.kubernetes.io/pool": "batch", "team": "data"},
+            "taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]}
+
+
+def test_the_kubelet_patch_computes_kube_reserved_when_unset(tmp_path):
+    import yaml
+
+    from bake_node.kubelet import PATCH_FILE, KubeletSettings
+
+    settings = KubeletSettings.from_node_yaml(SETTINGS)
+    path = settings.write_patch(tmp_path / "patches", cpus=2)
+    assert path.name == PATCH_FILE == "kubeletconfiguration+merge.yaml"  # kubeadm's naming
+    patch = yaml.safe_load(path.read_text())
+    assert patch == {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "maxPods": 58,
+        "kubeReserved": {"cpu": "70m", "memory": "893Mi", "ephemeral-storage": "1Gi"},
+        "systemReserved": {"cpu": "100m", "memory": "100Mi"},
+        "evictionHard": {"memory.available": "200Mi"}}
+    given = KubeletSettings.from_node_yaml({"kubeReserved": {"cpu": "1"}})
+    assert given.configuration_patch(cpus=8)["kubeReserved"] == {"cpu": "1"}
+    assert KubeletSettings().configuration_patch(cpus=1)["maxPods"] == 110
+
+
+@pytest.mark.parametrize("version", ["1.30.12", "1.31.4"])
+def test_golden_worker_join_with_node_settings(version, golden):
+    from bake_node.kubelet import KubeletSettings
+
+    settings = KubeletSettings.from_node_yaml(SETTINGS)
+    text, docs = render_config(
+        "join", version, **COMMON, **{**JOIN, "control_plane": False},
+        patches_dir="/var/lib/bake-node/patches", node_labels=settings.node_labels(),
+        taints=settings.registration_taints(control_plane=False))
+    reg = docs[0]["nodeRegistration"]
+    assert reg["taints"] == SETTINGS["taints"]
+    assert docs[0]["patches"] == {"directory": "/var/lib/bake-node/patches"}
+    args = reg["kubeletExtraArgs"]
+    labels = (args["node-labels"] if isinstance(args, dict)
+              else {a["name"]: a["value"] for a in args}["node-labels"])
+    assert labels == "node.kubernetes.io/pool=batch,team=data"
+    golden.check(GOLDEN, {f"kubeadm-join-worker-settings-{api_version(version)}.yaml": text})
+
+
+def test_control_plane_taints_keep_the_control_plane_taint():
+    from bake_node.kubelet import KubeletSettings
+
+    settings = KubeletSettings.from_node_yaml({"taints": SETTINGS["taints"]})
+    assert settings.registration_taints(control_plane=True) == [
+        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+        *SETTINGS["taints"]]
+    assert KubeletSettings().registration_taints(control_plane=True) is None  # kubeadm's own

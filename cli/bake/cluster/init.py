@@ -37,6 +37,13 @@ workers:
   desired: 2
   instanceTypes: [m6i.large]
   volumeSizeGiB: 40
+  # kubelet:                       # optional, also under controlPlane; applied at registration
+  #   maxPods: 110                 # 10-250
+  #   kubeReserved: {{cpu: 80m, memory: 1465Mi}}   # default: computed as the EKS AMI does
+  #   systemReserved: {{cpu: 100m, memory: 100Mi}}
+  #   evictionHard: {{memory.available: 100Mi, nodefs.available: 10%}}
+  #   labels: {{node.kubernetes.io/pool: general}}
+  #   taints: ["dedicated=batch:NoSchedule"]
 kubernetesNetwork:
   podCIDR: 10.244.0.0/16
   serviceCIDR: 10.96.0.0/12

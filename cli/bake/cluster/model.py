@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from bake.cluster.kubelet import KubeletSpec
 from bake.errors import UsageError
 
 API_VERSION = "bake.cluster/v1"
@@ -75,6 +76,7 @@ class NodeGroupSpec:
         min_size, max_size, desired: instance counts (control planes: all three equal).
         instance_types: EC2 instance types; the first is the launch template's type.
         volume_size_gib: root volume size in GiB (gp3, encrypted).
+        kubelet: max pods, reserved resources, eviction, labels, taints (``KubeletSpec``).
     """
 
     min_size: int
@@ -82,6 +84,7 @@ class NodeGroupSpec:
     desired: int
     instance_types: tuple[str, ...]
     volume_size_gib: int = 40
+    kubelet: KubeletSpec = field(default_factory=KubeletSpec)
 
 
 @dataclass(frozen=True)

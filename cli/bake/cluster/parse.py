@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bake.cluster.kubelet import parse_kubelet
 from bake.cluster.model import (
     API_VERSION,
     ARCHES,
@@ -196,6 +197,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         "m6i.large",
     )
     cp_vol = _positive(cp, "volumeSizeGiB", 40, 20, 16384)
+    cp_kubelet = parse_kubelet(cp, "controlPlane")
     cp.done()
 
     wk = top.sub("workers")
@@ -219,6 +221,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
                 f"must be an EC2 instance type like m6i.large, got {t!r}",
             )
     w_vol = _positive(wk, "volumeSizeGiB", 40, 20, 16384)
+    w_kubelet = parse_kubelet(wk, "workers")
     wk.done()
     for where, itype in [
         ("controlPlane.instanceType", cp_type),
@@ -285,8 +288,8 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
             air_gapped=air_gapped,
             allowed_api_cidrs=tuple(allowed),
         ),
-        control_plane=NodeGroupSpec(count, count, count, (cp_type,), cp_vol),
-        workers=NodeGroupSpec(wmin, wmax, wdes, tuple(types), w_vol),
+        control_plane=NodeGroupSpec(count, count, count, (cp_type,), cp_vol, cp_kubelet),
+        workers=NodeGroupSpec(wmin, wmax, wdes, tuple(types), w_vol, w_kubelet),
         pod_cidr=pod,
         service_cidr=svc,
         cni=cni,

@@ -26,12 +26,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k8s", default="1.30")
     parser.add_argument("--arch", default="amd64")
+    parser.add_argument("--os", dest="os_name", default="debian-12",
+                        help="image OS (image-recipes/os/<os>.yaml)")
     parser.add_argument("--work", type=Path, default=Path(".bake/demo"))
     args = parser.parse_args()
 
     print(
         f"demo: generating STAND-INS for Kubernetes {args.k8s} (not the real binaries: this "
-        "machine cannot reach the release files); Debian 12, containerd and runc are real"
+        "machine cannot reach the release files); Debian, containerd and runc are real"
     )
     generated = standins.generate(args.k8s, args.arch, args.work / "standins", runtime="os-package",
                                   flavor="cluster")
@@ -47,6 +49,8 @@ def main() -> int:
                 args.k8s,
                 "--arch",
                 args.arch,
+                "--os",
+                args.os_name,
                 "--local",
                 "--mirror",
                 url,

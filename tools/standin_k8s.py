@@ -179,6 +179,13 @@ def sign(name: str, ca: str, subject: str, usages: str, sans=()):
     key, crt = PKI / f"{name}.key", PKI / f"{name}.crt"
     key.parent.mkdir(parents=True, exist_ok=True)
     new_key(key)
+    sign_key(key, crt, ca, subject, usages, sans)
+    crt.chmod(0o644)
+
+
+def sign_key(key: Path, crt: Path, ca: str, subject: str, usages: str, sans=()):
+    """Write ``crt``: a 365-day certificate for ``key`` (subject, extended key usages, SANs)
+    signed by ``PKI/<ca>``."""
     with tempfile.TemporaryDirectory() as tmp:
         csr, ext = Path(tmp) / "req.csr", Path(tmp) / "ext.cnf"
         run(["openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr)])
@@ -190,7 +197,6 @@ def sign(name: str, ca: str, subject: str, usages: str, sans=()):
         run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"), "-CAkey",
              str(PKI / f"{ca}.key"), "-set_serial", str(secrets.randbits(63)), "-days", "365",
              "-sha256", "-out", str(crt), "-extfile", str(ext)])
-    crt.chmod(0o644)
 
 
 def sign_csr(csr_pem: str, subject_check=None) -> str:
@@ -251,8 +257,7 @@ def resign(crt_pem: bytes, key_pem: bytes, ca: str) -> bytes:
     """A new certificate for the same key, subject, SANs and usages, signed by ``PKI/<ca>``
     for 365 days (kubeadm's renewal keeps the attributes of the existing certificate)."""
     with tempfile.TemporaryDirectory() as tmp:
-        crt, key = Path(tmp) / "old.crt", Path(tmp) / "k.key"
-        csr, ext, out = Path(tmp) / "r.csr", Path(tmp) / "e.cnf", Path(tmp) / "new.crt"
+        crt, key, out = Path(tmp) / "old.crt", Path(tmp) / "k.key", Path(tmp) / "new.crt"
         crt.write_bytes(crt_pem)
         key.write_bytes(key_pem)
         subject = run(["openssl", "x509", "-in", str(crt), "-noout", "-subject", "-nameopt",
@@ -269,15 +274,7 @@ def resign(crt_pem: bytes, key_pem: bytes, ca: str) -> bytes:
                 sans += [p.strip().replace("IP Address:", "IP:") for p in line.split(",")]
             elif section == "eku":
                 usages += [EKU_NAMES[p.strip()] for p in line.split(",") if p.strip()]
-        run(["openssl", "req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr)])
-        lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-                 f"extendedKeyUsage={','.join(usages) or 'clientAuth'}"]
-        if sans:
-            lines.append("subjectAltName=" + ",".join(sans))
-        ext.write_text("\n".join(lines) + "\n")
-        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"), "-CAkey",
-             str(PKI / f"{ca}.key"), "-set_serial", str(secrets.randbits(63)), "-days", "365",
-             "-sha256", "-out", str(out), "-extfile", str(ext)])
+        sign_key(key, out, ca, subject, ",".join(usages) or "clientAuth", sans)
         return out.read_bytes()
 
 

@@ -210,3 +210,13 @@ def test_the_commented_kubelet_example_is_valid_and_reaches_node_yaml(node_schem
     assert worker["kubelet"]["evictionHard"] == {"memory.available": "100Mi",
                                                  "nodefs.available": "10%"}
     assert "kubelet" not in node_config(spec, "control-plane", "api.example", "bucket-1")
+
+
+def test_os_is_one_bake_bakes():
+    doc = _set(base(), "os", "debian-13")
+    doc["image"].pop("ssmParameter")
+    spec = parse_cluster(doc, "cluster.yaml")
+    assert spec.image_ssm_parameter == "/bake/k8s/1.30/debian-13/amd64/image_id"
+    with pytest.raises(ClusterFileError, match="cluster.yaml: os: must be one of debian-12, "
+                                               "debian-13, got 'windows-11'"):
+        parse_cluster(_set(base(), "os", "windows-11"), "cluster.yaml")

@@ -66,10 +66,35 @@ def test_deb822_and_one_line_sources(tmp_path: Path) -> None:
 
 
 def test_no_mirror_for_suite_is_one_clear_line(tmp_path: Path) -> None:
-    (tmp_path / "sources.list").write_text("deb http://x.example.internal/debian trixie main\n")
+    (tmp_path / "sources.list").write_text("deb http://x.example.internal/ubuntu noble main\n")
     found = host_apt_sources(tmp_path / "sources.list", tmp_path / "missing.d")
     with pytest.raises(EnvironmentProblem, match="no Debian mirror for bookworm"):
         debian_sources("bookworm", found)
+
+
+def test_another_release_comes_from_the_hosts_debian_mirrors(tmp_path: Path) -> None:
+    """A Debian 12 host bakes Debian 13 from the same mirrors (they carry every release)."""
+    (tmp_path / "debian.sources").write_text(
+        "Types: deb\nURIs: http://deb.example.internal/debian\nSuites: bookworm "
+        "bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: "
+        "http://deb.example.internal/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n")
+    found = host_apt_sources(tmp_path / "none.list", tmp_path)
+    picked = debian_sources("trixie", found, "trixie-security")
+    assert [s.line() for s in picked] == [
+        "deb http://deb.example.internal/debian trixie main",
+        "deb http://deb.example.internal/debian trixie-updates main",
+        "deb http://deb.example.internal/debian-security trixie-security main",
+    ]
+    spec = load_parent_spec("amd64", "debian-13")
+    assert (spec.suite, spec.security_suite) == ("trixie", "trixie-security")
+
+
+def test_the_debian_12_rootfs_cache_key_is_unchanged_by_the_os_data_files() -> None:
+    """Moving the Debian 12 parent spec into image-recipes/os/debian-12.yaml kept its values,
+    so rootfs caches made before stay valid."""
+    src = [AptSource("http://deb.debian.org/debian", "bookworm", ("main",))]
+    assert cache_key(load_parent_spec("amd64"), src, "amd64") == "d04e0ae4865e915f35ea94a5"
 
 
 def test_parent_spec_and_cache_key() -> None:

@@ -120,3 +120,39 @@ def test_render_path_does_not_import_boto3(tmp_path):
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("os_name", "arch"), [("debian-13", "amd64"), ("debian-13", "arm64")])
+def test_render_ami_golden_per_os(run_bake, tmp_path, golden, os_name, arch):
+    """The same component documents for every OS; what differs is the OS data file's: the
+    parent image (the vendor's SSM parameter), the names, tags and SSM path."""
+    result = run_bake("render", "ami", "--k8s", "1.30.12", "--arch", arch, "--os", os_name,
+                      "-o", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    recipe = (tmp_path / "image-recipes/image-recipe.yaml").read_text()
+    version = os_name.split("-")[1]
+    assert f"ssm:/aws/service/debian/release/{version}/latest/{arch}" in recipe
+    dist = (tmp_path / "image-recipes/distribution-configuration.yaml").read_text()
+    assert f'"bake:os": "{os_name}"' in dist
+    golden.check(Path(__file__).parent / "golden" / f"ami-1.30.12-{os_name}-{arch}",
+                 {rel: (tmp_path / rel).read_text() for rel in EXPECTED}, complete=True)
+
+
+def test_render_ami_unknown_os_is_one_line(run_bake, tmp_path):
+    result = run_bake("render", "ami", "--k8s", "1.30.12", "--os", "windows-11", "-o",
+                      str(tmp_path))
+    assert result.exit_code == 2
+    assert "unknown OS 'windows-11'; supported: debian-12, debian-13" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_os_data_file_is_a_catalog_os():
+    from bake.catalog import OSES
+    from bake.oses import load_os, os_names
+
+    assert os_names() == OSES
+    for name in OSES:
+        info = load_os(name)
+        assert info.parent_image_for("arm64").startswith("ssm:/aws/service/")
+        assert info.local_parent("amd64").packages  # both Debian releases bake locally

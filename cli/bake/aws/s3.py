@@ -65,13 +65,7 @@ def join_key(prefix: str, *parts: str) -> str:
 def object_sha256(client: Any, bucket: str, key: str) -> str | None:
     """The ``sha256`` metadata of an object (``s3:GetObject`` via HeadObject), or ``None`` if
     the object does not exist or has none."""
-    try:
-        head = call("s3:GetObject", client.head_object, Bucket=bucket, Key=key)
-    except AwsError as exc:
-        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-            return None
-        raise
-    return (head.get("Metadata") or {}).get("sha256")
+    return (object_metadata(client, bucket, key) or {}).get("sha256")
 
 
 def put_file(

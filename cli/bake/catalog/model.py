@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ARCHES: tuple[str, ...] = ("amd64", "arm64")
-OSES: tuple[str, ...] = ("debian-12",)
+# the OSes bake bakes: one data file each in image-recipes/os/ (bake.oses; a test holds the two
+# lists equal)
+OSES: tuple[str, ...] = ("debian-12", "debian-13")
 SCHEMA = "bake.catalog/v1"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")

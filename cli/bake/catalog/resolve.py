@@ -196,8 +196,9 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
     """Rows for ``bake catalog list``: one per minor.
 
     Returns:
-        ``[{"minor", "latest", "patches": [...], "arches": [...], "crictl", "containerd",
-        "runc", "cni_plugins", "images": {...}}]``, oldest minor first.
+        ``[{"minor", "latest", "patches": [...], "arches": [...], "oses": [...], "crictl",
+        "containerd", "runc", "cni_plugins", "images": {...}}]``, oldest minor first. Every
+        minor bakes on every OS of ``OSES`` (the components are one set).
     """
     rows = []
     for minor in catalog.minors():
@@ -213,6 +214,7 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
                 "latest": patches[-1],
                 "patches": patches,
                 "arches": arch_list,
+                "oses": list(OSES),
                 "crictl": entry.get("crictl"),
                 "containerd": rt["containerd"].get("version") or rt["containerd"].get("source"),
                 "runc": rt["runc"].get("version") or rt["runc"].get("source"),

@@ -133,6 +133,10 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     if not MINOR_RE.match(minor):
         top.fail("kubernetes", f'must be a Kubernetes minor like "1.30" (quoted), got {minor!r}')
     os_name = top.get("os", str, "debian-12")
+    from bake.catalog import OSES
+
+    if os_name not in OSES:
+        top.fail("os", f"must be one of {', '.join(OSES)}, got {os_name!r}")
     arch = top.get("arch", str, "amd64")
     if arch not in ARCHES:
         top.fail("arch", f"must be one of {', '.join(ARCHES)}, got {arch!r}")

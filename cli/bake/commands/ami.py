@@ -14,6 +14,7 @@ from bake.commands.common import (
     catalog_option,
     interrupt_confirmer,
     mirror_option,
+    os_option,
     output_option,
     ssm_prefix_option,
 )
@@ -38,7 +39,7 @@ def _progress(output: str):
     help="Kubernetes version: 1.30 (newest known patch) or 1.30.4.",
 )
 @arches_option
-@click.option("--os", "os_name", default="debian-12", show_default=True, help="Image OS.")
+@os_option
 @click.option(
     "--local",
     is_flag=True,

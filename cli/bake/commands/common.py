@@ -70,6 +70,15 @@ arch_option = click.option(
     help="Target architecture: amd64 or arm64.",
 )
 
+os_option = click.option(
+    "--os",
+    "os_name",
+    default="debian-12",
+    show_default=True,
+    metavar="OS",
+    help="Image OS: debian-12 or debian-13 (one data file each in image-recipes/os/).",
+)
+
 arches_option = click.option(
     "--arch",
     "arches",

@@ -18,6 +18,7 @@ from bake.commands.common import (
     catalog_option,
     k8s_option,
     mirror_option,
+    os_option,
     out_dir_option,
     ssm_prefix_option,
 )
@@ -36,6 +37,7 @@ class RenderAmiOptions:
         out_dir: output directory.
         cloudformation: also write the Image Builder resources as a CloudFormation template
             (``cloudformation/imagebuilder.yaml``), for teams that deploy through stacks.
+        os_name: the image OS (``image-recipes/os/<os>.yaml``).
         artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``: render the S3Download
             documents of a build without internet (``RenderOptions.artifacts_s3``), with the
             ``bake-node`` component fetching the node agent's bundle from there, exactly as
@@ -50,6 +52,7 @@ class RenderAmiOptions:
     out_dir: Path
     cloudformation: bool = False
     artifacts_s3: str | None = None
+    os_name: str = "debian-12"
 
 
 def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
@@ -66,7 +69,7 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
     from bake.catalog import load_catalog, resolve
     from bake.render import RenderOptions, render_image_documents
 
-    release = resolve(load_catalog(options.catalogs), options.k8s, options.arch)
+    release = resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name)
     agent = agent_source_s3(options.artifacts_s3) if options.artifacts_s3 else None
     docs = render_image_documents(
         release,
@@ -113,6 +116,7 @@ def render() -> None:
 @render.command("ami")
 @k8s_option
 @arch_option
+@os_option
 @mirror_option
 @ssm_prefix_option
 @catalog_option
@@ -133,6 +137,7 @@ def render() -> None:
 def ami(
     k8s: str,
     arch: str,
+    os_name: str,
     mirror: str | None,
     ssm_prefix: str,
     catalogs: tuple[Path, ...],
@@ -148,7 +153,8 @@ def ami(
     """
     paths, notes = render_ami(
         RenderAmiOptions(k8s, arch, mirror, tuple(catalogs), ssm_prefix, out_dir,
-                         cloudformation="cloudformation" in formats, artifacts_s3=artifacts_s3)
+                         cloudformation="cloudformation" in formats, artifacts_s3=artifacts_s3,
+                         os_name=os_name)
     )
     for path in paths:
         click.echo(str(path))

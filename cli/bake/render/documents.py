@@ -9,6 +9,7 @@ from typing import Any
 from bake.aws import ssm
 from bake.catalog import Release
 from bake.imagebuilder_requests import FIRST_VERSION
+from bake.oses import load_os
 from bake.plan import (
     DOWNLOADS_DIR,
     download_plan,
@@ -26,7 +27,6 @@ from bake.render.components import (
 )
 from bake.render.model import (
     AGENT_COMPONENT,
-    DEFAULT_PARENT_IMAGE,
     IMAGEBUILDER_BUILD_DATE,
     IMDS_HOP_LIMIT,
     INSTANCE_TYPES,
@@ -100,7 +100,8 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
             "name": f"bake-k8s-{dashed}",
             "description": ami_description,
             "semantic_version": FIRST_VERSION,
-            "parent_image": options.parent_image or DEFAULT_PARENT_IMAGE.format(arch=release.arch),
+            "parent_image": options.parent_image or load_os(release.os).parent_image_for(
+                release.arch),
             "components": names,
             "root_device": ROOT_DEVICE,
             "volume_size_gib": int(options.volume_size_gib),

@@ -34,7 +34,6 @@ PLACEHOLDERS: tuple[str, ...] = (
 # Image Builder's own variable (Image Builder user guide, "Manage AMI distribution settings").
 IMAGEBUILDER_BUILD_DATE = "{{imagebuilder:buildDate}}"
 # Debian's public SSM parameters for its official AMIs (wiki.debian.org/Cloud/AmazonEC2Image).
-DEFAULT_PARENT_IMAGE = "ssm:/aws/service/debian/release/12/latest/{arch}"
 ROOT_DEVICE = "/dev/xvda"  # root device name of Debian's official AMIs
 WORKING_DIRECTORY = "/var/tmp"
 MANIFEST_DIR = "/etc/bake"

@@ -141,8 +141,9 @@ class LocalBuilder:
 
         Args:
             documents: a ``bake.render.ImageDocuments`` (``.components`` in recipe order and
-                ``.release.arch``), or any object with ``components`` (Documents or
-                ``(name, data, text)`` tuples) and ``arch``.
+                ``.release.arch`` and ``.release.os``), or any object with ``components``
+                (Documents or ``(name, data, text)`` tuples), ``arch`` and optionally ``os``
+                (default ``debian-12``).
             build_id: ``<kubernetes_version>-<arch>-<YYYYmmddTHHMMSSZ>``.
         Returns:
             the staged ``LocalImage``; call ``commit`` or ``discard`` next.
@@ -152,13 +153,15 @@ class LocalBuilder:
         """
         self.preflight()
         arch = getattr(getattr(documents, "release", None), "arch", None) or documents.arch
+        os_name = (getattr(getattr(documents, "release", None), "os", None)
+                   or getattr(documents, "os", "debian-12"))
         if self.final_directory(build_id).exists():
             raise BuildError(f"image {build_id} already exists in {self.images_dir}")
         staging = self.staging_directory(build_id)
         remove_tree(staging)  # a leftover of a killed run with the same id
         staging.mkdir(parents=True)
         try:
-            return self._build(documents, arch, build_id, staging)
+            return self._build(documents, arch, os_name, build_id, staging)
         except BaseException as exc:
             for point in sorted(active_mounts(staging), key=len, reverse=True):
                 subprocess.run(["umount", "-l", point], capture_output=True)
@@ -177,18 +180,19 @@ class LocalBuilder:
                 raise moved from exc
             raise
 
-    def _build(self, documents: Any, arch: str, build_id: str, staging: Path) -> LocalImage:
+    def _build(self, documents: Any, arch: str, os_name: str, build_id: str,
+               staging: Path) -> LocalImage:
         logs = staging / "logs"
         logs.mkdir()
         rootfs = staging / "rootfs"
         sources = None
+        spec = load_parent_spec(arch, os_name)
         if self.options.debian_mirror:
-            spec = load_parent_spec(arch)
             sources = [AptSource(self.options.debian_mirror.rstrip("/"), spec.suite,
                                  spec.components)]
         result = prepare_rootfs(
             rootfs, data_dir=Path(self.options.data_dir), arch=arch, progress=self.progress,
-            sources=sources, log=logs / "rootfs.log",
+            sources=sources, spec=spec, log=logs / "rootfs.log",
         )
         self.progress(
             f"rootfs ready in {result.seconds:.0f} s ({'cached' if result.cached else 'cold'})"

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bake.errors import BuildError, EnvironmentProblem
 
 Progress = Callable[[str], None]
@@ -53,10 +51,11 @@ class AptSource:
 
 @dataclass(frozen=True)
 class ParentSpec:
-    """The local parent image from ``image-recipes/local-parent.yaml``.
+    """The local parent image of one OS (the ``local`` section of ``image-recipes/os/<os>.yaml``,
+    ``bake.oses``).
 
     Attributes:
-        suite: Debian suite (``bookworm``).
+        suite: Debian suite (``bookworm``); ``security_suite`` its security suite.
         variant: mmdebstrap/debootstrap variant (``minbase``).
         components: archive components (``("main",)``).
         packages: packages to include for the requested arch, sorted.
@@ -66,30 +65,27 @@ class ParentSpec:
     variant: str
     components: tuple[str, ...]
     packages: tuple[str, ...]
+    security_suite: str = ""
 
 
-def load_parent_spec(arch: str, text: str | None = None) -> ParentSpec:
-    """Load the local parent spec for ``arch`` (``amd64``/``arm64``).
+def load_parent_spec(arch: str, os_name: str = "debian-12") -> ParentSpec:
+    """Load the local parent spec of ``os_name`` for ``arch`` (``amd64``/``arm64``).
 
-    Args:
-        arch: target architecture.
-        text: YAML text to use instead of the shipped ``image-recipes/local-parent.yaml``.
     Raises:
         EnvironmentProblem: unsupported arch.
+        UsageError: unknown OS, or one the local builder cannot bootstrap.
     """
     if arch not in DEBIAN_ARCH:
         raise EnvironmentProblem(f"local builds support arch amd64 or arm64, not {arch!r}")
-    if text is None:
-        from bake.templates import read_text
+    from bake.oses import load_os
 
-        text = read_text("image-recipes", "local-parent.yaml")
-    data = yaml.safe_load(text)
-    pkgs = list(data["packages"].get("common", [])) + list(data["packages"].get(arch, []))
+    parent = load_os(os_name).local_parent(arch)
     return ParentSpec(
-        suite=data["suite"],
-        variant=data.get("variant", "minbase"),
-        components=tuple(data.get("components", ["main"])),
-        packages=tuple(sorted(set(pkgs))),
+        suite=parent.suite,
+        variant=parent.variant,
+        components=parent.components,
+        packages=parent.packages,
+        security_suite=parent.security_suite,
     )
 
 
@@ -173,16 +169,30 @@ def host_apt_sources(
     return found
 
 
-def debian_sources(suite: str, sources: Sequence[AptSource]) -> list[AptSource]:
+def debian_sources(suite: str, sources: Sequence[AptSource],
+                   security_suite: str = "") -> list[AptSource]:
     """The host sources usable for a ``suite`` rootfs: those of ``suite`` itself and its
-    ``-updates``/``-security`` companions, main mirror first.
+    ``-updates``/``-security`` companions, main mirror first. When the host has none for
+    ``suite`` (a Debian 12 host baking Debian 13), the host's Debian mirrors serve it: the
+    archive (a URI ending in ``/debian``) for ``suite`` and ``<suite>-updates``, the security
+    archive (``/debian-security``) for ``security_suite`` (Debian mirrors carry every release).
 
     Raises:
-        EnvironmentProblem: the host has no ``deb`` source for ``suite``.
+        EnvironmentProblem: the host has no ``deb`` source for ``suite`` and no Debian mirror.
     """
     wanted = (suite, f"{suite}-updates", f"{suite}-security", f"{suite}/updates")
     picked = [s for s in sources if s.suite in wanted]
     picked.sort(key=lambda s: wanted.index(s.suite))
+    if not picked:
+        archives = [s for s in sources if s.uri.endswith("/debian")]
+        security = [s for s in sources if s.uri.endswith("/debian-security")]
+        if archives:
+            main = archives[0]
+            picked = [AptSource(main.uri, suite, main.components),
+                      AptSource(main.uri, f"{suite}-updates", main.components)]
+            if security:
+                picked.append(AptSource(security[0].uri, security_suite or f"{suite}-security",
+                                        security[0].components))
     if not picked or picked[0].suite != suite:
         raise EnvironmentProblem(
             f"no Debian mirror for {suite} in /etc/apt/sources.list or /etc/apt/sources.list.d: "
@@ -320,7 +330,7 @@ def prepare_rootfs(
         arch: ``amd64`` or ``arm64`` (arm64 needs binfmt/qemu-user on an amd64 host).
         progress: callback for one-line progress messages.
         sources: apt sources to use (default: the host's, see ``host_apt_sources``).
-        spec: parent spec (default: the shipped ``local-parent.yaml``).
+        spec: parent spec (default: Debian 12's, ``image-recipes/os/debian-12.yaml``).
         log: file the bootstrap tool's output is appended to.
     Returns:
         a ``RootfsResult``; the rootfs has the ``LABEL=bake-root`` fstab root entry, hostname
@@ -330,7 +340,8 @@ def prepare_rootfs(
     """
     start = time.monotonic()
     spec = spec or load_parent_spec(arch)
-    picked = debian_sources(spec.suite, host_apt_sources() if sources is None else sources)
+    picked = debian_sources(spec.suite, host_apt_sources() if sources is None else sources,
+                            spec.security_suite)
     cache_dir = data_dir / "cache" / "rootfs"
     cache_dir.mkdir(parents=True, exist_ok=True)
     tarball = cache_dir / f"{cache_key(spec, picked, arch)}.tar"

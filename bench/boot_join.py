@@ -8,7 +8,8 @@ nodes from each, one cluster after the other, through the same ``bake launch --l
 
 - **baked**: the image ``bake ami --local`` bakes (stand-ins for the Kubernetes release files,
   real Debian containerd and runc), booted with its launch templates' user-data as it is.
-- **baseline**: a plain Debian 12 disk, the local parent image (``image-recipes/local-parent.yaml``:
+- **baseline**: a plain Debian 12 disk, the local parent image (``image-recipes/os/debian-12.yaml``,
+  ``local``:
   Debian, cloud-init, python3-boto3; no bake component), published into the embedded AWS under
   ``/bake-bench/baseline`` and booted with the same user-data preceded by an install script
   (``vm.with_boot_script``). The script runs, at boot, the build steps of the very component

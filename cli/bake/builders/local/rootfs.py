@@ -1,12 +1,13 @@
-"""The Debian 12 root filesystem the local builder starts from (the local "parent image").
+"""The Debian root filesystem the local builder starts from (the local "parent image").
 
-It stands in for the Debian 12 cloud AMI that EC2 Image Builder starts from. The package list is
-data (``image-recipes/local-parent.yaml``); the Debian mirror is the HOST's configured one, read
-from ``/etc/apt/sources.list.d/*.sources`` (deb822, ``sources.list(5)``) and
-``/etc/apt/sources.list`` (one-line format) — no host name is hard-coded. The rootfs is made with
-mmdebstrap (fallback: debootstrap) and cached as an uncompressed tarball under
-``<data_dir>/cache/rootfs/<key>.tar`` where the key hashes package list, suite, sources and arch;
-a warm build only unpacks it. Cache writes are atomic (temporary file, then ``os.replace``).
+It stands in for the Debian cloud AMI (12 or 13) that EC2 Image Builder starts from. The suite
+and package list are data (the ``local`` section of ``image-recipes/os/<os>.yaml``); the Debian
+mirror is the HOST's configured one, read from ``/etc/apt/sources.list.d/*.sources`` (deb822,
+``sources.list(5)``) and ``/etc/apt/sources.list`` (one-line format) — no host name is
+hard-coded. The rootfs is made with mmdebstrap (fallback: debootstrap) and cached as an
+uncompressed tarball under ``<data_dir>/cache/rootfs/<key>.tar`` where the key hashes package
+list, suite, sources and arch; a warm build only unpacks it. Cache writes are atomic (temporary
+file, then ``os.replace``).
 """
 
 from __future__ import annotations

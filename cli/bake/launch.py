@@ -133,6 +133,9 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
         "cni": spec.cni,
         "bootstrapTokenTTLSeconds": spec.bootstrap_token_ttl_minutes * 60,
     }
+    registry = spec.registry.node_yaml()
+    if registry:
+        config["registry"] = registry
     group = spec.control_plane if role == "control-plane" else spec.workers
     kubelet = group.kubelet.node_yaml()
     if kubelet:

@@ -40,6 +40,7 @@ from bake_node.identity import Identity, discover
 from bake_node.joinmaterial import CERT_KEY_TTL, JoinMaterial, Material, Secret
 from bake_node.kubeadm import Kubeadm, new_certificate_key, new_token, render_config
 from bake_node.lease import Lease
+from bake_node.registry import write_hosts
 
 log = logging.getLogger("bake_node")
 CLUSTER_KEY = {"pk": {"S": "cluster"}}
@@ -78,6 +79,7 @@ class Settings:
     etcdutl: str = "etcdutl"
     etcd_data_dir: Path = Path("/var/lib/etcd")
     static_pod_restart_wait: float = certs.FILE_CHECK_FREQUENCY_S + 5
+    containerd_certs_dir: Path = Path("/etc/containerd/certs.d")
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
     token_ttl: float | None = None
@@ -255,7 +257,12 @@ class Agent:
         return self._clients
 
     def bootstrap_phase(self, ctx: Context) -> str:
-        """Init or join (see the module docstring). Returns ``"init"`` or ``"join"``."""
+        """Registry mirrors (containerd's hosts.toml), then init or join (see the module
+        docstring). Returns ``"init"`` or ``"join"``."""
+        written = write_hosts(ctx.config.registry, self.s.containerd_certs_dir)
+        if written:
+            log.info("registry mirrors for %s in %s", ", ".join(sorted(
+                ctx.config.registry.mirrors)), self.s.containerd_certs_dir)
         if ctx.config.is_control_plane:
             mode = self._control_plane(ctx)
         else:

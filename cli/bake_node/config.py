@@ -23,6 +23,7 @@ from bake_node.certs import DEFAULT_RENEW_BEFORE_DAYS
 from bake_node.errors import ConfigError
 from bake_node.joinmaterial import DEFAULT_TOKEN_TTL
 from bake_node.kubelet import KubeletSettings
+from bake_node.registry import RegistrySettings
 from bake_node.snapshots import SnapshotPolicy
 
 DEFAULT_PATH = Path("/etc/bake/node.yaml")
@@ -101,6 +102,7 @@ class NodeConfig:
     etcd_snapshots: SnapshotPolicy | None = None
     cert_renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
     kubelet: KubeletSettings = field(default_factory=KubeletSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     @property
     def endpoint_host(self) -> str:
@@ -163,6 +165,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         etcd_snapshots=_snapshot_policy(data.get("etcdSnapshots")),
         cert_renew_before_days=data.get("certificateRenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS),
         kubelet=KubeletSettings.from_node_yaml(data.get("kubelet")),
+        registry=RegistrySettings.from_node_yaml(data.get("registry")),
     )
 
 

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--etcdutl", default="etcdutl",
                        help="etcdutl executable (etcd >= 3.5; else etcdctl does its work)")
         s.add_argument("--etcd-data-dir", type=Path, default=Settings.etcd_data_dir)
+        s.add_argument("--containerd-certs-dir", type=Path,
+                       default=Settings.containerd_certs_dir,
+                       help="containerd's registry config_path (hosts.toml per registry)")
         if name in ("snapshot", "certs"):
             s.add_argument("--force", action="store_true", help="do it now, due or not")
         if name == "certs":
@@ -85,6 +88,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         etcdctl=args.etcdctl,
         etcdutl=args.etcdutl,
         etcd_data_dir=args.etcd_data_dir,
+        containerd_certs_dir=args.containerd_certs_dir,
         static_pod_restart_wait=getattr(args, "static_pod_restart_wait",
                                         Settings.static_pod_restart_wait),
         lease_ttl=args.lease_ttl,

@@ -220,3 +220,48 @@ def test_os_is_one_bake_bakes():
     with pytest.raises(ClusterFileError, match="cluster.yaml: os: must be one of debian-12, "
                                                "debian-13, got 'windows-11'"):
         parse_cluster(_set(base(), "os", "windows-11"), "cluster.yaml")
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("registry", "message"),
+    [
+        ({"mirrors": {"Docker.IO": ["https://m.example"]}},
+         "registry.mirrors.Docker.IO: is not a registry host"),
+        ({"mirrors": {"docker.io": []}}, "registry.mirrors.docker.io: must be a list of mirror"),
+        ({"mirrors": {"docker.io": ["ftp://m.example"]}},
+         "registry.mirrors.docker.io[0]: must be an https:// (or http://) URL"),
+        ({"mirrors": {"docker.io": ["https://user:pw@m.example"]}},
+         "registry.mirrors.docker.io[0]: must not hold credentials"),
+        ({"mirrors": {"docker.io": ["https://m.example"]},
+          "caBundle": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+         "registry.caBundle: holds a private key"),
+        ({"mirrors": {"docker.io": ["https://m.example"]}, "caBundle": "not a certificate"},
+         "registry.caBundle: must be PEM certificates"),
+        ({"caBundle": CA}, "registry.caBundle: is set but registry.mirrors is empty"),
+        ({"mirror": {}}, "registry.mirror: unknown field"),
+    ],
+)
+def test_invalid_registry_is_named(registry, message):
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), "registry", registry), "cluster.yaml")
+    assert message in str(err.value)
+
+
+def test_registry_mirrors_reach_every_node_yaml(node_schema):
+    import jsonschema
+
+    from bake.launch import node_config
+
+    spec = parse_cluster(_set(base(), "registry", {
+        "mirrors": {"docker.io": "https://m.example", "quay.io": ["https://q.example:5000"]},
+        "caBundle": CA.rstrip("\n")}), "cluster.yaml")
+    for role in ("control-plane", "worker"):
+        node = node_config(spec, role, "api.example", "bucket-1")
+        jsonschema.validate(node, node_schema)
+        assert node["registry"] == {
+            "mirrors": {"docker.io": ["https://m.example"], "quay.io": ["https://q.example:5000"]},
+            "caBundle": CA}
+    assert "registry" not in node_config(parse_cluster(base()), "worker", "api.example", "b")

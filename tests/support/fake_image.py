@@ -102,6 +102,8 @@ version = 2
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   SystemdCgroup = true
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
 """
 UNIT = "[Unit]\nDescription={d}\n[Service]\nExecStart={e}\n[Install]\nWantedBy=multi-user.target\n"
 

@@ -57,6 +57,13 @@ etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS
   keepDailyDays: 30                # the newest of each day, for this many days
 certificates:
   renewBeforeDays: 90              # control planes renew kubeadm's 1-year certificates (7-300)
+# registry:                        # mirrors for the images your workloads pull (air-gapped)
+#   mirrors:
+#     docker.io: [https://registry.internal.example]
+#     quay.io: [https://quay-mirror.internal.example:5000]
+#   caBundle: |                    # the mirrors' CA, PEM: certificates only (user-data is public)
+#     -----BEGIN CERTIFICATE-----
+#     ...
 """
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from bake.cluster.kubelet import KubeletSpec
+from bake.cluster.registry import RegistrySpec
 from bake.errors import UsageError
 
 API_VERSION = "bake.cluster/v1"
@@ -137,6 +138,7 @@ class ClusterSpec:
         cert_renew_before_days: control planes renew their kubeadm certificates (one year)
             when the earliest expires within this many days (``certificates.renewBeforeDays``,
             7-300).
+        registry: mirrors of upstream registries and their CA (``RegistrySpec``).
         bootstrap_token_ttl_minutes: lifetime of every kubeadm bootstrap token the node agent
             creates (``bootstrapToken.ttlMinutes``, 15-1440). The control planes' rotate timer
             (every 2 min, up to 20 s late) replaces a token past half its TTL, and a join
@@ -162,6 +164,7 @@ class ClusterSpec:
     local: LocalSpec = field(default_factory=LocalSpec)
     etcd_snapshots: EtcdSnapshotSpec = field(default_factory=EtcdSnapshotSpec)
     cert_renew_before_days: int = 90
+    registry: RegistrySpec = field(default_factory=RegistrySpec)
     source: str = field(default="<memory>", compare=False)
 
     @property

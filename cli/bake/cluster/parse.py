@@ -31,6 +31,7 @@ from bake.cluster.model import (
     NodeGroupSpec,
     instance_arch,
 )
+from bake.cluster.registry import parse_registry
 
 # how a value's expected type is said in messages ("must be an integer, got 'three'")
 _TYPE_NAMES = {
@@ -269,6 +270,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         keep_daily_days=_positive(es, "keepDailyDays", 30, 0, 3650),
     )
     es.done()
+    registry = parse_registry(top)
     ce = top.sub("certificates")
     renew_before = _positive(ce, "renewBeforeDays", 90, 7, 300)
     ce.done()
@@ -301,6 +303,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         local=LocalSpec(vm_memory_mib=vm_memory),
         etcd_snapshots=snapshots,
         cert_renew_before_days=renew_before,
+        registry=registry,
         source=source,
     )
 

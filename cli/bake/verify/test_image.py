@@ -252,6 +252,15 @@ def test_containerd_sandbox_image(host, manifest):
         f"/etc/containerd/config.toml sandbox image is {found or 'unset'}, expected {pause}")
 
 
+def test_containerd_reads_registry_mirrors(host):
+    """bake-node writes registry mirrors as /etc/containerd/certs.d/<registry>/hosts.toml; the
+    CRI plugin reads them only with config_path set there (containerd docs/hosts.md)."""
+    paths = list(_walk(_containerd_config(host), "config_path"))
+    assert paths == ["/etc/containerd/certs.d"], (
+        f"/etc/containerd/config.toml registry config_path is {paths or 'unset'}, expected "
+        "/etc/containerd/certs.d")
+
+
 def test_crictl_config(host):
     text = _text(host, "/etc/crictl.yaml")
     assert re.search(r"^runtime-endpoint:\s*unix:///run/containerd/containerd\.sock\s*$", text,

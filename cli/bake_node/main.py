@@ -18,8 +18,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bake_node.agent import Agent, Settings, State, renew_certificates, rotate, snapshot
+from bake_node.agent import Agent, Settings, State
 from bake_node.errors import NodeError
+from bake_node.timers import renew_certificates, rotate, snapshot
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -542,6 +542,8 @@ def destroy(
     if cfn.stack_status(stack) is None:
         echo(f"no stack {stack}: nothing to delete")
         return "NOT_FOUND"
+    outputs = cfn.outputs(stack)
+    kept, key = outputs.get("EtcdSnapshotBucket"), outputs.get("EtcdSnapshotKey")
     seen = set(cfn.iter_event_ids(stack))
     cfn.delete_stack(stack)
     final, events = cfn.follow(
@@ -551,4 +553,8 @@ def destroy(
         bad = first_failure(events)
         where = f": {bad.logical_id} ({bad.resource_type}): {bad.reason}" if bad else ""
         raise LaunchError(f"deleting stack {stack} ended {final}{where}")
+    if kept:  # DeletionPolicy: Retain (the template): backups outlive their cluster
+        echo(f"kept: s3://{kept} (the etcd snapshots of {spec.name}) and KMS key {key} (their "
+             "encryption key): empty and delete the bucket, then schedule the key's deletion, "
+             "when you no longer need them")
     return final

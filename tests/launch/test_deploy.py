@@ -84,6 +84,9 @@ def test_launch_and_destroy_in_the_embedded_aws(embedded, run_bake, cluster_file
     result = run_bake("--endpoint-url", aws.endpoint, "destroy", "-f", str(cluster_file), "--yes")
     assert result.exit_code == 0, result.stderr
     assert "stack bake-demo: DELETE_COMPLETE" in result.stdout
+    # the backups outlive the cluster, and the user is told where they are
+    assert re.search(r"kept: s3://\S+ \(the etcd snapshots of demo\) and KMS key \S+",
+                     result.stdout), result.stdout
     again = run_bake("--endpoint-url", aws.endpoint, "destroy", "-f", str(cluster_file), "--yes")
     assert again.exit_code == 0 and "nothing to delete" in again.stdout
 

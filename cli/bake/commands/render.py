@@ -102,7 +102,7 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
             "`bake ami --artifacts` uploads it there before the build"
         )
     notes.append(
-        f"rendered Kubernetes {release.kubernetes_version} ({release.arch}), "
+        f"rendered Kubernetes {release.kubernetes_version} ({release.os}, {release.arch}), "
         f"content {docs.content_hash[:12]}"
     )
     return paths, notes

@@ -32,6 +32,25 @@ from bake_node.etcd import EtcdCtl
 from bake_node.lease import Lease
 
 
+def _on_control_plane(settings: Settings, clients: Clients | None, job: str):
+    """The config phase of a timer job: ``(agent, context, DynamoDB client)``.
+
+    Raises:
+        ConfigError: node.yaml is invalid, or this node is not a control plane.
+    """
+    agent = Agent(settings, clients)
+    ctx = agent.config_phase()
+    if not ctx.config.is_control_plane:
+        raise ConfigError(f"{job} runs on control planes only")
+    return agent, ctx, agent.clients(ctx.config).client("dynamodb")
+
+
+def _initialized(db, config) -> bool:
+    """True once the cluster item of the lock table says ``initialized``."""
+    return ddb.get_item(db, config.lock_table, CLUSTER_KEY).get("state", {}).get("S") == \
+        "initialized"
+
+
 def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
     """The rotation timer's work on a control plane: under the lease, refresh join material.
 
@@ -40,14 +59,9 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
     Raises:
         LeaseLost: the lease could not be taken within ``settings.wait_timeout``.
     """
-    agent = Agent(settings, clients)
-    ctx = agent.config_phase()
+    agent, ctx, db = _on_control_plane(settings, clients, "rotate")
     c = ctx.config
-    if not c.is_control_plane:
-        raise ConfigError("rotate runs on control planes only")
-    db = agent.clients(c).client("dynamodb")
-    item = ddb.get_item(db, c.lock_table, CLUSTER_KEY)
-    if item.get("state", {}).get("S") != "initialized":
+    if not _initialized(db, c):
         return []
     lease = Lease(db, c.lock_table, "control-plane", ttl=settings.lease_ttl)
     held = lease.acquire(
@@ -82,15 +96,11 @@ def snapshot(settings: Settings, clients: Clients | None = None, force: bool = F
     Raises:
         ConfigError: not a control plane; SnapshotError, AwsCallError: the snapshot failed.
     """
-    agent = Agent(settings, clients)
-    ctx = agent.config_phase()
+    agent, ctx, db = _on_control_plane(settings, clients, "snapshot")
     c = ctx.config
-    if not c.is_control_plane:
-        raise ConfigError("snapshot runs on control planes only")
     if c.etcd_snapshots is None:
         return "etcd snapshots are off (no etcdSnapshots in node.yaml)"
-    db = agent.clients(c).client("dynamodb")
-    if ddb.get_item(db, c.lock_table, CLUSTER_KEY).get("state", {}).get("S") != "initialized":
+    if not _initialized(db, c):
         return "the cluster is not initialized yet"
     me = ctx.identity.instance_id
     lease = Lease(db, c.lock_table, "etcd-snapshot", ttl=settings.lease_ttl)
@@ -148,12 +158,8 @@ def renew_certificates(settings: Settings, clients: Clients | None = None,
         ConfigError: not a control plane; KubeadmError, CertificateError: the renewal failed
             (the manifests are back in place either way).
     """
-    agent = Agent(settings, clients)
-    ctx = agent.config_phase()
+    agent, ctx, db = _on_control_plane(settings, clients, "certs")
     c = ctx.config
-    if not c.is_control_plane:
-        raise ConfigError("certs runs on control planes only")
-    db = agent.clients(c).client("dynamodb")
     found = record_certificates(db, ctx, settings.kubernetes_dir)
     if not found:
         return f"no kubeadm certificates under {settings.kubernetes_dir}: not joined yet"

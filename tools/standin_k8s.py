@@ -66,6 +66,7 @@ CERTS_KEY = "/bake-standin/kubeadm-certs"
 NODES_PREFIX = "/bake-standin/nodes/"
 APPLIED_PREFIX = "/bake-standin/applied/"
 CONFIG_KEY = "/bake-standin/kubeadm-config"
+OBJECTS = "/bake-standin/v1/objects/"
 
 
 class Fail(Exception):
@@ -479,9 +480,17 @@ def etcd_manifest(name, ip, initial_cluster, state):
     pod("etcd", image("etcd"), command)
 
 
+def image_at(name, version):
+    """``name``'s image at the ClusterConfiguration's ``kubernetesVersion`` (kubeadm writes
+    the control-plane static pods at that version, whatever its own is)."""
+    ref = image(name)
+    return ref.rsplit(":", 1)[0] + ":v" + str(version).lstrip("v") if version else ref
+
+
 def control_plane_manifests(ip, cluster_config):
     net = cluster_config.get("networking", {})
-    pod("kube-apiserver", image("kube-apiserver"), [
+    version = cluster_config.get("kubernetesVersion")
+    pod("kube-apiserver", image_at("kube-apiserver", version), [
         "kube-apiserver", f"--advertise-address={ip}", "--secure-port=6443",
         f"--tls-cert-file={PKI}/apiserver.crt", f"--tls-private-key-file={PKI}/apiserver.key",
         f"--client-ca-file={PKI}/ca.crt", f"--etcd-servers=https://{ip}:2379",
@@ -489,10 +498,10 @@ def control_plane_manifests(ip, cluster_config):
         f"--etcd-keyfile={PKI}/apiserver-etcd-client.key",
         f"--service-cluster-ip-range={net.get('serviceSubnet', '10.96.0.0/12')}",
         f"--service-account-key-file={PKI}/sa.pub"], port=6443)
-    pod("kube-controller-manager", image("kube-controller-manager"), [
+    pod("kube-controller-manager", image_at("kube-controller-manager", version), [
         "kube-controller-manager", f"--kubeconfig={K8S}/controller-manager.conf",
         f"--cluster-cidr={net.get('podSubnet', '')}", "--allocate-node-cidrs=true"], port=10257)
-    pod("kube-scheduler", image("kube-scheduler"), [
+    pod("kube-scheduler", image_at("kube-scheduler", version), [
         "kube-scheduler", f"--kubeconfig={K8S}/scheduler.conf"], port=10259)
 
 
@@ -611,6 +620,11 @@ def kubeadm_init(config_path, upload_certs, ignored=()):
     wait("the API server to be ready", lambda: api_ready(ip), 240, 2)
     etcd = local_etcd()
     etcd.put(CONFIG_KEY, json.dumps({"ClusterConfiguration": cluster}))
+    if not etcd.get(object_key("DaemonSet", "kube-system", "kube-proxy")):  # kept on restore
+        say("[addons] kube-proxy and CoreDNS")
+        for obj in addon_objects():
+            etcd.put(object_key(obj["kind"], "kube-system", obj["metadata"]["name"]),
+                     json.dumps(obj))
     # [bootstrap-token]: the tokens of InitConfiguration, or kubeadm's default one of 24 h
     for bt in init.get("bootstrapTokens") or [{"token": f"{secrets.token_hex(3)}."
                                                         f"{secrets.token_hex(8)}", "ttl": "24h"}]:
@@ -636,9 +650,45 @@ def kubelet_conf_for_control_plane(name, ip):
     kubelet_kubeconfig(name, f"https://{ip}:6443", cert, key)
 
 
-def register_node(etcd, name, ip, role):
+def register_node(etcd, name, ip, role, version=None):
     etcd.put(NODES_PREFIX + name, json.dumps({"name": name, "ip": ip, "role": role,
+                                              "kubeletVersion": "v" + (version or
+                                                                       KUBERNETES_VERSION),
                                               "registered": time.time()}))
+
+
+def minor_of(version):
+    """``(major, minor)`` of ``v1.31.2``/``1.31.2``."""
+    major, minor = str(version).lstrip("v").split(".")[:2]
+    return int(major), int(minor)
+
+
+def kubelet_version_check(cluster):
+    """kubeadm join's preflight check KubeletVersion: the kubelet's minor may not be higher
+    than the control plane version of the cluster's ClusterConfiguration (the message is
+    kubeadm's own)."""
+    cp = cluster.get("kubernetesVersion", "")
+    if cp and minor_of(KUBERNETES_VERSION) > minor_of(cp):
+        raise Fail("[preflight] Some fatal errors occurred: [ERROR KubeletVersion]: the kubelet "
+                   "version is higher than the control plane version. This is not a supported "
+                   "version skew and may lead to a malfunctional cluster. Kubelet version: "
+                   f'"{KUBERNETES_VERSION}" Control plane version: "{cp.lstrip("v")}"')
+
+
+def addon_objects():
+    """What kubeadm's addon phase creates: the kube-proxy DaemonSet and the CoreDNS
+    Deployment, with this release's images."""
+    def workload(kind, name, container, ref, api_version="apps/v1"):
+        return {"apiVersion": api_version, "kind": kind,
+                "metadata": {"name": name, "namespace": "kube-system"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": container, "image": ref}]}}}}
+    return [workload("DaemonSet", "kube-proxy", "kube-proxy", image("kube-proxy")),
+            workload("Deployment", "coredns", "coredns", image("coredns"))]
+
+
+def object_key(kind, namespace, name):
+    return f"{APPLIED_PREFIX}{kind}/{namespace}/{name}"
 
 
 def duration_seconds(text):
@@ -687,9 +737,11 @@ def upload_certs_phase():
     print(key)
 
 
-def api(endpoint, path, body=None, token=None, ca_file=None, client=None, retry_s=120.0):
+def api(endpoint, path, body=None, token=None, ca_file=None, client=None, retry_s=120.0,
+        method=None):
     """One HTTPS call to the stand-in API (``ca_file`` None: discovery, no verification),
-    retried for up to ``retry_s`` seconds on transient failures."""
+    retried for up to ``retry_s`` seconds on transient failures. ``method``: default GET, or
+    POST with a body."""
     if ca_file:
         ctx = ssl.create_default_context(cafile=ca_file)
         if client:
@@ -700,7 +752,8 @@ def api(endpoint, path, body=None, token=None, ca_file=None, client=None, retry_
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"https://{endpoint}{path}", headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 method=method)
     # like client-go under kubeadm and the kubelet: transient failures (timeouts, refused or
     # reset connections, 5xx) are retried with backoff for a bounded time; 4xx are final
     deadline = time.monotonic() + retry_s
@@ -779,6 +832,8 @@ def kubeadm_join(config_path):
 
 def join_worker(join, name):
     endpoint, token = discover(join)
+    kubelet_version_check(api(endpoint, "/bake-standin/v1/bootstrap", {"role": "worker"}, token,
+                              str(PKI / "ca.crt"))["cluster_configuration"])
     ip = node_ip(join)
     key = PKI / "kubelet-client.key"
     new_key(key)
@@ -787,7 +842,8 @@ def join_worker(join, name):
         run(["openssl", "req", "-new", "-key", str(key), "-subj",
              f"/O=system:nodes/CN=system:node:{name}", "-out", str(csr)])
         answer = api(endpoint, "/bake-standin/v1/csr", {"csr": csr.read_text(), "node": name,
-                                                       "ip": ip}, token, str(PKI / "ca.crt"))
+                                                       "ip": ip, "version": KUBERNETES_VERSION},
+                     token, str(PKI / "ca.crt"))
     kubelet_kubeconfig(name, f"https://{endpoint}", answer["certificate"], key)
     say("[kubelet-start] TLS bootstrap done; starting the kubelet")
     start_kubelet()
@@ -820,12 +876,23 @@ def join_control_plane(join, name):
     answer = api(endpoint, "/bake-standin/v1/bootstrap", {"role": "control-plane"}, token,
                  str(PKI / "ca.crt"))
     cluster = answer["cluster_configuration"]
+    kubelet_version_check(cluster)
     existing = answer["etcd_endpoints"]
     control_plane_kubeconfigs(f"https://{endpoint}", f"https://{ip}:6443",
                               cluster.get("clusterName", "kubernetes"))
     say(f"[etcd] adding {name} as a learner through {', '.join(existing)}")
-    added = json.loads(etcdctl(existing, "member", "add", name,
-                               f"--peer-urls=https://{ip}:2380", "--learner", "-w", "json").stdout)
+    # etcd refuses a member change ("unhealthy cluster") while the newest peer link is younger
+    # than its health interval; kubeadm's etcd client retries with backoff, so does this
+    def add():
+        proc = etcdctl(existing, "member", "add", name, f"--peer-urls=https://{ip}:2380",
+                       "--learner", "-w", "json", check=False)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
+        if "unhealthy cluster" not in proc.stderr + proc.stdout:
+            raise Fail(f"etcdctl member add failed: {proc.stderr.strip()}")
+        return None
+
+    added = wait("etcd to accept the new member", add, 60, 2)
     member_id = format(added["member"]["ID"], "x")
     peers = []
     for m in added.get("members", []):
@@ -986,6 +1053,12 @@ class Api(BaseHTTPRequestHandler):
                     "certificate-authority-data": b64((PKI / "ca.crt").read_bytes())}}]}
                 return self._send(200, {"kind": "ConfigMap", "data": {"kubeconfig":
                                                                      yaml.safe_dump(kc)}})
+            if self.path.startswith(OBJECTS):
+                if not self._admin():
+                    return self._send(403, {"message": "needs an admin client certificate"})
+                obj = self._object(*self.path[len(OBJECTS):].split("/"))
+                return self._send(200, obj) if obj else \
+                    self._send(404, {"message": f"{self.path[len(OBJECTS):]} not found"})
             if self.path.startswith("/bake-standin/v1/nodes"):
                 if not self._client():
                     return self._send(401, {"message": "client certificate required"})
@@ -997,6 +1070,52 @@ class Api(BaseHTTPRequestHandler):
                         self._send(404, {"message": f"node {name} not found"})
                 return self._send(200, {"items": list(nodes.values())})
             return self._send(404, {"message": "not served by the stand-in API"})
+        except Exception as exc:  # noqa: BLE001 - one answer per request
+            return self._send(500, {"message": str(exc)})
+
+    def _object(self, kind, namespace, name):
+        """A stored object; the kubeadm-config ConfigMap is the ClusterConfiguration kubeadm
+        keeps (CONFIG_KEY)."""
+        if (kind, namespace, name) == ("ConfigMap", "kube-system", "kubeadm-config"):
+            cluster = json.loads(self.etcd.get(CONFIG_KEY))["ClusterConfiguration"]
+            return {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "data": {"ClusterConfiguration": yaml.safe_dump(cluster)}}
+        stored = self.etcd.get(object_key(kind, namespace, name))
+        return json.loads(stored) if stored else None
+
+    def do_PUT(self):  # noqa: N802
+        """Replace a stored object (kubectl replace / set image)."""
+        try:
+            if not self._admin():
+                return self._send(403, {"message": "needs an admin client certificate"})
+            body = self._body()
+            if not self.path.startswith(OBJECTS):
+                return self._send(404, {"message": "not served by the stand-in API"})
+            kind, namespace, name = self.path[len(OBJECTS):].split("/")
+            if self._object(kind, namespace, name) is None:
+                return self._send(404, {"message": f"{kind} {namespace}/{name} not found"})
+            if (kind, namespace, name) == ("ConfigMap", "kube-system", "kubeadm-config"):
+                cluster = yaml.safe_load(body["data"]["ClusterConfiguration"])
+                self.etcd.put(CONFIG_KEY, json.dumps({"ClusterConfiguration": cluster}))
+            else:
+                self.etcd.put(object_key(kind, namespace, name), json.dumps(body))
+            return self._send(200, body)
+        except Exception as exc:  # noqa: BLE001 - one answer per request
+            return self._send(500, {"message": str(exc)})
+
+    def do_DELETE(self):  # noqa: N802
+        """Delete a Node object (kubectl delete node)."""
+        try:
+            if not self._admin():
+                return self._send(403, {"message": "needs an admin client certificate"})
+            if not self.path.startswith("/bake-standin/v1/nodes/"):
+                return self._send(404, {"message": "not served by the stand-in API"})
+            name = self.path.rsplit("/", 1)[1]
+            if not self.etcd.get(NODES_PREFIX + name):
+                return self._send(404, {"message": f"node {name} not found"})
+            self.etcd.delete(NODES_PREFIX + name)
+            return self._send(200, {"deleted": name})
         except Exception as exc:  # noqa: BLE001 - one answer per request
             return self._send(500, {"message": str(exc)})
 
@@ -1020,8 +1139,20 @@ class Api(BaseHTTPRequestHandler):
                 if not self._token():
                     return self._send(401, {"message": "bootstrap token unknown or expired"})
                 cert = sign_csr(body["csr"], lambda s: "system:node:" in s)
-                register_node(self.etcd, body["node"], body.get("ip", ""), "worker")
+                register_node(self.etcd, body["node"], body.get("ip", ""), "worker",
+                              body.get("version"))
                 return self._send(201, {"certificate": cert})
+            if self.path.startswith("/bake-standin/v1/nodes/") and \
+                    self.path.endswith("/cordon"):
+                if not self._admin():
+                    return self._send(403, {"message": "needs an admin client certificate"})
+                name = self.path.split("/")[4]
+                known = self.etcd.get(NODES_PREFIX + name)
+                if not known:
+                    return self._send(404, {"message": f"node {name} not found"})
+                record = {**json.loads(known), "unschedulable": True}
+                self.etcd.put(NODES_PREFIX + name, json.dumps(record))
+                return self._send(200, record)
             if self.path == "/bake-standin/v1/nodes":
                 client = self._client()
                 if not client or not client.get("commonName", "").startswith("system:node:"):
@@ -1254,30 +1385,81 @@ def kubectl(args):
         else:
             rest.append(args[i])
         i += 1
+    doc = yaml.safe_load(Path(config).read_text())
+    server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
+    ca = tempfile.NamedTemporaryFile(delete=False)
+    ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
+    ca.close()
+
+    def call(path, body=None, method=None, retry_s=120.0):
+        return api(server, path, body, ca_file=ca.name, client=tls_client_from_kubeconfig(config),
+                   retry_s=retry_s, method=method)
+
+    namespace = "default"
+    for flag in ("-n", "--namespace"):
+        if flag in rest:
+            namespace = rest[rest.index(flag) + 1]
+    kinds = {"configmap": "ConfigMap", "cm": "ConfigMap", "daemonset": "DaemonSet",
+             "ds": "DaemonSet", "deployment": "Deployment", "deploy": "Deployment"}
     if rest[:1] == ["apply"] and "-f" in rest:
         manifest = Path(rest[rest.index("-f") + 1]).read_text()
-        doc = yaml.safe_load(Path(config).read_text())
-        server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
-        ca = tempfile.NamedTemporaryFile(delete=False)
-        ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
-        ca.close()
-        answer = wait("the API server", lambda: api(
-            server, "/bake-standin/v1/apply", {"manifest": manifest}, ca_file=ca.name,
-            client=tls_client_from_kubeconfig(config), retry_s=0), 120, 3)
+        answer = wait("the API server", lambda: call(
+            "/bake-standin/v1/apply", {"manifest": manifest}, retry_s=0), 120, 3)
         for name in answer["applied"]:
             print(f"{name} configured (bake stand-in)")
         return
     if rest[:2] == ["get", "nodes"]:
-        doc = yaml.safe_load(Path(config).read_text())
-        server = doc["clusters"][0]["cluster"]["server"].split("//", 1)[1]
-        ca = tempfile.NamedTemporaryFile(delete=False)
-        ca.write(unb64(doc["clusters"][0]["cluster"]["certificate-authority-data"]))
-        ca.close()
-        nodes = api(server, "/bake-standin/v1/nodes", ca_file=ca.name,
-                    client=tls_client_from_kubeconfig(config))["items"]
-        print("NAME  ROLE  IP")
+        nodes = call("/bake-standin/v1/nodes")["items"]
+        if "json" in " ".join(rest):
+            role = "node-role.kubernetes.io/control-plane"
+            print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [{
+                "metadata": {"name": n["name"],
+                             "labels": {role: ""} if n.get("role") == "control-plane" else {}},
+                "spec": {"unschedulable": bool(n.get("unschedulable"))},
+                "status": {"nodeInfo": {"kubeletVersion": n.get("kubeletVersion", "")}}}
+                for n in nodes]}, indent=2))
+            return
+        print("NAME  ROLE  IP  VERSION")
         for n in nodes:
-            print(f"{n['name']}  {n.get('role', '')}  {n.get('ip', '')}")
+            print(f"{n['name']}  {n.get('role', '')}  {n.get('ip', '')}  "
+                  f"{n.get('kubeletVersion', '')}")
+        return
+    if rest[:1] == ["get"] and len(rest) > 2 and rest[1] in kinds:
+        print(json.dumps(call(f"{OBJECTS}{kinds[rest[1]]}/{namespace}/{rest[2]}"), indent=2))
+        return
+    if rest[:1] == ["replace"] and "-f" in rest:
+        obj = json.loads(Path(rest[rest.index("-f") + 1]).read_text())
+        meta = obj["metadata"]
+        call(f"{OBJECTS}{obj['kind']}/{meta.get('namespace', namespace)}/{meta['name']}", obj,
+             method="PUT")
+        print(f"{obj['kind'].lower()}/{meta['name']} replaced (bake stand-in)")
+        return
+    if rest[:2] == ["set", "image"] and len(rest) > 3:
+        kind, _, name = rest[2].partition("/")
+        container, _, ref = rest[3].partition("=")
+        path = f"{OBJECTS}{kinds[kind]}/{namespace}/{name}"
+        obj = call(path)
+        found = [c for c in obj["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == container]
+        if not found:
+            raise Fail(f'unable to find container named "{container}"')
+        found[0]["image"] = ref
+        call(path, obj, method="PUT")
+        print(f"{kind}/{name} image updated (bake stand-in)")
+        return
+    if rest[:1] == ["drain"] and len(rest) > 1:
+        call(f"/bake-standin/v1/nodes/{rest[1]}/cordon", {})
+        print(f"node/{rest[1]} cordoned")
+        print(f"node/{rest[1]} drained (bake stand-in: it runs no pods to evict)")
+        return
+    if rest[:2] == ["delete", "node"] and len(rest) > 2:
+        try:
+            call(f"/bake-standin/v1/nodes/{rest[2]}", method="DELETE", retry_s=60)
+        except Fail as exc:
+            if "HTTP 404" in str(exc) and "--ignore-not-found" in rest:
+                return
+            raise
+        print(f'node "{rest[2]}" deleted')
         return
     raise Fail(f"{NOTE}: unsupported arguments: {' '.join(args)}")
 

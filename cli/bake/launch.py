@@ -26,7 +26,7 @@ import yaml
 from bake import __version__
 from bake.cluster import ClusterSpec
 from bake.cluster.model import SNAPSHOT_PREFIX
-from bake.errors import BakeError, RenderError
+from bake.errors import BakeError, RenderError, UsageError
 from bake.templates import render_text, render_yaml
 
 USER_DATA_LIMIT = 16384
@@ -58,6 +58,9 @@ SNAPSHOT_BUCKET_PLACEHOLDER = "${SnapshotBucket}"
 HOOK_TIMEOUT_SECONDS = 300
 LAMBDA_TIMEOUT_SECONDS = 240
 WAIT_SECONDS = 180
+# control planes `bake upgrade` adds before it removes one (Cluster API KCP's maxSurge: 1):
+# the control-plane group's MaxSize is its count plus this
+SURGE = 1
 
 
 class LaunchError(BakeError):
@@ -225,7 +228,7 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
             "instance_types": spec.control_plane.instance_types,
             "volume_size_gib": spec.control_plane.volume_size_gib,
             "min_size": spec.control_plane.min_size,
-            "max_size": spec.control_plane.max_size,
+            "max_size": spec.control_plane.max_size + SURGE,
             "desired": spec.control_plane.desired,
             "user_data": user_data["control-plane"],
         },
@@ -328,12 +331,15 @@ class LaunchOptions:
         yes: execute the change set without asking.
         timeout_seconds: how long to follow the stack before giving up.
         poll_seconds: seconds between event polls.
+        change_minor: the update may change the stack's Kubernetes minor (only ``bake
+            upgrade`` sets it: it rolls the nodes after the update).
     """
 
     spec: ClusterSpec
     yes: bool = False
     timeout_seconds: float = 3600
     poll_seconds: float = 5
+    change_minor: bool = False
 
 
 @dataclass(frozen=True)
@@ -476,6 +482,13 @@ def launch(
         status = cfn.stack_status(stack)
     if status is not None and status.endswith("_IN_PROGRESS"):
         raise LaunchError(f"stack {stack} is busy ({status}); wait for it to finish and retry")
+    running = cfn.outputs(stack).get("KubernetesMinor") if status is not None else None
+    if running and running != spec.kubernetes_minor and not options.change_minor:
+        raise UsageError(
+            f"{spec.source}: kubernetes: the stack {stack} runs Kubernetes {running}, the file "
+            f"says {spec.kubernetes_minor}; a launch never changes the minor (no node would be "
+            f"replaced): `bake upgrade -f {spec.source} --k8s {spec.kubernetes_minor}` does, or "
+            f"set kubernetes: \"{running}\" back")
     kind = "CREATE" if status is None else "UPDATE"
     name = "bake-" + docs.stack_version.replace(".", "-").replace("+", "-")
     tags = {"bake:cluster": spec.name, "bake:stack-version": docs.stack_version}
@@ -526,15 +539,22 @@ def _delete_quietly(cfn, change_set_id: str) -> None:
 
 
 def destroy(
-    spec: ClusterSpec, cfn, echo: Callable[[str], None], timeout: float = 3600, poll: float = 5
+    spec: ClusterSpec, cfn, echo: Callable[[str], None], timeout: float = 3600, poll: float = 5,
+    ssm=None,
 ) -> str:
-    """Delete the cluster stack and follow it until gone.
+    """Delete the cluster stack and follow it until gone, then the parameters its nodes wrote
+    under ``spec.ssm_prefix`` (join material, admin kubeconfig: not stack resources), so a
+    cluster launched again under the same name never reads the old cluster's.
+
+    Args:
+        ssm: the SSM client of the cluster's region (``None``: leave the parameters).
 
     Returns:
         ``"DELETE_COMPLETE"`` or ``"NOT_FOUND"`` when there was no stack.
 
     Raises:
         LaunchError: the deletion failed (names the first failing resource and reason).
+        AwsError: the parameters could not be deleted.
     """
     from bake.aws.cloudformation import first_failure
 
@@ -553,6 +573,14 @@ def destroy(
         bad = first_failure(events)
         where = f": {bad.logical_id} ({bad.resource_type}): {bad.reason}" if bad else ""
         raise LaunchError(f"deleting stack {stack} ended {final}{where}")
+    if ssm is not None:
+        from bake.aws import ssm as ssm_api
+
+        left = [p.name for p in ssm_api.list_by_path(ssm, spec.ssm_prefix)]
+        if left:
+            ssm_api.delete_parameters(ssm, left)
+            echo(f"deleted {len(left)} parameters the nodes wrote under {spec.ssm_prefix} "
+                 "(join material, admin kubeconfig)")
     if kept:  # DeletionPolicy: Retain (the template): backups outlive their cluster
         echo(f"kept: s3://{kept} (the etcd snapshots of {spec.name}) and KMS key {key} (their "
              "encryption key): empty and delete the bucket, then schedule the key's deletion, "

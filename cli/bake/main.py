@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "logs": "bake.commands.cluster:logs",
     "kubeconfig": "bake.commands.cluster:kubeconfig",
     "etcd": "bake.commands.etcd:etcd",
+    "upgrade": "bake.commands.upgrade:upgrade",
     "drill": "bake.commands.cluster:drill",
 }
 
@@ -56,6 +57,7 @@ SUMMARIES: dict[str, str] = {
     "logs": "Print a node's console (kernel, cloud-init, the node agent).",
     "kubeconfig": "Fetch a cluster's admin kubeconfig (0600) from SSM Parameter Store.",
     "etcd": "List a cluster's etcd snapshots in S3, or restore one.",
+    "upgrade": "Roll a cluster onto a newer image or the next Kubernetes minor, node by node.",
     "drill": "Break a local VM cluster on purpose and check that it recovers.",
 }
 

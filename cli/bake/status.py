@@ -138,6 +138,7 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
             "private_ip": report.get("private_ip",
                                      local_nodes.get(instance_id, {}).get("private_ip", "")),
             "lifecycle": lifecycle,
+            "kubernetes_version": report.get("kubernetes_version", ""),
             "status": report.get("status", "no report yet"),
             "mode": report.get("mode", ""),
             "boot_to_joined_s": round(boot_to_joined, 1) if boot_to_joined else None,
@@ -253,14 +254,14 @@ def format_status(status: ClusterStatus) -> list[str]:
                      f"on {c['hostname']}), in {_duration(c['expires_in_s'])}; renewed "
                      f"{c['renew_before_days']} days before")
     if status.nodes:
-        lines.append(f"{'INSTANCE':<21} {'NODE':<26} {'ROLE':<14} {'IP':<15} {'STATUS':<14} "
-                     f"{'MODE':<5} {'BOOT->JOINED':>12}  PHASES (s)"
+        lines.append(f"{'INSTANCE':<21} {'NODE':<26} {'ROLE':<14} {'VERSION':<9} {'IP':<15} "
+                     f"{'STATUS':<14} {'MODE':<5} {'BOOT->JOINED':>12}  PHASES (s)"
                      + ("  VM" if status.local else ""))
         for n in status.nodes:
             phases = " ".join(f"{k}={v}" for k, v in n["phases"].items())
             joined = f"{n['boot_to_joined_s']} s" if n["boot_to_joined_s"] else "-"
             line = (f"{n['instance_id']:<21} {n.get('hostname') or '-':<26} {n['role']:<14} "
-                    f"{n['private_ip']:<15} "
+                    f"{n.get('kubernetes_version') or '-':<9} {n['private_ip']:<15} "
                     f"{n['status']:<14} {n['mode']:<5} {joined:>12}  {phases}")
             if status.local:
                 line += f"  {n.get('vm', '-')}"

@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bake_node import certs, snapshots
+from bake_node import certs, snapshots, upgrade
 from bake_node.aws import Clients
 from bake_node.aws import dynamodb as ddb
 from bake_node.config import NodeConfig, load_config
@@ -525,10 +526,36 @@ class Agent:
                 result = members.reconcile(self._etcd(endpoints))
                 self.state.save(etcd_removed=result.removed)
             beat.check()
+            self._match_cluster_version(ctx, material)
+            beat.check()
             self.kubeadm.join(path)
         finally:
             path.unlink(missing_ok=True)
         self._register_self(ctx, members)
+
+    def _match_cluster_version(self, ctx: Context, material: JoinMaterial) -> None:
+        """Under the lease, before ``kubeadm join``: a control plane of a newer image raises
+        the cluster's ClusterConfiguration version to its own (``bake_node.upgrade``, the step
+        Cluster API's KubeadmControlPlane takes before scaling up a new-version machine); one
+        of an older image, or more than one minor newer, stops here with the reason."""
+        text = material.admin_kubeconfig()
+        if text is None:
+            log.warning("no admin kubeconfig in %s: the cluster's version is not checked",
+                        material.admin_kubeconfig_name())
+            return
+        scratch = upgrade.scratch_dir(self.s.state_dir)
+        try:
+            kubeconfig = scratch / "admin.conf"
+            fd = os.open(kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            api = upgrade.ClusterApi(self.kubeadm, kubeconfig)
+            before = upgrade.raise_cluster_version(api, ctx.kubernetes_version, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if before:
+            self.state.save(raised_cluster_version={"from": before,
+                                                    "to": "v" + ctx.kubernetes_version})
 
 
 def record_etcd_status(db, ctx: Context, etcd: EtcdCtl, members=None) -> None:

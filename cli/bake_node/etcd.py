@@ -116,6 +116,17 @@ class EtcdCtl:
         """``member remove <hex id>``."""
         self._run("member", "remove", member_id)
 
+    def leader(self, member: Member) -> str:
+        """The hex id of the leader as ``member`` sees it (``endpoint status -w json``:
+        ``Status.leader``)."""
+        data = json.loads(self._run("endpoint", "status", "-w", "json",
+                                    endpoints=list(member.client_urls)))
+        return format(data[0]["Status"]["leader"], "x")
+
+    def move_leader(self, leader: Member, to_id: str) -> None:
+        """``move-leader <hex id>`` sent to the current leader (etcd accepts it there only)."""
+        self._run("move-leader", to_id, endpoints=list(leader.client_urls))
+
 
 @dataclass
 class ReconcileResult:

@@ -126,6 +126,11 @@ class JoinMaterial:
         (the control-plane subtree: workers cannot read it; ``bake kubeconfig`` fetches it)."""
         return f"{self.prefix}/control-plane/admin-kubeconfig"
 
+    def admin_kubeconfig(self) -> str | None:
+        """The admin kubeconfig the first control plane stored (decrypted), or ``None``."""
+        name = self.admin_kubeconfig_name()
+        return ssm.get_decrypted(self.ssm, [name]).get(name)
+
     def publish_admin_kubeconfig(self, text: str) -> None:
         """Keep kubeadm's ``admin.conf`` for ``bake kubeconfig``: a SecureString under the
         cluster's KMS key, ``Intelligent-Tiering`` (a kubeconfig with its embedded certificates

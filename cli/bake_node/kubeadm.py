@@ -216,6 +216,17 @@ class Kubeadm:
             raise KubeadmError("kubeadm init phase upload-certs printed no certificate key")
         return keys[-1]
 
+    def run_kubectl(self, args: list[str], kubeconfig: str | None = None,
+                    timeout: float = 900.0) -> str:
+        """``kubectl --kubeconfig <file> <args>`` (default file: ``admin_kubeconfig``); returns
+        stdout.
+
+        Raises:
+            KubeadmError: kubectl exited non-zero (its last line in the message).
+        """
+        return self._run([self.kubectl, "--kubeconfig", kubeconfig or self.admin_kubeconfig,
+                          *args], timeout=timeout)
+
     def apply(self, manifest: Path) -> None:
         """``kubectl --kubeconfig <admin.conf> apply -f <manifest>``."""
         self._run(

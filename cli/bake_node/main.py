@@ -3,7 +3,10 @@
 Commands: ``run`` (config -> bootstrap -> post; what the systemd unit starts), ``status``
 (print state.json), ``rotate`` (the control-plane timer: refresh join material), ``snapshot``
 (the control-plane timer: an etcd snapshot to S3 when one is due; ``--force`` takes one now),
-``certs`` (the control-plane timer: record certificate expiry, renew when due) and
+``certs`` (the control-plane timer: record certificate expiry, renew when due),
+``drain NODE``, ``etcd-remove NODE``, ``delete-node NODE``, ``upgrade-addons`` and
+``etcd-status`` (what ``bake upgrade`` runs on a control plane through SSM Run Command;
+``bake_node.upgrade``) and
 ``validate`` (the config phase only, touching nothing). Errors print one line
 ``bake-node: error: ...`` and exit 1; ``--debug`` shows tracebacks. Logs go to stderr, which
 systemd sends to the journal.
@@ -19,8 +22,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from bake_node.agent import Agent, Settings, State
-from bake_node.errors import NodeError
-from bake_node.timers import renew_certificates, rotate, snapshot
+from bake_node.errors import ConfigError, NodeError
+from bake_node.timers import (
+    etcd_status,
+    remove_etcd_member,
+    renew_certificates,
+    rotate,
+    snapshot,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         ("rotate", "refresh join material (control planes; run by a timer)"),
         ("snapshot", "an etcd snapshot to S3 when one is due (control planes; run by a timer)"),
         ("certs", "record certificate expiry; renew when due (control planes; run by a timer)"),
+        ("drain", "cordon and drain a node before its instance is replaced (control planes)"),
+        ("delete-node", "delete a replaced node's Node object (control planes)"),
+        ("upgrade-addons", "kube-proxy and CoreDNS at this image's versions once every control "
+                           "plane runs it (control planes)"),
+        ("etcd-status", "record the etcd members as this control plane sees them now, and "
+                        "print them (control planes)"),
+        ("etcd-remove", "remove a control plane's etcd member before its instance is "
+                        "terminated, leadership moved first (control planes)"),
         ("validate", "the config phase only: validate node.yaml and identity"),
         ("status", "print the agent's state"),
     ):
@@ -59,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--containerd-certs-dir", type=Path,
                        default=Settings.containerd_certs_dir,
                        help="containerd's registry config_path (hosts.toml per registry)")
+        if name in ("drain", "delete-node", "etcd-remove"):
+            s.add_argument("node", help="the Node's name (also its etcd member's)")
+        if name == "drain":
+            s.add_argument("--timeout", type=int, default=300,
+                           help="seconds kubectl drain may take (evictions honour PDBs)")
         if name in ("snapshot", "certs"):
             s.add_argument("--force", action="store_true", help="do it now, due or not")
         if name == "certs":
@@ -100,6 +122,27 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _upgrade_command(settings: Settings, args: argparse.Namespace) -> str:
+    """``drain``, ``delete-node`` and ``upgrade-addons`` with this control plane's admin.conf;
+    returns what to print."""
+    from bake_node import upgrade
+    from bake_node.kubeadm import Kubeadm
+
+    admin = settings.kubernetes_dir / "admin.conf"
+    if not admin.is_file():
+        raise ConfigError(f"{admin} is missing: run this on a control plane that joined")
+    api = upgrade.ClusterApi(Kubeadm(settings.kubeadm, settings.kubectl,
+                                     dict(settings.kubeadm_env), str(admin)), admin)
+    if args.command == "drain":
+        return upgrade.drain(api, args.node, args.timeout).strip()
+    if args.command == "delete-node":
+        return upgrade.delete_node(api, args.node).strip() or f"node {args.node}: already gone"
+    ctx = Agent(settings).config_phase()
+    changed = upgrade.upgrade_addons(api, ctx.kubernetes_version,
+                                     upgrade.image_refs(settings.image_manifest))
+    return "\n".join(changed) or f"kube-proxy and CoreDNS already at v{ctx.kubernetes_version}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bake-node`` console script; exits 0 on success, 1 on error."""
     args = _parser().parse_args(argv)
@@ -126,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
             print(renew_certificates(settings, force=args.force))
         elif args.command == "snapshot":
             print(snapshot(settings, force=args.force))
+        elif args.command in ("drain", "delete-node", "upgrade-addons"):
+            print(_upgrade_command(settings, args))
+        elif args.command == "etcd-status":
+            print(etcd_status(settings))
+        elif args.command == "etcd-remove":
+            print(remove_etcd_member(settings, args.node))
         elif args.command == "rotate":
             done = rotate(settings)
             print("rotated: " + (", ".join(done) or "nothing due"))

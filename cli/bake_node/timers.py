@@ -28,7 +28,7 @@ from bake_node.agent import (
 from bake_node.aws import Clients
 from bake_node.aws import dynamodb as ddb
 from bake_node.errors import ConfigError, NodeError
-from bake_node.etcd import EtcdCtl
+from bake_node.etcd import EtcdCtl, EtcdMembers
 from bake_node.lease import Lease
 
 
@@ -72,6 +72,54 @@ def rotate(settings: Settings, clients: Clients | None = None) -> list[str]:
             done = agent._material(ctx).rotate(agent.kubeadm, agent.token_ttl(c))
             beat.check()
             record_etcd_status(db, ctx, agent._etcd([f"https://{ctx.identity.private_ip}:2379"]))
+            return done
+    finally:
+        lease.release(held)
+
+
+def etcd_status(settings: Settings, clients: Clients | None = None) -> str:
+    """Record the etcd members as this control plane sees them now (item ``etcd-status``,
+    what the rotate timer records every 2 min) and return them, one line each: what ``bake
+    upgrade`` reads between its steps without waiting for the timer.
+
+    Raises:
+        NodeError: this control plane's etcd does not answer.
+    """
+    agent, ctx, db = _on_control_plane(settings, clients, "etcd-status")
+    etcd = agent._etcd([f"https://{ctx.identity.private_ip}:2379"])
+    members = etcd.members()
+    record_etcd_status(db, ctx, etcd, members)
+    return "\n".join(f"{m.name or m.id} {'learner' if m.is_learner else 'voter'} "
+                     f"{'healthy' if etcd.healthy(m) else 'unhealthy'}" for m in members)
+
+
+def remove_etcd_member(settings: Settings, name: str, clients: Clients | None = None) -> str:
+    """``bake-node etcd-remove NAME`` on a control plane (``bake upgrade`` before it terminates
+    the control plane ``NAME``): under the ``control-plane`` lease, so that no join's member
+    add runs beside it, remove the member (``bake_node.upgrade.remove_member``), drop its
+    registry record and record etcd again. Returns what was done.
+
+    Raises:
+        NodeError: quorum would be lost; LeaseLost: the lease was not free in time.
+    """
+    from bake_node import upgrade
+
+    agent, ctx, db = _on_control_plane(settings, clients, "etcd-remove")
+    c = ctx.config
+    lease = Lease(db, c.lock_table, "control-plane", ttl=settings.lease_ttl)
+    held = lease.acquire(ctx.identity.instance_id, timeout=settings.wait_timeout,
+                         poll=settings.poll)
+    try:
+        with lease.keep_alive(held):
+            etcd = agent._etcd([f"https://{ctx.identity.private_ip}:2379"])
+            before = {m.id: m for m in etcd.members()}
+            done = upgrade.remove_member(etcd, name, keep=ctx.identity.hostname)
+            members = EtcdMembers(db, c.lock_table, agent.clients(c).client("ec2"))
+            left = {m.id for m in etcd.members()}
+            for member_id, rec in members.registry().items():
+                if member_id in before and member_id not in left:
+                    members.unregister(rec["instance_id"])
+            record_etcd_status(db, ctx, etcd)
             return done
     finally:
         lease.release(held)

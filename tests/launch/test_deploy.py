@@ -80,10 +80,20 @@ def test_launch_and_destroy_in_the_embedded_aws(embedded, run_bake, cluster_file
     table = client(aws, "dynamodb").describe_table(TableName="bake-demo")["Table"]
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert client(aws, "ssm").get_parameter(Name="/bake/clusters/demo/config")["Parameter"]["Value"]
+    # what the first control plane publishes (not a stack resource): a cluster launched again
+    # under this name must never find it
+    for name in ("shared/join/token", "shared/join/ca-cert-hash",
+                 "control-plane/admin-kubeconfig"):
+        client(aws, "ssm").put_parameter(Name=f"/bake/clusters/demo/{name}", Value="old",
+                                         Type="SecureString")
 
     result = run_bake("--endpoint-url", aws.endpoint, "destroy", "-f", str(cluster_file), "--yes")
     assert result.exit_code == 0, result.stderr
     assert "stack bake-demo: DELETE_COMPLETE" in result.stdout
+    assert ("deleted 3 parameters the nodes wrote under /bake/clusters/demo (join material, "
+            "admin kubeconfig)") in result.stdout
+    assert client(aws, "ssm").get_parameters_by_path(
+        Path="/bake/clusters/demo", Recursive=True)["Parameters"] == []
     # the backups outlive the cluster, and the user is told where they are
     assert re.search(r"kept: s3://\S+ \(the etcd snapshots of demo\) and KMS key \S+",
                      result.stdout), result.stdout

@@ -180,9 +180,11 @@ def test_nodes_launch_templates_and_groups(rendered, specs, variant):
         user_data = data["UserData"]["Fn::Base64"]["Fn::Sub"]
         assert user_data == docs.user_data["control-plane" if role == "ControlPlane" else "worker"]
     cp = res["ControlPlaneGroup"]["Properties"]
-    assert (
-        cp["MinSize"] == cp["MaxSize"] == cp["DesiredCapacity"] == str(spec.control_plane.desired)
-    )
+    assert cp["MinSize"] == cp["DesiredCapacity"] == str(spec.control_plane.desired)
+    # room for the one surge instance of `bake upgrade`, and no CloudFormation rolling update
+    # (a blind pause between replacements): bake rolls control planes gated on etcd health
+    assert cp["MaxSize"] == str(spec.control_plane.desired + 1)
+    assert "UpdatePolicy" not in res["ControlPlaneGroup"]
     assert cp["TargetGroupARNs"] == [{"Ref": "ApiTargetGroup"}]
     assert len(cp["VPCZoneIdentifier"]) >= 2  # spread over AZs
     (hook,) = cp["LifecycleHookSpecificationList"]

@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.support import standin_nodes
 
 pytestmark = [
     pytest.mark.slow,
@@ -41,104 +40,25 @@ pytestmark = [
                        reason="Debian's etcd-server and etcd-client (make deb-deps)"),
     pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed"),
 ]
-REPO = Path(__file__).resolve().parents[2]
-BUCKET = "bake-demo-snapshots"
+BUCKET = standin_nodes.BUCKET
 
 
 @pytest.fixture
 def lab(aws, tmp_path):
-    import standins
-
-    from bake_node.aws import Clients
-    from bake_node.lease import ensure_table
-
-    gen = standins.generate("1.31", "amd64", tmp_path / "gen", flavor="cluster")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for tool in ("kubeadm", "kubelet", "kubectl"):
-        shutil.copy(next(gen.mirror.rglob(f"bin/linux/amd64/{tool}")), bindir / tool)
-        (bindir / tool).chmod(0o755)
-    crictl = next(gen.mirror.rglob("crictl-*.tar.gz"))
-    subprocess.run(["tar", "-xzf", str(crictl), "-C", str(bindir), "crictl"], check=True)
-    clients = Clients("us-east-1", {s: aws.endpoint for s in ("dynamodb", "kms", "ec2", "s3",
-                                                              "ssm")})
-    ensure_table(clients.client("dynamodb"), "bake-demo")
-    key = clients.client("kms").create_key(Description="bake-demo")["KeyMetadata"]["KeyId"]
-    clients.client("s3").create_bucket(Bucket=BUCKET)
-    ec2 = clients.client("ec2")
-    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    lab = {"gen": gen, "bin": bindir, "tmp": tmp_path, "aws": aws, "key": key, "ec2": ec2,
-           "ami": ami, "clients": clients, "roots": []}
+    lab = standin_nodes.make_lab(aws, tmp_path)
     yield lab
-    for root in lab["roots"]:
-        _stop_kubelet(root)
-
-
-def _stop_kubelet(root: Path) -> None:
-    pidfile = root / "var/lib/kubelet/standin-kubelet.pid"
-    if pidfile.exists():
-        try:
-            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
-        time.sleep(1)
+    lab.stop_all()
 
 
 def _node(lab, n: int, endpoint_ip: str, command: str = "run", *extra: str, node_yaml=None):
-    """Run ``bake-node <command>`` as control plane node-<n> (127.0.0.2<n>); returns stdout."""
-    gen, tmp = lab["gen"], lab["tmp"]
-    base = tmp / f"node{n}"
-    root = base / "root"
-    if root not in lab["roots"]:
-        images = root / "var/lib/bake/images"
-        images.mkdir(parents=True)
-        etcd_image = gen.release.image("etcd")
-        shutil.copy(gen.mirror / etcd_image.archive_path, images / "etcd.tar")
-        (root / "etc/bake").mkdir(parents=True)
-        (root / "etc/bake/image-manifest.json").write_text(json.dumps({"images": [
-            {"name": "etcd", "ref": etcd_image.ref, "archive": "/var/lib/bake/images/etcd.tar"}
-        ]}))
-        instance = lab["ec2"].run_instances(ImageId=lab["ami"], MinCount=1, MaxCount=1,
-                                            InstanceType="t3.small")["Instances"][0]
-        (base / "identity.json").write_text(json.dumps({
-            "instance_id": instance["InstanceId"], "region": "us-east-1",
-            "private_ip": f"127.0.0.2{n}", "hostname": f"node-{n}"}))
-        lab["roots"].append(root)
-    endpoint = lab["aws"].endpoint
-    (base / "node.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "bake.node/v1", "clusterName": "demo", "role": "control-plane",
-        "region": "us-east-1", "controlPlaneEndpoint": f"{endpoint_ip}:6443",
-        "lockTable": "bake-demo", "ssmPrefix": "/bake/clusters/demo", "kmsKeyId": lab["key"],
-        "podCIDR": "10.244.0.0/16", "serviceCIDR": "10.96.0.0/12", "cni": "flannel",
-        "kubernetesVersion": gen.release.kubernetes_version,
-        "endpoints": {s: endpoint for s in ("dynamodb", "ssm", "kms", "ec2", "s3")},
-        "etcdSnapshots": {"bucket": BUCKET},
-        **(node_yaml or {}),
-    }))
-    argv = [sys.executable, "-m", "bake_node.main", "--config", str(base / "node.yaml"),
-            "--state-dir", str(base / "state"), command, "--identity",
-            str(base / "identity.json"), "--kubernetes-dir", str(root / "etc/kubernetes"),
-            "--etcd-data-dir", str(root / "var/lib/etcd"), "--manifests-dir",
-            str(REPO / "manifests"), "--kubeadm", str(lab["bin"] / "kubeadm"), "--kubectl",
-            str(lab["bin"] / "kubectl"), "--poll", "0.5", "--max-poll", "2",
-            "--wait-timeout", "300", *extra]
-    env = {**os.environ, "PATH": f"{lab['bin']}:{os.environ['PATH']}",
-           "BAKE_STANDIN_ROOT": str(root), "BAKE_STANDIN_SYSTEMD": "0",
-           "BAKE_STANDIN_LOOPBACK": "0", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, f"node-{n} {command}: {proc.stderr[-3000:]}"
-    return proc.stdout, json.loads((base / "state/state.json").read_text())
+    """Run ``bake-node <command>`` as control plane node-<n> (127.0.0.2<n>); returns
+    ``(stdout, state)``."""
+    out, state, _ = lab.node(n, endpoint_ip, command, *extra, node_yaml=node_yaml)
+    return out, state
 
 
 def _etcdctl(lab, n: int, *args: str) -> str:
-    pki = lab["tmp"] / f"node{n}/root/etc/kubernetes/pki"
-    return subprocess.run(
-        ["etcdctl", "--endpoints", f"https://127.0.0.2{n}:2379", "--cacert",
-         str(pki / "etcd/ca.crt"), "--cert", str(pki / "apiserver-etcd-client.crt"), "--key",
-         str(pki / "apiserver-etcd-client.key"), *args],
-        capture_output=True, text=True, check=True, env={**os.environ, "ETCDCTL_API": "3"},
-    ).stdout
+    return lab.etcdctl(n, *args)
 
 
 def test_snapshot_destroy_every_control_plane_restore_and_rejoin(lab):
@@ -151,11 +71,11 @@ def test_snapshot_destroy_every_control_plane_restore_and_rejoin(lab):
     assert out.strip() == "bake-node: join"
     for i in range(20):
         _etcdctl(lab, 1, "put", f"/registry/demo/key-{i}", f"value-{i}")
-    old_ca = (lab["tmp"] / "node1/root/etc/kubernetes/pki/ca.crt").read_text()
+    old_ca = (lab.tmp / "node1/root/etc/kubernetes/pki/ca.crt").read_text()
 
     out, _ = _node(lab, 1, "127.0.0.21", "snapshot", "--force")
     assert "stored (revision" in out, out
-    listed = lab["clients"].client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]
+    listed = lab.clients.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]
     (snapshot_key,) = [o["Key"] for o in listed]
     sid = snapshot_key.removeprefix("etcd-snapshots/").removesuffix(".tar.gz")
     # not due again right after (the 30-minute interval), unless forced
@@ -163,18 +83,18 @@ def test_snapshot_destroy_every_control_plane_restore_and_rejoin(lab):
     assert "not due" in out
 
     for n in (1, 2):  # every control plane is gone, with its etcd data and certificates
-        root = lab["tmp"] / f"node{n}/root"
-        _stop_kubelet(root)
+        root = lab.tmp / f"node{n}/root"
+        standin_nodes.stop_kubelet(root)
         shutil.rmtree(root / "var/lib/etcd")
         shutil.rmtree(root / "etc/kubernetes")
 
     spec = parse_cluster(yaml.safe_load(init_text()))
-    request_restore(spec, lab["clients"], sid)
+    request_restore(spec, lab.clients, sid)
 
     out, state = _node(lab, 3, "127.0.0.23")
     assert out.strip() == "bake-node: init"
     assert state["restored_from"] == sid
-    assert (lab["tmp"] / "node3/root/etc/kubernetes/pki/ca.crt").read_text() == old_ca
+    assert (lab.tmp / "node3/root/etc/kubernetes/pki/ca.crt").read_text() == old_ca
     out, _ = _node(lab, 4, "127.0.0.23")
     assert out.strip() == "bake-node: join"
 
@@ -185,7 +105,7 @@ def test_snapshot_destroy_every_control_plane_restore_and_rejoin(lab):
             == "value-7"
     keys = _etcdctl(lab, 4, "get", "/registry/demo/", "--prefix", "--keys-only").split()
     assert len(keys) == 20
-    db = lab["clients"].client("dynamodb")
+    db = lab.clients.client("dynamodb")
     item = db.get_item(TableName="bake-demo", Key={"pk": {"S": "cluster"}})["Item"]
     assert item["state"]["S"] == "initialized" and item["restored_from"]["S"] == sid
     registered = [i for i in db.scan(TableName="bake-demo")["Items"]
@@ -206,12 +126,12 @@ def test_certificates_recorded_then_renewed_with_the_static_pods_restarted(lab):
     # patches (kubeReserved computed as the EKS AMI does, for this machine's cores)
     from bake_node.kubelet import cpu_millicores_to_reserve
 
-    kubelet = yaml.safe_load((lab["tmp"] / "node1/root/var/lib/kubelet/config.yaml").read_text())
+    kubelet = yaml.safe_load((lab.tmp / "node1/root/var/lib/kubelet/config.yaml").read_text())
     assert kubelet["maxPods"] == 58 and kubelet["evictionHard"] == {"memory.available": "200Mi"}
     assert kubelet["kubeReserved"] == {"cpu": f"{cpu_millicores_to_reserve(os.cpu_count())}m",
                                        "memory": "893Mi", "ephemeral-storage": "1Gi"}
-    db = lab["clients"].client("dynamodb")
-    ssm = lab["clients"].client("ssm")
+    db = lab.clients.client("dynamodb")
+    ssm = lab.clients.client("ssm")
     (item,) = [i for i in db.scan(TableName="bake-demo")["Items"]
                if i["pk"]["S"].startswith("certs#")]  # recorded right after the join
     expiries = json.loads(item["expiries"]["S"])
@@ -221,7 +141,7 @@ def test_certificates_recorded_then_renewed_with_the_static_pods_restarted(lab):
     out, _ = _node(lab, 1, "127.0.0.21", "certs")
     assert out.startswith("certificates valid until ") and "renewal 90 days before" in out
 
-    pki = lab["tmp"] / "node1/root/etc/kubernetes/pki"
+    pki = lab.tmp / "node1/root/etc/kubernetes/pki"
     before = {name: _serial(pki / name) for name in ("apiserver.crt", "etcd/server.crt")}
     admin_name = "/bake/clusters/demo/control-plane/admin-kubeconfig"
     admin_before = ssm.get_parameter(Name=admin_name, WithDecryption=True)["Parameter"]["Value"]
@@ -237,4 +157,4 @@ def test_certificates_recorded_then_renewed_with_the_static_pods_restarted(lab):
     (item,) = [i for i in db.scan(TableName="bake-demo")["Items"]
                if i["pk"]["S"].startswith("certs#")]
     assert "renewed_at" in item
-    assert not (lab["tmp"] / "node1/root/etc/kubernetes/manifests.bake-restart").exists()
+    assert not (lab.tmp / "node1/root/etc/kubernetes/manifests.bake-restart").exists()

@@ -76,3 +76,36 @@ def test_completing_the_lifecycle_action_terminates_without_shrinking_the_group(
             InstanceId="i-0aaaaaaaaaaaaaaa1")
     assert seen == [("i-0aaaaaaaaaaaaaaa1", "CONTINUE")]
     assert group.completed[0]["result"] == "CONTINUE"
+
+
+def test_after_an_upgrades_surge_the_completion_shrinks_the_group_back():
+    client = boto3.client("autoscaling", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    group = LifecycleGroup(client, decrement=True)
+    with Stubber(client) as stub:
+        stub.add_response("terminate_instance_in_auto_scaling_group", {"Activity": {
+            "ActivityId": "a", "AutoScalingGroupName": "bake-demo-control-plane",
+            "Cause": "upgrade", "StartTime": "2026-12-05T00:00:00Z", "StatusCode": "InProgress"}},
+            {"InstanceId": "i-0aaaaaaaaaaaaaaa1", "ShouldDecrementDesiredCapacity": True})
+        group.complete_lifecycle_action(
+            LifecycleHookName="etcd-member-cleanup", AutoScalingGroupName="bake-demo-control-plane",
+            LifecycleActionToken="t", LifecycleActionResult="CONTINUE",
+            InstanceId="i-0aaaaaaaaaaaaaaa1")
+        stub.assert_no_pending_responses()
+
+
+def test_the_cluster_run_command_reaches_vms_that_booted_after_it_was_made(agent, tmp_path):
+    from bake.localcluster.runcommand import ClusterRunCommand
+
+    running = {}
+    ssm = ClusterRunCommand(lambda: dict(running))
+    running["i-0ccccccccccccccc3"] = agent  # a VM booted during the roll
+    cmd = ssm.send_command(InstanceIds=["i-0ccccccccccccccc3"],
+                           DocumentName="AWS-RunShellScript",
+                           Parameters={"commands": ["echo new"]})["Command"]["CommandId"]
+    deadline = time.monotonic() + 20
+    while ssm.get_command_invocation(CommandId=cmd, InstanceId="i-0ccccccccccccccc3")[
+            "Status"] == "InProgress" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ssm.get_command_invocation(CommandId=cmd, InstanceId="i-0ccccccccccccccc3")[
+        "StandardOutputContent"] == "new\n"

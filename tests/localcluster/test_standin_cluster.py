@@ -14,11 +14,11 @@ import calendar
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
+from tests.support import standin_nodes
 
 pytestmark = [
     pytest.mark.slow,
@@ -60,13 +60,7 @@ def cluster(tmp_path_factory):
         nodes[n] = {"root": root, "env": env, "ip": f"127.0.0.1{n}", "name": f"node-{n}"}
     yield gen, nodes
     for node in nodes.values():
-        pidfile = node["root"] / "var/lib/kubelet/standin-kubelet.pid"
-        if pidfile.exists():
-            try:
-                os.killpg(int(pidfile.read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
-    time.sleep(2)
+        standin_nodes.stop_kubelet(node["root"])
 
 
 def _run(node, *args, timeout=300):

@@ -38,3 +38,12 @@ def resize(client: Any, group: str, min_size: int, desired: int) -> None:
     minimum)."""
     call("autoscaling:UpdateAutoScalingGroup", client.update_auto_scaling_group,
          AutoScalingGroupName=group, MinSize=min_size, DesiredCapacity=desired)
+
+
+def terminate(client: Any, instance_id: str, decrement: bool) -> None:
+    """Terminate ``instance_id`` through its group (``autoscaling:
+    TerminateInstanceInAutoScalingGroup``): its lifecycle hooks run first; with ``decrement``
+    the desired capacity drops by one, else the group launches a replacement."""
+    call("autoscaling:TerminateInstanceInAutoScalingGroup",
+         client.terminate_instance_in_auto_scaling_group, InstanceId=instance_id,
+         ShouldDecrementDesiredCapacity=decrement)

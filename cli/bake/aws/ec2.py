@@ -249,6 +249,14 @@ def launch_template_user_data(client: Any, name: str, version: str = "$Latest") 
     return base64.b64decode(data)
 
 
+def launch_template_image(client: Any, name: str, version: str = "$Latest") -> str | None:
+    """The AMI id a launch template version names (DescribeLaunchTemplateVersions
+    ``LaunchTemplateData.ImageId``)."""
+    resp = call("ec2:DescribeLaunchTemplateVersions", client.describe_launch_template_versions,
+                LaunchTemplateName=name, Versions=[version])
+    return resp["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("ImageId")
+
+
 def console_output(client: Any, instance_id: str) -> str:
     """The instance's serial console output (``ec2:GetConsoleOutput``, latest), decoded."""
     import base64

@@ -291,3 +291,59 @@ def delete_parameters(client: Any, names: list[str]) -> None:
     not exist are ignored, as the API reports them without failing)."""
     for i in range(0, len(names), 10):
         call("ssm:DeleteParameters", client.delete_parameters, Names=names[i:i + 10])
+
+
+# the statuses of a Run Command invocation that are final (SSM API reference,
+# GetCommandInvocation: Pending | InProgress | Delayed | Success | Cancelled | TimedOut |
+# Failed | Cancelling)
+_RUNNING = ("Pending", "InProgress", "Delayed", "Cancelling")
+
+
+def run_shell(client: Any, instance_id: str, script: str, timeout_s: float,
+              poll_s: float = 3.0, sleep=None) -> str:
+    """Run ``script`` on ``instance_id`` with SSM Run Command (``AWS-RunShellScript``, as root)
+    and wait for it.
+
+    Args:
+        client: the SSM client; instance_id: a managed instance (the SSM agent runs on bake's
+            images, the instance profile has AmazonSSMManagedInstanceCore).
+        script: shell text; timeout_s: seconds the command may run (SSM's
+            ``executionTimeout``; bake also stops waiting then).
+        poll_s: seconds between GetCommandInvocation calls; sleep: injected for tests.
+
+    Returns:
+        the command's standard output (SSM keeps the first 24,000 characters).
+
+    Raises:
+        BakeError: the command failed, timed out or was cancelled (its last output line in the
+            message); AwsError: a refused call.
+    """
+    import time
+
+    from bake.errors import BakeError
+
+    sleep = sleep or time.sleep
+    cmd = call("ssm:SendCommand", client.send_command, InstanceIds=[instance_id],
+               DocumentName="AWS-RunShellScript",
+               Parameters={"commands": [script], "executionTimeout": [str(int(timeout_s))]},
+               TimeoutSeconds=max(30, int(timeout_s)))["Command"]["CommandId"]
+    deadline = time.monotonic() + timeout_s + 60
+    while True:
+        try:
+            inv = call("ssm:GetCommandInvocation", client.get_command_invocation,
+                       CommandId=cmd, InstanceId=instance_id)
+        except AwsError as exc:  # not registered yet right after SendCommand
+            if error_code(exc) != "InvocationDoesNotExist":
+                raise
+            inv = {"Status": "Pending"}
+        status = inv.get("Status", "Pending")
+        if status == "Success":
+            return inv.get("StandardOutputContent", "")
+        if status not in _RUNNING:
+            out = (inv.get("StandardErrorContent") or inv.get("StandardOutputContent") or "")
+            last = (out.strip().splitlines() or ["no output"])[-1]
+            raise BakeError(f"`{script}` on {instance_id} ended {status}: {last}")
+        if time.monotonic() > deadline:
+            raise BakeError(f"`{script}` on {instance_id} did not finish in {timeout_s:.0f} s "
+                            f"(command {cmd})")
+        sleep(poll_s)

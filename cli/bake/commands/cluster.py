@@ -230,7 +230,7 @@ def destroy(g, cluster_file: Path, yes: bool, local: bool, timeout: int) -> None
     if stack is None:
         click.echo(f"stack {spec.stack_name}: NOT_FOUND")
         return
-    status = run_destroy(spec, cfn, click.echo, timeout=timeout)
+    status = run_destroy(spec, cfn, click.echo, timeout=timeout, ssm=clients.client("ssm"))
     click.echo(f"stack {spec.stack_name}: {status}")
 
 
@@ -337,9 +337,10 @@ def drill(g, cluster_file: Path, local: bool, join_timeout: int, output: str, ye
           name: str, catalogs) -> None:
     """Run failure drill NAME against the running local cluster and check it recovers.
 
-    NAME is one of: control-plane-replace, control-plane-roll, quorum-guard, stale-learner,
-    embedded-aws-outage (on a running cluster), leader-dies-mid-init (launches the cluster
-    itself and breaks it while it forms; none may be running).
+    NAME is one of: control-plane-replace, control-plane-roll, control-plane-upgrade (bake the
+    next minor's image with `bake ami --local` first), quorum-guard, stale-learner,
+    embedded-aws-outage, worker-after-token-expiry (on a running cluster), leader-dies-mid-init
+    (launches the cluster itself and breaks it while it forms; none may be running).
 
     Prints what the drill did and checked and the seconds to recover, writes the result as
     JSON under the cluster's directory, and exits 1 when the cluster did not come back healthy.

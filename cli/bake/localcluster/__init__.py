@@ -16,11 +16,12 @@ Modules: ``plan`` (addresses and names, pure), ``netns`` (entering a network nam
 stopping only recorded processes), ``service`` (launch, sync, follow, destroy), ``guest`` (the
 qemu guest agent), ``runcommand`` (SSM Run Command and the lifecycle hook on VMs), ``drill``
 (the drills' harness), ``drills_control_plane`` and ``drills_join`` (the failure drills) and
-``drills`` (``run_drill``).
+``drills`` (``run_drill``), ``upgrade`` (``bake upgrade --local``: the roll's AWS parts on VMs).
 """
 
 # the failure drills of ``bake drill --local`` (here, so the CLI lists them without imports)
-DRILLS = ("control-plane-replace", "control-plane-roll", "quorum-guard", "stale-learner",
-          "embedded-aws-outage", "worker-after-token-expiry", "leader-dies-mid-init")
+DRILLS = ("control-plane-replace", "control-plane-roll", "control-plane-upgrade",
+          "quorum-guard", "stale-learner", "embedded-aws-outage", "worker-after-token-expiry",
+          "leader-dies-mid-init")
 # drills that launch the cluster themselves (they break it while it forms)
 FRESH_CLUSTER_DRILLS = ("leader-dies-mid-init",)

@@ -248,21 +248,9 @@ class Drill:
         sync_local(self.o, self.clients, self.echo)
 
     def lifecycle_event(self, instance_id: str) -> dict[str, Any]:
-        """The EventBridge event of a terminating lifecycle action (EC2 Auto Scaling user
-        guide, "Amazon EventBridge events for EC2 Auto Scaling": EC2 Instance-terminate
-        Lifecycle Action)."""
-        group = f"bake-{self.spec.name}-control-plane"
-        return {
-            "version": "0", "id": str(uuid.uuid4()),
-            "detail-type": "EC2 Instance-terminate Lifecycle Action",
-            "source": "aws.autoscaling", "account": EMBEDDED_ACCOUNT_ID,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "region": self.spec.region, "resources": [],
-            "detail": {"LifecycleActionToken": str(uuid.uuid4()), "AutoScalingGroupName": group,
-                       "LifecycleHookName": HOOK_NAME, "EC2InstanceId": instance_id,
-                       "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                       "Origin": "AutoScalingGroup", "Destination": "EC2"},
-        }
+        """The EventBridge event of ``instance_id``'s terminating lifecycle action
+        (``lifecycle_event``)."""
+        return lifecycle_event(self.spec.name, self.spec.region, instance_id)
 
     def terminate_control_plane(self, instance_id: str) -> tuple[str, float, dict[str, Any]]:
         """Run the lifecycle hook path for ``instance_id``: the handler gets the deployed
@@ -290,6 +278,24 @@ class Drill:
             {"instance": instance_id, "result": out["result"], "log": log.getvalue().strip(),
              "run_commands": len(run.log), "completed": group.completed})
         return out["result"], seen.get("at", time.time()), seen
+
+
+def lifecycle_event(cluster: str, region: str, instance_id: str) -> dict[str, Any]:
+    """The EventBridge event of a control plane's terminating lifecycle action (EC2 Auto
+    Scaling user guide, "Amazon EventBridge events for EC2 Auto Scaling": EC2
+    Instance-terminate Lifecycle Action)."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()),
+        "detail-type": "EC2 Instance-terminate Lifecycle Action",
+        "source": "aws.autoscaling", "account": EMBEDDED_ACCOUNT_ID,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region, "resources": [],
+        "detail": {"LifecycleActionToken": str(uuid.uuid4()),
+                   "AutoScalingGroupName": f"bake-{cluster}-control-plane",
+                   "LifecycleHookName": HOOK_NAME, "EC2InstanceId": instance_id,
+                   "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                   "Origin": "AutoScalingGroup", "Destination": "EC2"},
+    }
 
 
 class LambdaContext:

@@ -12,8 +12,12 @@ it checked, the seconds to recover) that ``bake drill`` prints and writes as JSO
   VM (``runcommand.LocalRunCommand``), its ``complete_lifecycle_action`` lets the group
   terminate the instance and launch a replacement (``runcommand.LifecycleGroup``), which boots
   from the image and joins. The member must be gone before the VM is.
-- ``control-plane-roll``: every control plane replaced, one at a time (an AMI roll through the
-  group's rolling update), with quorum checked every 2 s throughout.
+- ``control-plane-roll``: every control plane replaced, one at a time, with quorum checked
+  every 2 s throughout.
+- ``control-plane-upgrade``: ``bake upgrade`` of the control planes to the next Kubernetes
+  minor (its local image baked first): each replaced by a VM of the new image, one surge
+  instance at a time, gated on etcd, with quorum checked every 2 s throughout; kube-proxy
+  follows, the workers are left running.
 - ``quorum-guard``: one control plane frozen (its VM paused: down, not gone), then a second one
   terminated: the Lambda must refuse the removal (quorum) and still complete the lifecycle
   action within its bounded wait; the frozen one then resumes, the replacement joins and the
@@ -52,6 +56,7 @@ from bake.localcluster.drill import Drill, DrillResult, Echo
 from bake.localcluster.drills_control_plane import (
     drill_control_plane_replace,
     drill_control_plane_roll,
+    drill_control_plane_upgrade,
     drill_leader_dies_mid_init,
     drill_quorum_guard,
     drill_stale_learner,
@@ -69,6 +74,7 @@ __all__ = ["DrillResult", "run_drill"]
 _RUNNERS = {  # the drills on a running cluster, in the order of DRILLS
     "control-plane-replace": drill_control_plane_replace,
     "control-plane-roll": drill_control_plane_roll,
+    "control-plane-upgrade": drill_control_plane_upgrade,
     "quorum-guard": drill_quorum_guard,
     "stale-learner": drill_stale_learner,
     "embedded-aws-outage": drill_embedded_aws_outage,

@@ -4,11 +4,12 @@ for what each proves)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,15 @@ def drill_control_plane_replace(d: Drill) -> None:
     d.nothing_lost(before)
 
 
-def drill_control_plane_roll(d: Drill) -> None:
-    """Every original control plane replaced in turn, with quorum sampled throughout."""
-    before = d.snapshot()
-    originals = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+@contextlib.contextmanager
+def quorum_watch(d: Drill) -> Iterator[None]:
+    """Sample etcd's quorum back to back (2 s apart) while the block runs, then check it held
+    throughout (the lowest margin and the samples go to the result's details)."""
     low = {"healthy": 99, "quorum": 0}
     samples: list[float] = []
     stop = threading.Event()
 
-    def watch() -> None:  # quorum, sampled back to back (2 s apart) for the whole roll
+    def watch() -> None:
         while not stop.wait(2.0):
             etcd = d.etcd_summary()
             samples.append(time.time())
@@ -73,11 +74,8 @@ def drill_control_plane_roll(d: Drill) -> None:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    started = time.time()
     try:
-        for target in originals:
-            if _replace(d, target) is None:
-                break
+        yield
     finally:
         stop.set()
         watcher.join()
@@ -90,9 +88,93 @@ def drill_control_plane_roll(d: Drill) -> None:
             f"{max(gaps, default=0.0):.0f} s apart; lowest: {low['healthy']} healthy, "
             f"quorum {low['quorum']})",
             f"quorum lost during the roll (lowest: {low})")
+
+
+def drill_control_plane_roll(d: Drill) -> None:
+    """Every original control plane replaced in turn, with quorum sampled throughout."""
+    before = d.snapshot()
+    originals = sorted(d.nodes("control-plane"), key=lambda n: n["instance_id"])
+    started = time.time()
+    with quorum_watch(d):
+        for target in originals:
+            if _replace(d, target) is None:
+                break
     if not d.r.failures:
         d.r.recovery_s = round(time.time() - started, 1)
     d.nothing_lost(before)
+
+
+def drill_control_plane_upgrade(d: Drill) -> None:
+    """``bake upgrade`` of the control planes to the next Kubernetes minor, with quorum
+    sampled throughout: each is replaced by a VM of the next minor's local image (one surge
+    instance, gated on etcd), then kube-proxy follows; the workers are left for later."""
+    from bake.localcluster.upgrade import local_roll
+    from bake.upgrade import (
+        UpgradeOptions,
+        minor_of,
+        plan_upgrade,
+        stack_deployer,
+        target_spec,
+        upgrade,
+    )
+
+    major, minor = minor_of(d.spec.kubernetes_minor)
+    target = target_spec(d.spec, f"{major}.{minor + 1}")
+    plan = plan_upgrade(d.spec, target, d.clients)  # UsageError: no such image baked
+    before = d.snapshot()
+    old_workers = {n["instance_id"] for n in d.nodes("worker")}
+    roll = local_roll(d.o, d.clients, d.echo)
+    started = time.time()
+    with quorum_watch(d):
+        upgrade(plan, d.spec, d.clients,
+                UpgradeOptions(target.kubernetes_minor, node_timeout_s=d.o.timeout_s,
+                               poll_s=d.o.poll_s, workers=False),
+                lambda question: True, d.did, stack_deployer(target, d.clients, d.echo, poll_s=1),
+                Path(d.spec.source), roll.after_resize, run_command=roll.run_command,
+                terminate=roll.terminate)
+    from bake.aws import dynamodb
+
+    reports = {r["instance_id"]: r for r in dynamodb.items_with_prefix(
+        d.clients.client("dynamodb"), d.spec.lock_table, "node#")}
+    cps = d.nodes("control-plane")
+    versions = sorted({reports.get(n["instance_id"], {}).get("kubernetes_version", "?")
+                       for n in cps})
+    d.check(len(cps) == d.spec.control_plane.desired and all(
+        minor_of(v) == minor_of(target.kubernetes_minor) for v in versions if v != "?")
+        and "?" not in versions and not {n["instance_id"] for n in plan.control_planes}
+        & {n["instance_id"] for n in cps},
+        f"every control plane replaced, now at {', '.join(versions)}",
+        f"control planes not all replaced at {target.kubernetes_minor}: {versions}")
+    d.check({n["instance_id"] for n in d.nodes("worker")} == old_workers,
+            "the workers were left running (control planes first)",
+            "workers changed during the control-plane upgrade")
+    proxy = _kube_proxy_image(d, cps)
+    d.check(proxy.endswith(":v" + (versions[-1] if versions else "?")),
+            f"kube-proxy follows the control planes ({proxy})",
+            f"kube-proxy is {proxy or 'unknown'}")
+    problems = d.wait_healthy()
+    d.check(not problems, f"etcd has {d.spec.control_plane.desired} started, healthy members",
+            "; ".join(problems))
+    if not d.r.failures:
+        d.r.recovery_s = round(time.time() - started, 1)
+    d.nothing_lost(before)
+
+
+def _kube_proxy_image(d: Drill, cps: list[dict]) -> str:
+    """The kube-proxy DaemonSet's image, read with kubectl inside a control-plane VM."""
+    import json
+
+    for node in cps:
+        try:
+            out = GuestAgent(vm.VmFiles(Path(node["dir"])).guest_agent).run(
+                "kubectl --kubeconfig /etc/kubernetes/admin.conf get daemonset kube-proxy "
+                "-n kube-system -o json", 120)
+            if out.exit_code == 0:
+                return json.loads(out.stdout)["spec"]["template"]["spec"]["containers"][0][
+                    "image"]
+        except (GuestAgentError, ValueError, KeyError):
+            continue
+    return ""
 
 
 def _signal_vm(node: dict, sig: int) -> bool:

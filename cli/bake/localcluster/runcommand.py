@@ -111,12 +111,15 @@ class LifecycleGroup:
         client: the Auto Scaling client of the embedded AWS.
         on_complete: called with ``(instance id, result)`` right after the instance was
             terminated (the drill stops the VM there).
+        decrement: the termination was asked with ``ShouldDecrementDesiredCapacity`` (``bake
+            upgrade`` after its surge): no replacement is launched.
     """
 
-    def __init__(self, client: Any, on_complete: Callable[[str, str], None] | None = None
-                 ) -> None:
+    def __init__(self, client: Any, on_complete: Callable[[str, str], None] | None = None,
+                 decrement: bool = False) -> None:
         self._client = client
         self._on_complete = on_complete
+        self._decrement = decrement
         self.completed: list[dict[str, Any]] = []
         self.exceptions = client.exceptions
 
@@ -131,7 +134,24 @@ class LifecycleGroup:
                                "result": LifecycleActionResult, "instance_id": InstanceId,
                                "at": time.time()})
         self._client.terminate_instance_in_auto_scaling_group(
-            InstanceId=InstanceId, ShouldDecrementDesiredCapacity=False)
+            InstanceId=InstanceId, ShouldDecrementDesiredCapacity=self._decrement)
         if self._on_complete:
             self._on_complete(InstanceId, LifecycleActionResult)
         return {}
+
+
+class ClusterRunCommand(LocalRunCommand):
+    """``LocalRunCommand`` whose VMs are re-read before every command (VMs come and go while
+    ``bake upgrade --local`` rolls the cluster).
+
+    Args:
+        sockets_of: returns instance id -> guest agent socket of the running VMs now.
+    """
+
+    def __init__(self, sockets_of: Callable[[], dict[str, Path]]) -> None:
+        super().__init__(sockets_of())
+        self._sockets_of = sockets_of
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:  # noqa: D102 - see the base
+        self.sockets = dict(self._sockets_of())
+        return super().send_command(**kwargs)

@@ -206,6 +206,22 @@ def local_image(clients, spec: ClusterSpec) -> Path:
     return directory
 
 
+def image_dir_of(clients, image_id: str) -> Path | None:
+    """The local image directory of AMI ``image_id`` (its ``bake:local-path`` tag, with the
+    disk, kernel and initrd there), or ``None`` when it is not a complete local image."""
+    from bake.aws import ec2
+
+    if not image_id:
+        return None
+    tags = ec2.tags_to_dict((ec2.describe_image(clients.client("ec2"), image_id) or {})
+                            .get("Tags"))
+    path = tags.get("bake:local-path")
+    if not path or not all((Path(path) / n).is_file() for n in ("disk.raw", "vmlinuz",
+                                                                "initrd.img")):
+        return None
+    return Path(path)
+
+
 # ---------------------------------------------------------------- the stack's instances
 
 
@@ -429,8 +445,10 @@ def sync_local(options: LocalOptions, clients, echo: Echo) -> SyncResult:
                                                       state["pids"].get("haproxy"))
         vendor = vendor_data((base / "pki" / "ca.crt").read_text())
         for node in fresh:
-            prepare_vm(node, base, image_dir, vendor)
-            start_vm(node, base, image_dir, net, state.get("memory_mib", options.memory_mib),
+            # the image its launch template named when it launched (`bake upgrade` moves it)
+            own = image_dir_of(clients, node.image_id) or image_dir
+            prepare_vm(node, base, own, vendor)
+            start_vm(node, base, own, net, state.get("memory_mib", options.memory_mib),
                       state, echo)
         write_state(options.data_dir, spec.name, state)
     return SyncResult(tuple(fresh), tuple(stopped))

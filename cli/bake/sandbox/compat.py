@@ -119,8 +119,95 @@ def _execute_change_set_with_outputs(original):
     return execute
 
 
+def _diff_on_resolved_parameters(original):
+    """moto updates a resource whose template is unchanged only when a parameter *passed* to
+    the update changed; AWS compares the parameters' resolved values, so a changed ``Default``
+    (or a changed SSM parameter value behind an ``AWS::SSM::Parameter::Value<...>`` type)
+    updates every resource that references it (CloudFormation user guide, "Update behaviors
+    of stack resources"; "SSM parameter types": values are resolved on every update). The
+    image of ``bake upgrade`` reaches the launch templates this way."""
+
+    def diff(self, other_template: dict[str, Any], parameters: dict[str, Any] | None = None):
+        from moto.cloudformation.parsing import get_references_from_template
+
+        result = original(self, other_template, parameters)
+        given = parameters if parameters is not None else self.input_parameters
+        changed = []
+        for name, slot in other_template.get("Parameters", {}).items():
+            value = given.get(name, slot.get("Default"))
+            kind = slot.get("Type", "String")
+            if kind.startswith("AWS::SSM::Parameter::") and value:
+                value = self.parse_ssm_parameter(value, kind)
+            if name in self.resolved_parameters and self.resolved_parameters[name] != value:
+                changed.append(name)
+        old, new = self._resource_json_map, other_template["Resources"]
+        for name in new:
+            if name in old and name not in result["Modify"] and new[name] == old[name] and \
+                    set(changed) & set(get_references_from_template(new[name])):
+                result["Modify"].append(name)
+        # and, as AWS does, whatever reads an attribute of a modified resource (the groups'
+        # Fn::GetAtt of their launch template's LatestVersionNumber)
+        grew = True
+        while grew:
+            grew = False
+            for name in new:
+                if name in old and name not in result["Modify"] and \
+                        set(result["Modify"]) & _attribute_sources(new[name]):
+                    result["Modify"].append(name)
+                    grew = True
+        return result
+
+    return diff
+
+
+def _attribute_sources(node: Any) -> set[str]:
+    """Logical ids whose attributes ``node`` reads (``Fn::GetAtt``)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Fn::GetAtt" and isinstance(value, list) and value:
+                found.add(value[0])
+            else:
+                found |= _attribute_sources(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _attribute_sources(item)
+    return found
+
+
+def _group_update_in_place(cls, original_resource, new_resource_name: str,
+                           cloudformation_json: dict[str, Any], account_id: str,
+                           region_name: str):
+    """moto updates an AWS::AutoScaling::AutoScalingGroup by deleting and re-creating it (every
+    instance replaced at once); AWS updates it in place (UpdateAutoScalingGroup: a new launch
+    template version applies to instances launched from then on) and replaces instances only
+    under an ``UpdatePolicy`` (CloudFormation user guide, "UpdatePolicy attribute")."""
+    from moto.autoscaling.models import autoscaling_backends
+
+    props = cloudformation_json["Properties"]
+
+    def number(key: str) -> int | None:  # CloudFormation passes the sizes as strings
+        return int(props[key]) if props.get(key) is not None else None
+
+    return autoscaling_backends[account_id][region_name].update_auto_scaling_group(
+        name=original_resource.name,
+        availability_zones=props.get("AvailabilityZones", []),
+        desired_capacity=number("DesiredCapacity"),
+        max_size=number("MaxSize"),
+        min_size=number("MinSize"),
+        launch_config_name=props.get("LaunchConfigurationName"),
+        launch_template=props.get("LaunchTemplate", {}),
+        vpc_zone_identifier=",".join(props.get("VPCZoneIdentifier", [])) or None,
+        health_check_period=props.get("HealthCheckGracePeriod"),
+        health_check_type=props.get("HealthCheckType"),
+        mixed_instances_policy=props.get("MixedInstancesPolicy", {}),
+    )
+
+
 def _patches() -> list[tuple[Any, str, Any]]:
+    from moto.autoscaling.models import FakeAutoScalingGroup
     from moto.cloudformation.models import CloudFormationBackend
+    from moto.cloudformation.parsing import ResourceMap
     from moto.ec2.models.route_tables import RouteTable
     from moto.ec2.models.vpcs import VPCEndPoint
     from moto.elbv2.models import FakeListener, FakeLoadBalancer, FakeTargetGroup
@@ -137,6 +224,13 @@ def _patches() -> list[tuple[Any, str, Any]]:
         (RouteTable, "delete", _route_table_delete),
         (FakeTargetGroup, "delete", _target_group_delete),
         (FakeListener, "delete", _listener_delete),
+        (FakeAutoScalingGroup, "update_from_cloudformation_json",
+         classmethod(_group_update_in_place)),
+        (
+            ResourceMap,
+            "build_resource_diff",
+            _diff_on_resolved_parameters(ResourceMap.build_resource_diff),
+        ),
         (
             CloudFormationBackend,
             "execute_change_set",

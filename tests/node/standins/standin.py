@@ -196,6 +196,7 @@ def kubeadm(argv: list[str]) -> str:
                 certificate_key=[key, time.time() + CERT_TTL],
                 members=[],
                 initialized_by=name,
+                cluster_configuration=cfg["ClusterConfiguration"],
             )
             st["inits"] = st.get("inits", 0) + 1
             add_member(st, name)
@@ -256,7 +257,27 @@ def kubeadm(argv: list[str]) -> str:
     return "This node has joined the cluster\n"
 
 
+def kubeadm_config(argv: list[str]) -> str:
+    """``get configmap kubeadm-config -n kube-system -o json`` and ``replace -f FILE`` of it:
+    the ClusterConfiguration init stored (a control plane's join checks its version)."""
+    if argv[:1] == ["replace"]:
+        cm = json.loads(Path(argv[argv.index("-f") + 1]).read_text())
+        with cluster_state() as st:
+            st["cluster_configuration"] = yaml.safe_load(cm["data"]["ClusterConfiguration"])
+        return "configmap/kubeadm-config replaced\n"
+    with cluster_state() as st:
+        cluster = st.get("cluster_configuration")
+    if cluster is None:
+        raise Fail('configmaps "kubeadm-config" not found')
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                       "data": {"ClusterConfiguration": yaml.safe_dump(cluster)}})
+
+
 def kubectl(argv: list[str]) -> str:
+    verbs = argv[2:] if argv[:1] == ["--kubeconfig"] else argv
+    if verbs[:3] == ["get", "configmap", "kubeadm-config"] or verbs[:1] == ["replace"]:
+        return kubeadm_config(verbs)
     p = argparse.ArgumentParser(prog="kubectl", exit_on_error=False)
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("verb", choices=["apply"])

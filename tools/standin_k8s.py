@@ -73,6 +73,11 @@ class Fail(Exception):
     """One line for the user; exit 1."""
 
 
+class EtcdUnavailable(Fail):
+    """etcd did not answer (no leader, overloaded): the stand-in API answers 503, which
+    clients retry, as kube-apiserver's clients do when its storage is unavailable."""
+
+
 def say(*parts):
     print(f"[{NAME}]", *parts, file=sys.stderr, flush=True)
 
@@ -399,7 +404,7 @@ class Etcd:
                     return json.loads(resp.read() or b"{}")
             except (OSError, ValueError) as exc:
                 last = exc
-        raise Fail(f"etcd {path} failed on {', '.join(self.endpoints)}: {last}")
+        raise EtcdUnavailable(f"etcd {path} failed on {', '.join(self.endpoints)}: {last}")
 
     def put(self, key, value, ttl=None):
         body = {"key": b64(key), "value": b64(value)}
@@ -1176,6 +1181,8 @@ class Api(BaseHTTPRequestHandler):
                     names.append(key)
                 return self._send(200, {"applied": names})
             return self._send(404, {"message": "not served by the stand-in API"})
+        except EtcdUnavailable as exc:
+            return self._send(503, {"message": str(exc)})
         except Fail as exc:
             return self._send(400, {"message": str(exc)})
         except Exception as exc:  # noqa: BLE001

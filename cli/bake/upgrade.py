@@ -361,12 +361,24 @@ class Roller:
                                        None), self.o.node_timeout_s)
 
     def _joined(self, instance_id: str, role: str) -> dict[str, Any]:
-        """Wait for the node's report: joined at the target minor (UpgradeError if failed)."""
+        """Wait for the node's report: joined at the target minor. A failed report is not the
+        end (the agent's unit restarts it after 30 s, and a half-done join is reset first): it
+        is shown once, and named if the node has not joined by the deadline.
+
+        Raises:
+            UpgradeError: not joined within ``node_timeout_s`` (with its last failure), or
+                joined at another minor.
+        """
+        failures: list[str] = []
+
         def check():
             report = self._report(instance_id)
             if report.get("status") == "failed":
-                raise UpgradeError(f"{role} {instance_id} failed in phase "
-                                   f"{report.get('failed_phase')}: {report.get('error')}")
+                why = (f"{role} {instance_id} failed in phase {report.get('failed_phase')}: "
+                       f"{report.get('error')}")
+                if why not in failures:
+                    failures.append(why)
+                    self.echo(f"{why} (its agent retries)")
             if report.get("status") == "joined":
                 version = report.get("kubernetes_version", "")
                 if minor_of(version) != minor_of(self.spec.kubernetes_minor):
@@ -375,7 +387,12 @@ class Roller:
                                        "target's")
                 return report
             return None
-        return self._wait(f"{role} {instance_id} to join", check, self.o.node_timeout_s)
+        try:
+            return self._wait(f"{role} {instance_id} to join", check, self.o.node_timeout_s)
+        except UpgradeError as exc:
+            raise UpgradeError(f"{failures[-1]} (and it had not joined after "
+                               f"{self.o.node_timeout_s:.0f} s)" if failures else str(exc)
+                               ) from None
 
     def _etcd(self, count: int, since: float, record_on: str | None = None
               ) -> list[dict[str, Any]]:

@@ -43,8 +43,9 @@ class Nodes:
     ``joined`` at its image's version; control planes record etcd as the members in service.
     Also records the largest control-plane group seen."""
 
-    def __init__(self, aws, new_ami, fail_new=False):
-        self.aws, self.new_ami, self.fail_new = aws, new_ami, fail_new
+    def __init__(self, aws, new_ami, fail_new=False, flaky=False):
+        self.aws, self.new_ami, self.fail_new, self.flaky = aws, new_ami, fail_new, flaky
+        self.failed_once: set[str] = set()
         self.db = _client(aws, "dynamodb")
         self.max_control_planes = 0
 
@@ -57,13 +58,20 @@ class Nodes:
             InstanceIds=ids)["Reservations"] for i in r["Instances"]} if ids else {}
         for iid in ids:
             key = {"pk": {"S": f"node#{iid}"}}
-            if "Item" in self.db.get_item(TableName="bake-demo", Key=key):
-                continue
             new = images[iid] == self.new_ami
+            if "Item" in self.db.get_item(TableName="bake-demo", Key=key) and not (
+                    self.flaky and new and iid in self.failed_once):
+                continue
             item = {**key, "instance_id": {"S": iid}, "hostname": {"S": f"ip-{iid[-6:]}"},
                     "role": {"S": "control-plane" if iid in cps else "worker"},
                     "kubernetes_version": {"S": NEW if new else OLD},
                     "status": {"S": "joined"}}
+            if new and self.flaky and iid not in self.failed_once:
+                self.failed_once.add(iid)  # the first try fails; the agent's retry joins
+                item.update(status={"S": "failed"}, failed_phase={"S": "bootstrap"},
+                            error={"S": "kubeadm join failed (1): etcd 503"})
+            elif self.flaky and new:
+                self.failed_once.discard(iid)
             if new and self.fail_new:
                 item.update(status={"S": "failed"}, failed_phase={"S": "bootstrap"},
                             error={"S": "kubeadm join failed (1): etcd cluster is unavailable"})
@@ -259,10 +267,10 @@ def test_a_surge_control_plane_that_fails_is_removed_and_the_roll_stops(cluster)
     old_cps = _in_service(aws, "control-plane")
     nodes = Nodes(aws, cluster["new_ami"], fail_new=True)
     with pytest.raises(UpgradeError) as failed:
-        _roll(cluster, nodes)
+        _roll(cluster, nodes, node_timeout_s=2)
     message = str(failed.value)
-    assert "failed in phase bootstrap: kubeadm join failed (1): etcd cluster is unavailable" \
-        in message
+    assert ("failed in phase bootstrap: kubeadm join failed (1): etcd cluster is unavailable "
+            "(and it had not joined after 2 s)") in message
     assert "the roll stopped" in message and "keeps its 3 control planes" in message
     assert sorted(_in_service(aws, "control-plane")) == sorted(old_cps)
     assert _commands(aws) == []  # nothing was drained
@@ -278,3 +286,15 @@ def test_upgrade_of_a_cluster_that_was_never_launched_is_one_line(embedded, run_
     assert (f"no stack bake-demo in us-east-1: launch the cluster first (`bake launch -f "
             f"{cluster_file}`)") in _error(result)
     assert cluster_file.read_text() == text
+
+
+def test_a_node_whose_first_join_fails_is_waited_for_while_its_agent_retries(cluster):
+    aws = cluster["aws"]
+    _publish(aws, cluster["new_ami"])
+    nodes = Nodes(aws, cluster["new_ami"], flaky=True)
+    done, lines, _ = _roll(cluster, nodes, workers=False)
+    assert done
+    retried = [x for x in lines if x.endswith("kubeadm join failed (1): etcd 503 (its agent "
+                                              "retries)")]
+    assert len(retried) == 3  # once per new control plane, each then joined
+    assert len(_in_service(aws, "control-plane")) == 3

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bake.errors import BakeError
 from bake.localcluster import vm
 from bake.localcluster.drill import Drill
 from bake.localcluster.guest import GuestAgent, GuestAgentError
@@ -126,12 +127,16 @@ def drill_control_plane_upgrade(d: Drill) -> None:
     roll = local_roll(d.o, d.clients, d.echo)
     started = time.time()
     with quorum_watch(d):
-        upgrade(plan, d.spec, d.clients,
-                UpgradeOptions(target.kubernetes_minor, node_timeout_s=d.o.timeout_s,
-                               poll_s=d.o.poll_s, workers=False),
-                lambda question: True, d.did, stack_deployer(target, d.clients, d.echo, poll_s=1),
-                Path(d.spec.source), roll.after_resize, run_command=roll.run_command,
-                terminate=roll.terminate)
+        try:
+            upgrade(plan, d.spec, d.clients,
+                    UpgradeOptions(target.kubernetes_minor, node_timeout_s=d.o.timeout_s,
+                                   poll_s=d.o.poll_s, workers=False),
+                    lambda question: True, d.did,
+                    stack_deployer(target, d.clients, d.echo, poll_s=1), Path(d.spec.source),
+                    roll.after_resize, run_command=roll.run_command, terminate=roll.terminate)
+        except BakeError as exc:  # the roll stopped: a failed check, not a crash of the drill
+            d.check(False, "", f"the upgrade stopped: {exc}")
+            return
     from bake.aws import dynamodb
 
     reports = {r["instance_id"]: r for r in dynamodb.items_with_prefix(

@@ -146,7 +146,7 @@ def drill_control_plane_upgrade(d: Drill) -> None:
                        for n in cps})
     d.check(len(cps) == d.spec.control_plane.desired and all(
         minor_of(v) == minor_of(target.kubernetes_minor) for v in versions if v != "?")
-        and "?" not in versions and not {n["instance_id"] for n in plan.control_planes}
+        and "?" not in versions and not {n.instance_id for n in plan.control_planes}
         & {n["instance_id"] for n in cps},
         f"every control plane replaced, now at {', '.join(versions)}",
         f"control planes not all replaced at {target.kubernetes_minor}: {versions}")

@@ -174,14 +174,20 @@ def validate_local(options: AmiOptions, builder: Builder, progress: Progress) ->
 
     Checks: the host's arch (a chroot runs the target's binaries), the release in the catalog,
     a SHA-256 for every image archive, the artifact mirror answering, and the builder's
-    preflight (root, tools, free disk).
+    preflight (root, tools, free disk). An OS the local builder cannot bootstrap (its data file
+    has no ``local`` section: Ubuntu, AL2023) is refused first, alone: nothing else matters then.
 
     Returns:
         the resolved ``Release``.
     Raises:
+        UsageError: the OS cannot be baked locally (one line, why).
         BakeError: the one failure, or ``CheckFailures`` naming every one (exit 2 when any is
             bad input).
     """
+    from bake.oses import load_os, os_names
+
+    if options.os_name in os_names():  # an unknown OS is the catalog's to name
+        load_os(options.os_name).local_parent(options.arch)
     findings = Findings()
     if options.arch in _HOST_ARCH.values():  # an unknown arch is the catalog's to name
         findings.check("host", check_host_arch, options.arch)
@@ -368,7 +374,7 @@ def validate_aws(options: AmiOptions, aws: AwsBakeOptions, builder: Builder) -> 
     Raises:
         BakeError: the one failure, or ``CheckFailures`` naming every one.
     """
-    from bake.catalog import OS_PREP_PACKAGES
+    from bake.oses import load_os
 
     findings = Findings()
     releases = []
@@ -382,8 +388,9 @@ def validate_aws(options: AmiOptions, aws: AwsBakeOptions, builder: Builder) -> 
             findings.warn(
                 "os-packages",
                 f"no OS packages staged for {release.os} {release.arch}: the parent image must "
-                f"already have {', '.join(OS_PREP_PACKAGES)} (a build without internet never "
-                "runs apt-get; stage them with `bake stage --os-packages`)",
+                f"already have {', '.join(load_os(release.os).packages)} (a build without "
+                "internet never reaches a package repository; stage them with `bake stage "
+                "--os-packages`)",
             )
     findings.check("builder", builder.preflight)
     findings.raise_errors(builder.driver.progress)

@@ -306,7 +306,8 @@ class OsPackagesOptions:
         out_dir: the mirror directory (``<out_dir>/os-packages/<os>/<arch>/*.deb``).
         overlay: the catalog overlay written with the files' SHA-256 (``os_packages``).
         os_name: the image OS (``debian-12``); the host must run it (its apt sources are used).
-        packages: what the image needs from the OS (``bake.catalog.OS_PREP_PACKAGES``).
+        packages: what the image needs from the OS (empty: every package the OS data file
+            names, ``bake.oses.OsInfo.packages``).
     """
 
     arch: str
@@ -390,7 +391,14 @@ def download_os_packages(options: OsPackagesOptions, progress: Progress) -> dict
             f"staging {options.arch} packages needs an {options.arch} host (this one is "
             f"{machine.stdout.strip() or 'unknown'})"
         )
-    closure = dependency_closure(options.packages)
+    from bake.oses import load_os
+
+    info = load_os(options.os_name)
+    if info.package_manager.name != "apt":
+        raise EnvironmentProblem(f"bake stage --os-packages stages .deb files with apt; "
+                                 f"{options.os_name} uses {info.package_manager.name}: put its "
+                                 "packages in a repository mirror the build can reach instead")
+    closure = dependency_closure(options.packages or info.packages)
     out_dir = prepare_dir(Path(options.out_dir), "--mirror")
     prepare_dir(Path(options.overlay).parent, "--overlay-out")
     files: dict[str, str] = {}

@@ -507,15 +507,17 @@ def test_publish_after_available_writes_labelled_ssm_parameter(clients, options,
     assert {"Key": "bake:managed", "Value": "true"} in tags
 
 
+@pytest.mark.parametrize("os_name", ["debian-12", "ubuntu-24.04", "al2023"])
 def test_real_rendered_documents_reach_image_builder_byte_for_byte(
-    clients, ib_stub, options, release, tmp_path
+    clients, ib_stub, options, release, tmp_path, os_name
 ):
-    """bake.render's documents (what `bake ami --local` runs) are what Image Builder receives."""
+    """bake.render's documents (what `bake ami --local` runs) are what Image Builder receives,
+    for every OS family (the requests checked by botocore against the imagebuilder model)."""
     from dataclasses import replace
 
     from bake.render import RenderOptions, render_image_documents
 
-    docs = render_image_documents(release, RenderOptions())
+    docs = render_image_documents(replace(release, os=os_name), RenderOptions())
     docs = replace(
         docs, recipe=replace(docs.recipe, data={**docs.recipe.data, "parentImage": PARENT_ARN})
     )

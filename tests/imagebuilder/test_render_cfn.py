@@ -57,3 +57,28 @@ def test_components_are_the_rendered_documents_byte_for_byte(rendered):
 
 def test_golden_cloudformation(rendered, golden):
     golden.check(GOLDEN.parent, {GOLDEN.name: rendered[1]})
+
+
+@pytest.mark.parametrize("os_name", ["ubuntu-22.04", "ubuntu-24.04", "al2023"])
+def test_other_oses_pass_cfn_lint_within_the_inline_limit(os_name, tmp_path):
+    """The CloudFormation form of the other OSes (issue 13): valid, inline-sized, named without
+    the dot Image Builder names refuse, with the OS's parent image as the default."""
+    from bake.catalog import load_catalog, resolve
+    from bake.oses import load_os
+    from bake.render import RenderOptions, render_image_documents
+    from bake.render_cfn import render_cloudformation
+
+    docs = render_image_documents(resolve(load_catalog(), "1.30.12", "arm64", os_name),
+                                  RenderOptions())
+    text = render_cloudformation(docs)
+    path = tmp_path / "imagebuilder.yaml"
+    path.write_text(text)
+    lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(lint), str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(text.encode()) <= 51_200, "over the inline template limit: deploy from S3"
+    template = yaml.safe_load(text)
+    assert template["Parameters"]["ParentImage"]["Default"] == (
+        load_os(os_name).parent_image_for("arm64"))
+    recipe = template["Resources"]["ImageRecipe"]["Properties"]
+    assert "." not in recipe["Name"]

@@ -181,13 +181,21 @@ def test_bundle_holds_the_agent_and_its_manifests(tmp_path):
     assert {(m.uid, m.gid, m.mtime) for m in members} == {(0, 0, 0)}
 
 
-def test_install_step_unpacks_a_working_agent(release, tmp_path):
-    """The InstallAgent step run for real on a scratch root, with the real bundle."""
+@pytest.mark.parametrize("os_name", ["debian-12", "al2023"])
+def test_install_step_unpacks_a_working_agent(release, tmp_path, os_name):
+    """The InstallAgent step run for real on a scratch root, with the real bundle, for an OS
+    whose python3 reads /usr/lib/python3/dist-packages and for AL2023's python3.9
+    site-packages (the OS data file's python_site)."""
     if os.geteuid() != 0:
         pytest.skip("the install step chowns to root: run as root (CI does)")
+    from dataclasses import replace
+
+    from bake.oses import load_os
+
+    python_site = load_os(os_name).python_site
     bundle = build_agent_bundle(tmp_path / "out")
     docs = render_image_documents(
-        release,
+        replace(release, os=os_name),
         RenderOptions(
             mirror=MIRROR,
             agent=AgentSource(url=f"http://127.0.0.1:8998/{bundle.filename}",
@@ -197,20 +205,20 @@ def test_install_step_unpacks_a_working_agent(release, tmp_path):
     step = next(s for s in _steps(_agent_doc(docs)) if s["name"] == "InstallAgent")
     root = tmp_path / "root"
     script = "\n".join(step["inputs"]["commands"])
-    for prefix in ("/var/tmp/bake-node-downloads", "/usr/lib/python3/dist-packages",
+    for prefix in ("/var/tmp/bake-node-downloads", python_site,
                    "/usr/share/bake-node", "/var/lib/bake-node", "/etc/bake"):
         script = script.replace(prefix, f"{root}{prefix}")
     downloads = root / "var/tmp/bake-node-downloads"
     downloads.mkdir(parents=True)
     shutil.copy(bundle.path, downloads / bundle.filename)
-    (root / "usr/lib/python3/dist-packages").mkdir(parents=True)
+    site = root / python_site.lstrip("/")
+    site.mkdir(parents=True)
     fakebin = tmp_path / "bin"
     fakebin.mkdir()
     (fakebin / "python3").symlink_to(sys.executable)  # has boto3, yaml and jinja2
     env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    site = root / "usr/lib/python3/dist-packages"
     assert (site / "bake_node/main.py").is_file()
     assert sorted(p.name for p in (root / "usr/share/bake-node/manifests/cni").iterdir())
     probe = subprocess.run(

@@ -132,12 +132,18 @@ def _releases(images_overlay, os_package_overlay):
         "1.34-amd64": resolve(plain, "1.34", "amd64"),
         "1.34-arm64": resolve(plain, "1.34", "arm64"),
         "1.30.12-amd64-os-packages": resolve(os_pkg, "1.30.12", "amd64"),
+        # the other OSes (issue 13): the same documents with their package managers' shell
+        "1.30.12-amd64-ubuntu-22.04": resolve(plain, "1.30.12", "amd64", "ubuntu-22.04"),
+        "1.30.12-arm64-ubuntu-24.04": resolve(plain, "1.30.12", "arm64", "ubuntu-24.04"),
+        "1.30.12-amd64-al2023": resolve(plain, "1.30.12", "amd64", "al2023"),
+        "1.30.12-arm64-al2023-os-packages": resolve(os_pkg, "1.30.12", "arm64", "al2023"),
     }
 
 
 @pytest.fixture(scope="module")
 def rendered(images_overlay, os_package_overlay):
-    """Rendered documents for 1.30 and 1.34 on both arches, and 1.30 with Debian's runtime."""
+    """Rendered documents for 1.30 and 1.34 on both arches, 1.30 with the OS's runtime
+    packages, and 1.30 on Ubuntu 22.04/24.04 and AL2023."""
     return {
         key: render_image_documents(release, RenderOptions(mirror=MIRROR))
         for key, release in _releases(images_overlay, os_package_overlay).items()
@@ -185,7 +191,7 @@ def test_os_package_runtime_installs_debian_packages(rendered):
     assert not any("containerd-" in s or "runc." in s for s in sources)
     assert "apt-get install -y --no-install-recommends containerd runc" in runtime.text
     manifest = docs.components[4].text
-    assert 'dpkg-query -W -f="\\${Version}" containerd' in manifest
+    assert "pkg=containerd; dpkg-query -W -f='${Version}' \"$pkg\"" in manifest
     assert "/lib/systemd/system/containerd.service" in runtime.text
 
 

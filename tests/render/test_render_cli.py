@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from bake.errors import RenderError
+from bake.errors import RenderError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "ami-1.30.12-amd64"
 EXPECTED = [
@@ -101,7 +102,7 @@ def test_strict_undefined_catches_a_missing_value():
     from bake.templates import render_yaml
 
     with pytest.raises(
-        RenderError, match="components/bake-hygiene.yaml.j2: 'downloads_dir' is undefined"
+        RenderError, match="components/bake-hygiene.yaml.j2: 'pm' is undefined"
     ):
         render_yaml("components", "bake-hygiene.yaml.j2", {"kubernetes_version": "1.30.12"})
 
@@ -122,16 +123,38 @@ def test_render_path_does_not_import_boto3(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("os_name", "arch"), [("debian-13", "amd64"), ("debian-13", "arm64")])
+# The vendors' public SSM parameters of their newest AMIs: wiki.debian.org/Cloud/AmazonEC2Image;
+# Canonical, "Finding Ubuntu images with the AWS SSM Parameter Store" (22.04 on gp2, 24.04 on
+# gp3); AL2023 User Guide, "Launching AL2023 using the SSM parameter" (x86_64/arm64).
+PARENT_IMAGES = {
+    ("debian-13", "amd64"): "ssm:/aws/service/debian/release/13/latest/amd64",
+    ("debian-13", "arm64"): "ssm:/aws/service/debian/release/13/latest/arm64",
+    ("ubuntu-22.04", "amd64"):
+        "ssm:/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
+    ("ubuntu-22.04", "arm64"):
+        "ssm:/aws/service/canonical/ubuntu/server/22.04/stable/current/arm64/hvm/ebs-gp2/ami-id",
+    ("ubuntu-24.04", "amd64"):
+        "ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
+    ("ubuntu-24.04", "arm64"):
+        "ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id",
+    ("al2023", "amd64"):
+        "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+    ("al2023", "arm64"):
+        "ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+}
+
+
+@pytest.mark.parametrize(("os_name", "arch"), sorted(PARENT_IMAGES))
 def test_render_ami_golden_per_os(run_bake, tmp_path, golden, os_name, arch):
     """The same component documents for every OS; what differs is the OS data file's: the
-    parent image (the vendor's SSM parameter), the names, tags and SSM path."""
+    parent image (the vendor's SSM parameter), the package manager's shell and package names,
+    where the agent goes, the names (no dot in an Image Builder name), tags and SSM path."""
     result = run_bake("render", "ami", "--k8s", "1.30.12", "--arch", arch, "--os", os_name,
                       "-o", str(tmp_path))
     assert result.exit_code == 0, result.stderr
-    recipe = (tmp_path / "image-recipes/image-recipe.yaml").read_text()
-    version = os_name.split("-")[1]
-    assert f"ssm:/aws/service/debian/release/{version}/latest/{arch}" in recipe
+    recipe = yaml.safe_load((tmp_path / "image-recipes/image-recipe.yaml").read_text())
+    assert recipe["parentImage"] == PARENT_IMAGES[os_name, arch]
+    assert recipe["name"] == f"bake-k8s-1-30-12-{os_name.replace('.', '-')}-{arch}"
     dist = (tmp_path / "image-recipes/distribution-configuration.yaml").read_text()
     assert f'"bake:os": "{os_name}"' in dist
     golden.check(Path(__file__).parent / "golden" / f"ami-1.30.12-{os_name}-{arch}",
@@ -142,7 +165,8 @@ def test_render_ami_unknown_os_is_one_line(run_bake, tmp_path):
     result = run_bake("render", "ami", "--k8s", "1.30.12", "--os", "windows-11", "-o",
                       str(tmp_path))
     assert result.exit_code == 2
-    assert "unknown OS 'windows-11'; supported: debian-12, debian-13" in result.stderr
+    assert ("unknown OS 'windows-11'; supported: al2023, debian-12, debian-13, ubuntu-22.04, "
+            "ubuntu-24.04") in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
 
@@ -155,4 +179,10 @@ def test_every_os_data_file_is_a_catalog_os():
     for name in OSES:
         info = load_os(name)
         assert info.parent_image_for("arm64").startswith("ssm:/aws/service/")
-        assert info.local_parent("amd64").packages  # both Debian releases bake locally
+        assert info.package_manager.name in ("apt", "dnf")
+        assert set(info.python) == {"boto3", "yaml", "jinja2"}  # what bake_node imports
+        if info.family == "debian":  # the local builder bootstraps Debian releases
+            assert info.local_parent("amd64").packages
+        else:
+            with pytest.raises(UsageError, match=rf"^--os {name} cannot be baked with --local: "):
+                info.local_parent("amd64")

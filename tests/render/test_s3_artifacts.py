@@ -215,18 +215,27 @@ def test_every_generated_step_passes_shellcheck(offline, tmp_path):
     assert not failures, "\n".join(failures)
 
 
-def _stand_ins(tmp_path, installed: set[str]) -> dict[str, str]:
-    """dpkg-query answering "installed" for ``installed`` only, dpkg recording its arguments,
-    apt-get recording that it was called (it must never be, without internet)."""
+def _stand_ins(tmp_path, installed: set[str], present: set[str] = frozenset()) -> dict[str, str]:
+    """The parent image, as stand-ins: the commands and Python modules in ``present`` exist;
+    dpkg-query answers "installed" for the packages in ``installed`` only; dpkg-deb reads a
+    .deb's package from its pool name; dpkg records its arguments; apt-get records that it was
+    called (it must never be, without internet)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     names = " ".join(sorted(installed)) or "none"
+    modules = " ".join(sorted(present)) or "none"
     stand_ins = {
         "dpkg-query": f'for a; do last="$a"; done; for p in {names}; do [ "$p" = "$last" ] '
                       '&& echo "install ok installed" && exit 0; done; exit 1',
+        "dpkg-deb": 'basename "$2" | cut -d_ -f1',
         "dpkg": f'echo "$@" >> {tmp_path}/dpkg.calls',
         "apt-get": f"touch {tmp_path}/apt-get.called; exit 100",
+        # python3 -c 'import <module>'
+        "python3": f'm="${{2#import }}"; for p in {modules}; do [ "$p" = "$m" ] && exit 0; done; '
+                   "exit 1",
     }
+    for tool in present & {"iptables", "conntrack"}:
+        stand_ins[tool] = "exit 0"
     for tool, body in stand_ins.items():
         (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / tool).chmod(0o755)
@@ -234,14 +243,16 @@ def _stand_ins(tmp_path, installed: set[str]) -> dict[str, str]:
 
 
 def test_missing_network_tools_fail_with_one_clear_line(offline, tmp_path):
-    """A parent image without iptables/conntrack and no staged packages: a build without internet
-    never runs apt-get (issue 12.11); it says what is missing and how to stage it."""
-    script = _check_script(offline["1.30.12-amd64"], "EnsureNetworkTools")
+    """A parent image without iptables/conntrack nor the agent's Python modules, and no staged
+    packages: a build without internet never runs apt-get (issue 12.11); it names the packages
+    missing (image-recipes/os/debian-12.yaml) and how to stage them."""
+    script = _check_script(offline["1.30.12-amd64"], "EnsureOsPackages")
     env = _stand_ins(tmp_path, installed=set())
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "the parent image lacks iptables conntrack and no OS packages were staged for this build "
+        "the parent image lacks iptables conntrack python3-boto3 python3-yaml python3-jinja2 and "
+        "no OS packages were staged for this build "
         "without internet: run bake stage --os-packages and pass its overlay with --catalog, or "
         "use a parent image that has them"
     )
@@ -276,13 +287,13 @@ def test_staged_os_packages_are_downloaded_checked_and_installed_without_apt(
     for name, sha in debs.items():
         assert f"{sha} /var/tmp/bake-os-packages/{name}" in verify
     # the install step, run against stand-ins: libc6 is there already, the rest is installed
-    script = _check_script(docs, "EnsureNetworkTools", component="bake-os-prep")
+    script = _check_script(docs, "EnsureOsPackages", component="bake-os-prep")
     staged = tmp_path / "staged"
     staged.mkdir()
     for name in debs:
         (staged / name).write_bytes(b"deb")
     script = script.replace("/var/tmp/bake-os-packages", str(staged))
-    env = _stand_ins(tmp_path, installed={"libc6"})
+    env = _stand_ins(tmp_path, installed={"libc6"}, present={"boto3", "yaml", "jinja2"})
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     (call,) = (tmp_path / "dpkg.calls").read_text().splitlines()

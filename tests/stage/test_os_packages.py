@@ -23,14 +23,13 @@ BUCKET = "s3://bake-artifacts/offline"
 
 @pytest.fixture(scope="module")
 def staged_debs(tmp_path_factory):
-    from bake.catalog import OS_PREP_PACKAGES
     from bake.stage import OsPackagesOptions, download_os_packages
 
     mirror = tmp_path_factory.mktemp("mirror")
     overlay = mirror / "os-packages" / "catalog-overlay.yaml"
     lines: list[str] = []
     doc = download_os_packages(
-        OsPackagesOptions("amd64", mirror, overlay, packages=OS_PREP_PACKAGES), lines.append
+        OsPackagesOptions("amd64", mirror, overlay), lines.append
     )
     return mirror, overlay, doc
 
@@ -39,7 +38,9 @@ def test_the_closure_is_fetched_and_pinned(staged_debs):
     mirror, overlay, doc = staged_debs
     files = doc["os_packages"]["debian-12"]["amd64"]
     names = {f.split("_", 1)[0] for f in files}
-    assert {"iptables", "conntrack", "libnetfilter-conntrack3", "libxtables12"} <= names
+    # image-recipes/os/debian-12.yaml: kubeadm's tools and the agent's Python modules
+    assert {"iptables", "conntrack", "libnetfilter-conntrack3", "libxtables12",
+            "python3-boto3", "python3-botocore", "python3-yaml", "python3-jinja2"} <= names
     assert all(":" not in f and "%3a" not in f for f in files)  # Debian pool names
     for filename, sha in files.items():
         path = mirror / "os-packages" / "debian-12" / "amd64" / filename

@@ -29,7 +29,6 @@ from bake.catalog.model import (
     IMAGE_ARCHIVE_PATH,
     MINOR_RE,
     OS_PACKAGE_PATH,
-    OS_PREP_PACKAGES,
     OSES,
     PATCH_RE,
     REGISTRY,
@@ -46,7 +45,7 @@ from bake.catalog.resolve import list_releases, resolve, resolve_version, suppor
 
 __all__ = [
     "ARCHES", "ARTIFACT_SPECS", "CONTROL_PLANE_IMAGES", "DEB_FILENAME_RE", "IMAGE_ARCHIVE_PATH",
-    "MINOR_RE", "MIRROR_SCHEMES", "OSES", "OS_PACKAGE_PATH", "OS_PREP_PACKAGES", "PATCH_RE",
+    "MINOR_RE", "MIRROR_SCHEMES", "OSES", "OS_PACKAGE_PATH", "PATCH_RE",
     "REGISTRY", "SCHEMA", "SHA256_RE", "Artifact", "ArtifactSpec", "Catalog", "ContainerImage",
     "OsPackage", "Release", "catalog_schema", "list_releases", "load_catalog", "parse_mirror",
     "resolve", "resolve_version", "supported_summary",

@@ -13,7 +13,7 @@ from typing import Any
 ARCHES: tuple[str, ...] = ("amd64", "arm64")
 # the OSes bake bakes: one data file each in image-recipes/os/ (bake.oses; a test holds the two
 # lists equal)
-OSES: tuple[str, ...] = ("debian-12", "debian-13")
+OSES: tuple[str, ...] = ("al2023", "debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04")
 SCHEMA = "bake.catalog/v1"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MINOR_RE = re.compile(r"^(\d+)\.(\d+)$")
@@ -103,9 +103,6 @@ IMAGE_ARCHIVE_PATH = "bake-images/{arch}/{name}_{tag}.tar"
 # OS packages a build without internet installs (staged by `bake stage --os-packages`): on the
 # mirror and in S3 under this path, with their SHA-256 in a catalog overlay (``os_packages``).
 OS_PACKAGE_PATH = "os-packages/{os}/{arch}/{filename}"
-# What kubeadm's preflight checks need from the OS besides the baked artifacts ("Installing
-# kubeadm"; kubeadm preflight: conntrack and iptables in PATH).
-OS_PREP_PACKAGES: tuple[str, ...] = ("iptables", "conntrack")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ apiVersion: bake.cluster/v1
 name: {name}                       # [a-z0-9-], 2-28 chars; AWS names start with bake-<name>
 region: {region}
 kubernetes: "{minor}"               # the Kubernetes minor the AMI was baked for
-os: debian-12                      # debian-12 | debian-13
+os: debian-12                      # debian-12 | debian-13 | ubuntu-22.04 | ubuntu-24.04 | al2023
 arch: amd64                        # amd64 | arm64
 image:
   # SSM parameter holding the AMI id (`bake ami` publishes <prefix>/<minor>/<os>/<arch>/image_id)

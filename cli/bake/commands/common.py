@@ -76,7 +76,8 @@ os_option = click.option(
     default="debian-12",
     show_default=True,
     metavar="OS",
-    help="Image OS: debian-12 or debian-13 (one data file each in image-recipes/os/).",
+    help="Image OS: debian-12, debian-13, ubuntu-22.04, ubuntu-24.04 or al2023 (one data file "
+    "each in image-recipes/os/; --local builds Debian only).",
 )
 
 arches_option = click.option(

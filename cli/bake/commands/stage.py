@@ -58,9 +58,10 @@ from bake.commands.common import (
     "--os-packages",
     "os_packages",
     is_flag=True,
-    help="Fetch the OS packages a build without internet installs (iptables, conntrack and "
-    "their dependencies) with this Debian 12 host's apt into --mirror DIR, and pin their "
-    "SHA-256 in <mirror>/os-packages/catalog-overlay.yaml.",
+    help="Fetch the OS packages a build without internet installs (kubeadm's tools and the "
+    "node agent's Python modules, as image-recipes/os/debian-12.yaml names them, and their "
+    "dependencies) with this Debian 12 host's apt into --mirror DIR, and pin their SHA-256 in "
+    "<mirror>/os-packages/catalog-overlay.yaml.",
 )
 @click.option(
     "--resolve-digests",
@@ -113,14 +114,13 @@ def stage(
             "--overlay-out, --registry-auth and --resolve-digests go with --images-from"
         )
     if os_packages:
-        from bake.catalog import OS_PREP_PACKAGES
         from bake.stage import OsPackagesOptions, download_os_packages
 
         if len(arches) != 1:
             raise UsageError("--os-packages stages the host's arch only: pass one --arch")
         overlay = out_dir / "os-packages" / "catalog-overlay.yaml"
         doc = download_os_packages(
-            OsPackagesOptions(arches[0], out_dir, overlay, packages=OS_PREP_PACKAGES), say
+            OsPackagesOptions(arches[0], out_dir, overlay), say
         )
         count = sum(len(a) for o in doc["os_packages"].values() for a in o.values())
         say(f"{count} OS packages in {out_dir / 'os-packages'}; overlay {overlay}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from bake.aws import s3
 from bake.catalog import Artifact, Release
 from bake.errors import RenderError, UsageError
+from bake.oses import OsInfo
 from bake.plan import (
     IMAGES_DIR,
     OS_PACKAGES_DIR,
@@ -143,12 +145,17 @@ def _component(name: str, context: dict[str, Any]) -> Document:
 # ---------------------------------------------------------------- contexts
 
 
-def _os_prep(base: dict[str, Any], plan: DownloadPlan, artifacts_s3: str | None) -> dict[str, Any]:
-    """Context of bake-os-prep. Builds with internet install missing tools with apt-get; builds
-    without (``artifacts_s3``) never do: they install the .debs ``bake stage --os-packages``
-    staged (S3Download, then a SHA-256 check against the catalog), or fail naming the tools."""
-    from bake.catalog import OS_PREP_PACKAGES
+def _pm(info: OsInfo) -> dict[str, Any]:
+    """The package manager's shell, as the templates paste it (``bake.oses.PackageManager``)."""
+    return dataclasses.asdict(info.package_manager)
 
+
+def _os_prep(base: dict[str, Any], plan: DownloadPlan, artifacts_s3: str | None,
+             info: OsInfo) -> dict[str, Any]:
+    """Context of bake-os-prep. Builds with internet install what the parent image lacks with
+    the OS's package manager (``info``); builds without (``artifacts_s3``) never reach a
+    repository: they install the package files ``bake stage --os-packages`` staged (S3Download,
+    then a SHA-256 check against the catalog), or fail naming the packages."""
     downloads = [
         _download(p, None, artifacts_s3, f"Download{_camel(p.name)}Deb")
         for p in (plan.os_packages if artifacts_s3 else ())
@@ -166,9 +173,11 @@ def _os_prep(base: dict[str, Any], plan: DownloadPlan, artifacts_s3: str | None)
             ("net.bridge.bridge-nf-call-ip6tables", "1"),
             ("net.ipv4.ip_forward", "1"),
         ],
+        "pm": _pm(info),
         # kubeadm preflight checks (kubeadm "Installing kubeadm": conntrack, iptables)
-        "packages": list(OS_PREP_PACKAGES),
-        "tools": list(OS_PREP_PACKAGES),
+        "tools": [(_safe(c), _safe(p)) for c, p in info.tools.items()],
+        "tool_names": [_safe(c) for c in info.tools],
+        "python": [(_safe(m), _safe(p)) for m, p in info.python.items()],
     }
 
 
@@ -178,6 +187,7 @@ def _runtime(
     plan: DownloadPlan,
     mirror: str | None,
     artifacts_s3: str | None,
+    info: OsInfo,
 ) -> dict[str, Any]:
     names = ("containerd", "runc", "cni-plugins", "crictl")
     arts = [release.artifact(n) for n in names]
@@ -203,6 +213,7 @@ def _runtime(
             line for a in releases for line in _install_commands(a, planned[a.name])
         ],
         "os_packages": [_safe(a.package or a.name) for a in arts if a.source == "os-package"],
+        "pm": _pm(info),
         "containerd_config": render_text(
             "components",
             f"files/containerd-config-v{config_version}.toml.j2",
@@ -297,8 +308,9 @@ def _images(
     }
 
 
-def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
-    """Context of components/bake-node.yaml.j2 (download, verify, unpack, units)."""
+def _agent(base: dict[str, Any], agent: AgentSource, info: OsInfo) -> dict[str, Any]:
+    """Context of components/bake-node.yaml.j2 (download, verify, unpack, units); ``info``
+    says where the agent's package goes and which OS packages bring its modules."""
     bundle = f"{AGENT_DOWNLOADS_DIR}/bake-node-{_safe(agent.version)}.tar.gz"
     return {
         **base,
@@ -308,26 +320,30 @@ def _agent(base: dict[str, Any], agent: AgentSource) -> dict[str, Any]:
         "agent_sha256": _safe(agent.sha256),
         "agent_s3": agent.url.startswith("s3://"),
         "agent_bundle": _safe(bundle),
+        "python_site": _safe(info.python_site),
+        "python_modules": [_safe(m) for m in info.python],
+        "python_packages": [_safe(p) for p in info.python.values()],
     }
 
 
 def _manifest(
-    base: dict[str, Any], release: Release, plan: DownloadPlan, agent: AgentSource | None = None
+    base: dict[str, Any], release: Release, plan: DownloadPlan, info: OsInfo,
+    agent: AgentSource | None = None,
 ) -> dict[str, Any]:
     """The image manifest component's context.
 
     ``manifest_json`` is the whole manifest (schema ``bake.image-manifest/v1``) as
     ``json.dumps`` makes it, with what only the target knows left open: each artifact's
     ``files`` (``{path: SHA-256}``, hashed there) and the ``version`` of OS packages (``null``:
-    the installed dpkg version, read there). The step fills those in with ``python3`` (present
-    wherever cloud-init is) and writes the result.
+    the installed version, read there with the OS's package manager). The step fills those in
+    with ``python3`` (present wherever cloud-init is) and writes the result.
     """
     artifacts, entries = [], []
     for a in release.artifacts:
         version_shell = None
         if a.source == "os-package":
-            # the installed dpkg version, recorded on the target at build time
-            version_shell = f'"$(dpkg-query -W -f="\\${{Version}}" {_safe(a.package or a.name)})"'
+            # the installed version, recorded on the target at build time
+            version_shell = f'"$(pkg={_safe(a.package or a.name)}; {info.package_manager.version})"'
         artifacts.append({"files": list(artifact_files(a.name, a.version)),
                           "version_shell": version_shell})
         entries.append(

@@ -21,6 +21,7 @@ from bake.render.components import (
     _kubernetes,
     _manifest,
     _os_prep,
+    _pm,
     _runtime,
     _safe,
     check_artifacts_s3,
@@ -76,22 +77,24 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
     }
     plan = download_plan(release)
     mirror = options.mirror
+    info = load_os(release.os)
     contexts = {
-        "bake-os-prep": _os_prep(base, plan, artifacts_s3),
-        "bake-container-runtime": _runtime(base, release, plan, mirror, artifacts_s3),
+        "bake-os-prep": _os_prep(base, plan, artifacts_s3, info),
+        "bake-container-runtime": _runtime(base, release, plan, mirror, artifacts_s3, info),
         "bake-kubernetes": _kubernetes(base, release, plan, mirror, artifacts_s3),
         "bake-images": _images(base, plan, mirror, artifacts_s3),
-        "bake-image-manifest": _manifest(base, release, plan, options.agent),
-        "bake-hygiene": base,
+        "bake-image-manifest": _manifest(base, release, plan, info, options.agent),
+        "bake-hygiene": {**base, "pm": _pm(info), "ssh_unit": _safe(info.ssh_unit)},
     }
     if options.agent:
-        contexts[AGENT_COMPONENT] = _agent(base, options.agent)
+        contexts[AGENT_COMPONENT] = _agent(base, options.agent, info)
     names = component_names(options.agent is not None)
     components = tuple(_component(name, contexts[name]) for name in names)
 
     target = f"{release.os}, {release.arch}"
     ami_description = f"Kubernetes {release.kubernetes_version} node image ({target}) by bake"
-    dashed = f"{release.kubernetes_version.replace('.', '-')}-{release.os}-{release.arch}"
+    # Image Builder resource names allow no dot (ubuntu-24.04 becomes ubuntu-24-04)
+    dashed = f"{release.kubernetes_version}-{release.os}-{release.arch}".replace(".", "-")
     tags = list(release_tags(release.kubernetes_version, release.arch, release.os).items())
     recipe = _request(
         "image-recipe",
@@ -100,8 +103,7 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
             "name": f"bake-k8s-{dashed}",
             "description": ami_description,
             "semantic_version": FIRST_VERSION,
-            "parent_image": options.parent_image or load_os(release.os).parent_image_for(
-                release.arch),
+            "parent_image": options.parent_image or info.parent_image_for(release.arch),
             "components": names,
             "root_device": ROOT_DEVICE,
             "volume_size_gib": int(options.volume_size_gib),
@@ -125,7 +127,7 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
     content_hash = ImageDocuments(
         release, components, recipe, infrastructure, infrastructure
     ).content_hash
-    minor_dashed = f"{release.minor.replace('.', '-')}-{release.os}-{release.arch}"
+    minor_dashed = f"{release.minor}-{release.os}-{release.arch}".replace(".", "-")
     distribution = _request(
         "distribution-configuration",
         f"bake-k8s-{minor_dashed}",

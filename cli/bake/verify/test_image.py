@@ -16,8 +16,10 @@ namespace and pinned (``io.cri-containerd.pinned=pinned``); the node agent when 
 lists it (``bake_node`` importable by the image's python3, ``bake-node --help``, its units
 enabled, its CNI manifests present); and image hygiene (no SSH host
 keys, empty machine-id, no cloud-init state, no package caches), the checks of
-amazon-eks-ami's ``validate.sh`` ported to testinfra. Only commands a minimal root filesystem
-has are used (sh, uname, cat, stat, sha256sum, cut, ls), so the chroot backend works anywhere.
+amazon-eks-ami's ``validate.sh`` ported to testinfra. What differs between OSes (the package
+manager's queries and caches, where the agent's package lives) comes from the OS data file the
+manifest's ``os`` names (``bake.oses``). Only commands a minimal root filesystem has are used
+(sh, uname, cat, stat, sha256sum, cut, ls), so the chroot backend works anywhere.
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ def manifest(host) -> dict:
 
 
 @pytest.fixture(scope="module")
+def os_info(manifest):
+    """The image OS's data (``bake.oses.OsInfo`` of the manifest's ``os``): package manager,
+    where the agent's package lives. The checks adapt to the OS from it, not by copy."""
+    from bake.oses import load_os
+
+    if not manifest.get("os"):
+        pytest.fail(f"{MANIFEST} names no os")
+    return load_os(str(manifest["os"]))
+
+
+@pytest.fixture(scope="module")
 def live(host) -> bool:
     """True on a booted node (systemd running, the sd_booted(3) test), False for an image."""
     return host.file("/run/systemd/system").is_directory
@@ -184,13 +197,14 @@ def _version_output(host, cmd: str) -> str:
     return out.stdout.strip() or out.stderr.strip()
 
 
-def test_artifact_version(host, artifact):
+def test_artifact_version(host, artifact, os_info):
     """Each artifact answers its version query with the manifest's version."""
     name, version = artifact.get("name"), str(artifact.get("version"))
     if artifact.get("source") == "os-package":
         package = artifact.get("package") or name
-        out = host.run(f"dpkg-query -W -f='${{Version}}' {shlex.quote(package)}")
-        assert out.rc == 0, f"{name}: Debian package {package} is not installed"
+        query = f"pkg={shlex.quote(package)}; {os_info.package_manager.version}"
+        out = host.run(f"sh -c {shlex.quote(query)}")
+        assert out.rc == 0, f"{name}: {os_info.name} package {package} is not installed"
         assert out.stdout.strip() == version, (
             f"{name}: installed package {package} is {out.stdout.strip()}, manifest says {version}")
         return
@@ -350,7 +364,6 @@ def test_images_import_enabled(host, live):
 # that entry the image must not carry a stray agent either (manifest and image agree), and the
 # other checks have nothing to look at, so they pass without skipping.
 
-AGENT_SITE = "/usr/lib/python3/dist-packages/bake_node"
 AGENT_COMMAND = "/usr/sbin/bake-node"
 AGENT_MANIFESTS = "/usr/share/bake-node/manifests"
 TIMERS_WANTS = "/etc/systemd/system/timers.target.wants"
@@ -363,9 +376,14 @@ def agent(manifest) -> dict | None:
     return entry if isinstance(entry, dict) else None
 
 
-def test_agent_manifest_entry(host, agent):
+def _agent_site(os_info) -> str:
+    """Where the image's OS keeps the agent's package (``python_site`` of its data file)."""
+    return f"{os_info.python_site}/bake_node"
+
+
+def test_agent_manifest_entry(host, agent, os_info):
     if agent is None:
-        stray = [p for p in (AGENT_COMMAND, AGENT_SITE) if host.file(p).exists]
+        stray = [p for p in (AGENT_COMMAND, _agent_site(os_info)) if host.file(p).exists]
         assert not stray, f"{stray[0]} is in the image but {MANIFEST} lists no agent"
         return
     assert agent.get("name") == "bake-node", f"{MANIFEST} agent entry is {agent!r}"
@@ -374,16 +392,17 @@ def test_agent_manifest_entry(host, agent):
         f"{MANIFEST} agent entry has no SHA-256 of its bundle")
 
 
-def test_agent_importable(host, agent):
+def test_agent_importable(host, agent, os_info):
     if agent is None:
         return
+    site = _agent_site(os_info)
     # -B: do not write __pycache__ into the image under test
     out = host.run(
         "python3 -B -c 'import bake_node.main, bake_node.agent; print(bake_node.__file__)'")
     assert out.rc == 0, (
         f"bake_node does not import with the image's python3: {out.stderr.strip()[-200:]}")
-    assert out.stdout.strip() == f"{AGENT_SITE}/__init__.py", (
-        f"bake_node imported from {out.stdout.strip()}, expected {AGENT_SITE}")
+    assert out.stdout.strip() == f"{site}/__init__.py", (
+        f"bake_node imported from {out.stdout.strip()}, expected {site}")
 
 
 def test_agent_command(host, agent):
@@ -450,8 +469,11 @@ def test_no_cloud_init_state(host, image_only):
     assert not left, f"cloud-init instance state left: /var/lib/cloud/instances/{left[0]}"
 
 
-def test_no_package_caches(host, image_only):
-    debs = [n for n in _listdir(host, "/var/cache/apt/archives") if n.endswith(".deb")]
-    assert not debs, f"package cache not cleaned: /var/cache/apt/archives/{debs[0]}"
-    lists = [n for n in _listdir(host, "/var/lib/apt/lists") if n not in ("partial", "lock")]
-    assert not lists, f"apt lists not cleaned: /var/lib/apt/lists/{lists[0]}"
+def test_no_package_caches(host, image_only, os_info):
+    """Nothing under the package manager's caches (its data in package-managers.yaml), lock
+    files and apt's ``partial/`` aside."""
+    pm = os_info.package_manager
+    for pattern in (*pm.caches, pm.package_files):
+        out = host.run(f"sh -c 'for f in {pattern}; do [ -e \"$f\" ] && echo \"$f\"; done; true'")
+        left = [f for f in out.stdout.split() if f.rsplit("/", 1)[-1] not in ("partial", "lock")]
+        assert not left, f"{pm.name} cache not cleaned: {left[0]}"

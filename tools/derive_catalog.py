@@ -157,6 +157,24 @@ TABLES = {  # bake artifact -> kubespray table
 }
 
 
+# Add-ons baked with every minor: their version, and the images that version runs (what the
+# image stages, imports and pins beside kubeadm's set; manifests/ refers to the same refs).
+#   flannel v0.25.6: flannel-io/flannel release v0.25.6, Documentation/kube-flannel.yml at the
+#   tag (images docker.io/flannel/flannel:v0.25.6 and flannel-cni-plugin:v1.5.1-flannel2; the
+#   release notes list no Kubernetes minimum above 1.20, and it runs on 1.30-1.36 here).
+ADDONS = {"flannel": "v0.25.6"}
+ADDON_RELEASES = {
+    "flannel": {
+        "v0.25.6": {
+            "images": {
+                "flannel": "docker.io/flannel/flannel:v0.25.6",
+                "flannel-cni-plugin": "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2",
+            }
+        }
+    }
+}
+
+
 def _sha(table: dict, arch: str, version: str) -> str:
     value = table[arch][version]
     return str(value).removeprefix("sha256:")
@@ -193,6 +211,7 @@ def derive(upstream: Path) -> dict:
             "cni-plugins": cni,
             "etcd": ETCD_CLIENT[minor],
             "images": images,
+            "addons": dict(ADDONS),
         }
         overrides = image_overrides(minor, patches)
         if overrides:
@@ -201,6 +220,7 @@ def derive(upstream: Path) -> dict:
     return {
         "schema": "bake.catalog/v1",
         "kubernetes": kubernetes,
+        "addon_releases": ADDON_RELEASES,
         "checksums": {k: dict(sorted(v.items())) for k, v in sha.items()},
     }
 
@@ -216,7 +236,9 @@ HEADER = """\
 # Kubernetes release bucket, crictl, containerd, runc and CNI plugins from their GitHub releases.
 # Image tags: kubeadm's own image set per patch (cmd/kubeadm/app/constants on each release branch;
 # sources per minor and per patch in tools/derive_catalog.py), checked at build time against the
-# baked kubeadm's `kubeadm config images list`.
+# baked kubeadm's `kubeadm config images list`. Add-ons (addons per minor, addon_releases): the
+# version of each add-on baked with the minor and the images it runs (sources in
+# tools/derive_catalog.py, ADDONS).
 # Download URLs and install paths are in bake/catalog/model.py (ARTIFACT_SPECS).
 #
 # Add a release without a new bake: write an overlay in this format holding only what is new

@@ -243,12 +243,17 @@ def _mirror_path(url: str) -> str:
     return f"{parts.netloc}{parts.path}"
 
 
+def _kubeadm_refs(release) -> list[str]:
+    """What a real kubeadm's `config images list` prints: kubeadm's own set, not the add-ons'."""
+    return [i.ref for i in release.images if i.group == "kubeadm"]
+
+
 def _artifact_bytes(name: str, version: str, release, flavor: str = "script") -> bytes:
     k8s = release.kubernetes_version
     if flavor == "cluster" and name in ("kubeadm", "kubelet", "kubectl"):
-        return cluster_standin(name, k8s, [i.ref for i in release.images])
+        return cluster_standin(name, k8s, _kubeadm_refs(release))
     if name == "kubeadm":
-        return kubeadm_script(k8s, [i.ref for i in release.images])
+        return kubeadm_script(k8s, _kubeadm_refs(release))
     if name == "kubelet":
         return kubelet_script(k8s)
     if name == "kubectl":

@@ -52,6 +52,7 @@ class PlannedFile:
             only on a mirror).
         install: install path, a file or a directory (artifacts only).
         ref: the image reference, e.g. ``registry.k8s.io/pause:3.9`` (images only).
+        group: whose image (images only): ``kubeadm`` or the add-on's name (``flannel``).
     """
 
     name: str
@@ -62,6 +63,7 @@ class PlannedFile:
     upstream: str | None = None
     install: str | None = None
     ref: str | None = None
+    group: str | None = None
 
     @property
     def filename(self) -> str:
@@ -155,6 +157,7 @@ def download_plan(release: Any) -> DownloadPlan:
             sha256=i.archive_sha256,
             destination=f"{IMAGES_DIR}/{i.name}_{i.tag}.tar",
             ref=i.ref,
+            group=i.group,
         )
         for i in release.images
         if i.archive_sha256

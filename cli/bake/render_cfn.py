@@ -14,7 +14,8 @@ it; the request bodies bake sends have none (``bake.imagebuilder_requests``).
 Resource shapes: CloudFormation resource reference, "EC2 Image Builder resource type reference".
 The template is built as data and dumped with PyYAML (never by string concatenation); the
 result is parsed again and ``Data`` compared to the component texts before it is returned.
-Templates over 51,200 bytes must be deployed from S3 (CloudFormation quotas).
+Templates over 51,200 bytes must be deployed from S3 (CloudFormation quotas): their header says
+so (``--s3-bucket``).
 """
 
 from __future__ import annotations
@@ -271,13 +272,29 @@ def render_cloudformation(docs: Any) -> str:
         RenderError: the dumped template does not parse back to the same data (a bake bug).
     """
     template = build_template(docs)
-    text = (
-        "# Rendered by bake (bake render ami --format cloudformation); deploy with\n"
-        "# aws cloudformation deploy --template-file THIS \\\n"
-        "#   --parameter-overrides InstanceProfileName=...\n"
-    )
-    text += yaml.dump(template, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000,
-                      default_flow_style=None)
+    body = yaml.dump(template, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000,
+                     default_flow_style=None)
+    text = _header(inline=True) + body
+    if len(text.encode()) > TEMPLATE_BODY_LIMIT:
+        text = _header(inline=False) + body
     if yaml.safe_load(text) != template:
         raise RenderError("CloudFormation template did not round-trip through YAML (bake bug)")
     return text
+
+
+#: CloudFormation's limit of an inline template body, bytes (CloudFormation quotas); a larger
+#: template goes through S3: ``aws cloudformation deploy --s3-bucket`` uploads it (AWS CLI
+#: reference, "deploy": required for templates over 51,200 bytes)
+TEMPLATE_BODY_LIMIT = 51_200
+
+
+def _header(inline: bool) -> str:
+    """How to deploy the template: inline, or through an S3 bucket when it is too large."""
+    bucket = "" if inline else " --s3-bucket BUCKET"
+    note = "" if inline else (
+        "# (over CloudFormation's 51,200-byte inline limit: --s3-bucket uploads it first)\n")
+    return (
+        "# Rendered by bake (bake render ami --format cloudformation); deploy with\n"
+        f"# aws cloudformation deploy --template-file THIS{bucket} \\\n"
+        "#   --parameter-overrides InstanceProfileName=...\n" + note
+    )

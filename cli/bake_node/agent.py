@@ -38,7 +38,13 @@ from bake_node.errors import ConfigError, NodeError
 from bake_node.etcd import EtcdCtl, EtcdMembers
 from bake_node.identity import Identity, discover
 from bake_node.joinmaterial import CERT_KEY_TTL, JoinMaterial, Material, Secret
-from bake_node.kubeadm import Kubeadm, new_certificate_key, new_token, render_config
+from bake_node.kubeadm import (
+    Kubeadm,
+    new_certificate_key,
+    new_token,
+    render_config,
+    render_manifest,
+)
 from bake_node.lease import Lease
 from bake_node.registry import write_hosts
 
@@ -272,15 +278,23 @@ class Agent:
         return mode
 
     def post_phase(self, ctx: Context, mode: str) -> None:
-        """On the node that ran init: apply manifests/cni/<cni>/*.yaml then manifests/addons/."""
+        """On the node that ran init: apply manifests/cni/<cni>/ then manifests/addons/, each
+        file in name order. A ``*.yaml.j2`` is a template: rendered first with the cluster's
+        values (``pod_cidr``) into the state directory, and that file is applied."""
         if mode != "init":
             return
         cni_dir = self.s.manifests_dir / "cni" / ctx.config.cni
-        files = sorted(cni_dir.glob("*.yaml"))
+        files = _manifest_files(cni_dir)
         if not files:
             raise ConfigError(f"CNI {ctx.config.cni!r} has no manifests in {cni_dir}")
-        files += sorted((self.s.manifests_dir / "addons").glob("*.yaml"))
+        files += _manifest_files(self.s.manifests_dir / "addons")
+        rendered_dir = self.s.state_dir / "manifests"
         for path in files:
+            if path.name.endswith(".j2"):
+                text, _docs = render_manifest(path, pod_cidr=ctx.config.pod_cidr)
+                rendered_dir.mkdir(parents=True, exist_ok=True)
+                path = rendered_dir / path.name.removesuffix(".j2")
+                path.write_text(text)
             self.kubeadm.apply(path)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -615,3 +629,9 @@ def record_certificates(db, ctx: Context, kubernetes_dir: Path,
     except Exception as exc:  # noqa: BLE001 - a status record never fails the node
         log.warning("could not record the certificate expiries: %s", exc)
         return {}
+
+
+def _manifest_files(folder: Path) -> list[Path]:
+    """The manifests (``*.yaml``) and manifest templates (``*.yaml.j2``) of ``folder``, in name
+    order (an absent folder has none)."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yaml.j2")], key=lambda p: p.name)

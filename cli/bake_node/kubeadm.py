@@ -68,17 +68,9 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     Raises:
         jinja2.UndefinedError: a value is missing (StrictUndefined).
     """
-    import jinja2
-
     version = api_version(kubernetes_version)
     source = resources.files("bake_node.templates").joinpath("kubeadm.yaml.j2")
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["tojson"] = _tojson
+    env = _environment()
     for optional in ("patches_dir", "taints"):
         context.setdefault(optional, None)
     context.setdefault("node_labels", "")
@@ -89,6 +81,35 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     text = text.lstrip("\n")
     docs = [d for d in yaml.safe_load_all(text) if d]
     return text, docs
+
+
+def _environment():
+    """The agent's one Jinja2 environment: StrictUndefined (a missing value raises), blocks
+    trimmed, ``tojson`` quoting values as JSON (valid YAML)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def render_manifest(source: Path, **context: Any) -> tuple[str, list[dict]]:
+    """Render a baked manifest template (``manifests/**/<name>.yaml.j2``) with the cluster's
+    values, e.g. ``pod_cidr`` for the CNI.
+
+    Returns:
+        ``(text, documents)``: the rendered YAML and its parsed (non-empty) documents.
+    Raises:
+        jinja2.UndefinedError: the template needs a value not given (StrictUndefined).
+        yaml.YAMLError: the rendered text is not YAML.
+    """
+    text = _environment().from_string(source.read_text()).render(**context)
+    return text, [d for d in yaml.safe_load_all(text) if d]
 
 
 def _tojson(value: Any) -> str:

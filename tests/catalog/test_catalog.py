@@ -42,7 +42,7 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         assert re.fullmatch(r"[0-9a-f]{64}", artifact.sha256), artifact
         assert artifact.url.startswith("https://")
         assert f"{arch}" in artifact.url
-    images = {i.name: i.ref for i in release.images}
+    images = {i.name: i.ref for i in release.images if i.group == "kubeadm"}
     assert set(images) == {
         "kube-apiserver",
         "kube-controller-manager",
@@ -56,6 +56,35 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         images["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:v{release.kubernetes_version}"
     )
     assert images["coredns"].startswith("registry.k8s.io/coredns/coredns:v")
+    # the CNI's images are baked beside kubeadm's set (catalog addons / addon_releases)
+    addons = {i.name: (i.group, i.ref) for i in release.images if i.group != "kubeadm"}
+    assert addons == {
+        "flannel": ("flannel", "docker.io/flannel/flannel:v0.25.6"),
+        "flannel-cni-plugin": ("flannel", "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2"),
+    }
+
+
+def test_the_cni_manifest_runs_the_images_the_catalog_bakes(catalog):
+    """manifests/cni/flannel refers to exactly the refs the catalog bakes for every minor, so
+    nothing is pulled at boot."""
+    import re
+
+    from bake.templates import read_text
+
+    text = read_text("manifests", "cni/flannel/kube-flannel.yaml.j2")
+    in_manifest = set(re.findall(r"image: (\S+)", text))
+    for minor in catalog.data["kubernetes"]:
+        release = resolve(catalog, minor, "amd64")
+        assert {i.ref for i in release.images if i.group == "flannel"} == in_manifest, minor
+
+
+def test_an_addon_version_without_its_images_is_one_line(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("schema: bake.catalog/v1\nkubernetes:\n  '1.30':\n    addons:\n"
+                       "      flannel: v0.26.0\n")
+    with pytest.raises(CatalogError, match=r"^catalog: Kubernetes 1.30 bakes flannel v0.26.0, "
+                       r"but addon_releases.flannel has no 'v0.26.0' entry"):
+        resolve(load_catalog([overlay]), "1.30", "amd64")
 
 
 def test_checksums_match_upstream_reference_data(catalog):

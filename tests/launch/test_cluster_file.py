@@ -102,7 +102,13 @@ def _set(doc: dict, dotted: str, value) -> dict:
         (
             "kubernetesNetwork.cni",
             "weave",
-            "kubernetesNetwork.cni: must be one of flannel, calico, cilium",
+            "kubernetesNetwork.cni: must be one of flannel, got 'weave'",
+        ),
+        (
+            "kubernetesNetwork.cni",
+            "calico",
+            "kubernetesNetwork.cni: must be one of flannel, got 'calico' (calico is not baked "
+            "into the image yet)",
         ),
         ("bootstrapToken.ttlMinutes", 5, "bootstrapToken.ttlMinutes: must be between 15 and "
          "1440, got 5"),
@@ -217,8 +223,12 @@ def test_os_is_one_bake_bakes():
     doc["image"].pop("ssmParameter")
     spec = parse_cluster(doc, "cluster.yaml")
     assert spec.image_ssm_parameter == "/bake/k8s/1.30/debian-13/amd64/image_id"
-    with pytest.raises(ClusterFileError, match="cluster.yaml: os: must be one of debian-12, "
-                                               "debian-13, got 'windows-11'"):
+    doc = _set(base(), "os", "ubuntu-24.04")
+    doc["image"].pop("ssmParameter")
+    spec = parse_cluster(doc, "cluster.yaml")
+    assert spec.image_ssm_parameter == "/bake/k8s/1.30/ubuntu-24.04/amd64/image_id"
+    with pytest.raises(ClusterFileError, match="cluster.yaml: os: must be one of al2023, "
+                       "debian-12, debian-13, ubuntu-22.04, ubuntu-24.04, got 'windows-11'"):
         parse_cluster(_set(base(), "os", "windows-11"), "cluster.yaml")
 
 

@@ -15,6 +15,11 @@ CONTEXT = {
     "agent_s3": False,
     "agent_bundle": "/var/tmp/bake-node-downloads/bake-node-0.1.0.tar.gz",
     "downloads_dir": "/var/tmp/bake-node-downloads",
+    # from the OS data file (image-recipes/os/debian-12.yaml)
+    "os": "debian-12",
+    "python_site": "/usr/lib/python3/dist-packages",
+    "python_modules": ["boto3", "yaml", "jinja2"],
+    "python_packages": ["python3-boto3", "python3-yaml", "python3-jinja2"],
 }
 ALLOWED = {"ExecuteBash", "WebDownload", "CreateFile", "CreateFolder"}
 

@@ -176,7 +176,7 @@ def test_bundle_holds_the_agent_and_its_manifests(tmp_path):
     assert names == sorted(names)
     assert "bake_node/main.py" in names
     assert "bake_node/schema/node-config.schema.json" in names
-    assert any(n.startswith("manifests/cni/") and n.endswith(".yaml") for n in names)
+    assert "manifests/cni/flannel/kube-flannel.yaml.j2" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert {(m.uid, m.gid, m.mtime) for m in members} == {(0, 0, 0)}
 

@@ -102,7 +102,7 @@ def test_strict_undefined_catches_a_missing_value():
     from bake.templates import render_yaml
 
     with pytest.raises(
-        RenderError, match="components/bake-hygiene.yaml.j2: 'pm' is undefined"
+        RenderError, match="components/bake-hygiene.yaml.j2: 'ssh_unit' is undefined"
     ):
         render_yaml("components", "bake-hygiene.yaml.j2", {"kubernetes_version": "1.30.12"})
 

@@ -87,7 +87,10 @@ def test_every_binary_and_image_archive_comes_from_the_staged_s3_objects(offline
                     (item,) = steps[index]["inputs"]
                     assert set(item) == {"source", "destination", "overwrite"}
                     source, destination = item["source"], item["destination"]
-                    assert f"{want[source]} {destination} {source}\n" in script
+                    # the check names the staged object: $staged/<path>, staged written once
+                    assert f"\nstaged={BUCKET}\n" in script
+                    path = source.removeprefix(f"{BUCKET}/")
+                    assert f"{want[source]} {destination} {path}\n" in script
                     got[source] = want[source]
         assert got == want, key  # every artifact and image archive, nothing else
         assert not [s for c in docs.components for _, s in _steps(c, "WebDownload")], key

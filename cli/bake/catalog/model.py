@@ -140,11 +140,11 @@ class Artifact:
 
 @dataclass(frozen=True)
 class ContainerImage:
-    """One container image of the kubeadm image set (a machine image is an AMI or a
-    ``bake.builders.local.LocalImage``; this is what runs in containerd).
+    """One container image baked into a node image: kubeadm's image set or an add-on's (a
+    machine image is an AMI or a ``bake.builders.local.LocalImage``; this runs in containerd).
 
     Attributes:
-        name: short name, e.g. ``kube-apiserver``.
+        name: short name, e.g. ``kube-apiserver``, ``flannel``.
         ref: registry-neutral reference, e.g. ``registry.k8s.io/kube-apiserver:v1.30.12``.
         tag: the tag.
         archive_path: path of its OCI archive on a mirror (``bake-images/<arch>/...tar``).
@@ -152,6 +152,8 @@ class ContainerImage:
         digest: ``sha256:<hex>`` the registry serves for ``ref`` (a manifest list, the same for
             every arch), from the catalog's ``image_digests``; ``None`` when not pinned.
             ``bake stage --images-from`` copies the image by this digest.
+        group: ``kubeadm`` for kubeadm's image set (what ``kubeadm config images list``
+            prints), else the add-on that runs it (``flannel``; the catalog's ``addons``).
     """
 
     name: str
@@ -160,6 +162,7 @@ class ContainerImage:
     archive_path: str
     archive_sha256: str | None
     digest: str | None = None
+    group: str = "kubeadm"
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,7 @@ def resolve(
                 digests.get(ref),
             )
         )
+    images += _addon_images(catalog, minor, entry.get("addons", {}), arch)
     staged = catalog.data.get("os_packages", {}).get(os_name, {}).get(arch, {})
     os_packages = tuple(
         OsPackage(
@@ -190,6 +191,31 @@ def resolve(
     return Release(
         version, minor, arch, os_name, artifacts, tuple(images), catalog.sources, os_packages
     )
+
+
+def _addon_images(catalog: Catalog, minor: str, addons: dict[str, str],
+                  arch: str) -> list[ContainerImage]:
+    """The images of the add-ons baked with ``minor`` (``kubernetes.<minor>.addons``: name ->
+    version), from ``addon_releases.<name>.<version>.images``, in add-on then image order.
+
+    Raises:
+        CatalogError: an add-on version the catalog has no release entry for.
+    """
+    archives = catalog.data.get("image_archives", {}).get(arch, {})
+    digests = catalog.data.get("image_digests", {})
+    out = []
+    for addon, version in sorted(addons.items()):
+        release = catalog.data.get("addon_releases", {}).get(addon, {}).get(version)
+        if release is None:
+            raise CatalogError(f"catalog: Kubernetes {minor} bakes {addon} {version}, but "
+                               f"addon_releases.{addon} has no {version!r} entry (add its images "
+                               "in a catalog overlay)")
+        for name, ref in release["images"].items():
+            tag = ref.rsplit(":", 1)[1]
+            out.append(ContainerImage(name, ref, tag,
+                                      IMAGE_ARCHIVE_PATH.format(arch=arch, name=name, tag=tag),
+                                      archives.get(ref), digests.get(ref), group=addon))
+    return out
 
 
 def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict[str, Any]]:

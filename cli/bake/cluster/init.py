@@ -47,7 +47,7 @@ workers:
 kubernetesNetwork:
   podCIDR: 10.244.0.0/16
   serviceCIDR: 10.96.0.0/12
-  cni: flannel                     # flannel | calico | cilium (manifests baked into the image)
+  cni: flannel                     # flannel (its manifests are baked into the image)
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)

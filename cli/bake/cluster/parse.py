@@ -19,6 +19,7 @@ from bake.cluster.model import (
     INSTANCE_TYPE_RE,
     MINOR_RE,
     NAME_RE,
+    PLANNED_CNIS,
     REGION_RE,
     SSM_RE,
     SUBNET_ID_RE,
@@ -257,7 +258,9 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
                 kn.fail(a, f"{nets[a]} overlaps {b} ({nets[b]}); pick disjoint ranges")
     cni = kn.get("cni", str, "flannel")
     if cni not in CNI_NAMES:
-        kn.fail("kubernetesNetwork.cni", f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}")
+        later = (f" ({cni} is not baked into the image yet)" if cni in PLANNED_CNIS else "")
+        kn.fail("kubernetesNetwork.cni",
+                f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}{later}")
     kn.done()
     bt = top.sub("bootstrapToken")
     token_ttl = _positive(bt, "ttlMinutes", 30, 15, 1440)

@@ -55,9 +55,11 @@ def _download(
     """Download step input of one ``bake.plan.PlannedFile``.
 
     Returns:
-        ``{"step", "source", "destination", "sha256", "install", "s3"}``; ``s3`` is true when
-        ``source`` is an ``s3://`` URI (an S3Download step; the component's ``VerifyDownloads``
-        step checks the SHA-256), false for a ``WebDownload`` URL (checksum input).
+        ``{"step", "source", "destination", "sha256", "install", "s3", "staged", "path"}``;
+        ``s3`` is true when ``source`` is an ``s3://`` URI (an S3Download step; the component's
+        ``VerifyDownloads`` step checks the SHA-256), false for a ``WebDownload`` URL (checksum
+        input). ``source`` is ``<staged>/<path>`` for S3 (``staged``: the ``--artifacts``
+        prefix), written once in the check step to keep components under 16,000 characters.
     """
     return {
         "step": step,
@@ -66,6 +68,8 @@ def _download(
         "sha256": _safe(planned.sha256),
         "install": _safe(planned.install) if planned.install else None,
         "s3": bool(artifacts_s3),
+        "staged": _safe(artifacts_s3.rstrip("/")) if artifacts_s3 else None,
+        "path": _safe(planned.path),
     }
 
 
@@ -292,6 +296,8 @@ def _images(
     ]
     ctx = {
         "images": images,
+        # what `kubeadm config images list` must print (the add-ons' images are baked beside it)
+        "kubeadm_refs": [_safe(i.ref or "") for i in plan.images if i.group == "kubeadm"],
         "images_dir": IMAGES_DIR,
         "containerd_address": CONTAINERD_SOCKET,
         "import_script": "/usr/local/sbin/bake-images-import",

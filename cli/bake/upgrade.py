@@ -46,7 +46,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -330,17 +330,21 @@ class Roller:
                                         autoscaling.terminate(self.asg, instance_id, decrement))
 
     # -- looks -------------------------------------------------------------------------------
-    def _in_service(self, role: str) -> list[str]:
+    def _instances(self, role: str, leaving: Collection[str]) -> list[str]:
+        """The ids of the ``role`` group's instances whose lifecycle state is not in
+        ``leaving`` (Auto Scaling ``DescribeAutoScalingGroups``)."""
         group = autoscaling.groups(self.asg, [self.groups[role]]).get(self.groups[role], {})
         return [i["InstanceId"] for i in group.get("Instances", [])
-                if i.get("LifecycleState") not in GONE]
+                if i.get("LifecycleState") not in leaving]
+
+    def _in_service(self, role: str) -> list[str]:
+        """The group's instances that are not on their way out (``GONE``)."""
+        return self._instances(role, GONE)
 
     def _listed(self, role: str) -> list[str]:
         """Every instance the group still lists, whatever its lifecycle state (one that
         finished terminating leaves the list)."""
-        group = autoscaling.groups(self.asg, [self.groups[role]]).get(self.groups[role], {})
-        return [i["InstanceId"] for i in group.get("Instances", [])
-                if i.get("LifecycleState") != "Terminated"]
+        return self._instances(role, {"Terminated"})
 
     def _report(self, instance_id: str) -> dict[str, Any]:
         return dynamodb.item(self.db, self.spec.lock_table, f"node#{instance_id}") or {}

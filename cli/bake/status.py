@@ -214,9 +214,20 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
                             "bake-node-rotate timer running?")
     if local_state is not None:
         status.local = {"netns": local_state.get("netns"), "nlb": local_state.get("nlb_ip"),
-                        "image": local_state.get("image_dir"),
+                        "image": local_images(local_state),
                         "created": local_state.get("created")}
     return status
+
+
+def local_images(local_state: dict) -> str | None:
+    """The local images the running VMs booted, comma-separated: one, or two while `bake
+    upgrade --local` rolls; a VM recorded without its image booted the launch image
+    (``local_state["image_dir"]``). ``None`` when nothing is recorded."""
+    from bake.localcluster.state import running_nodes
+
+    launch = local_state.get("image_dir")
+    images = sorted({n.get("image_dir") or launch for n in running_nodes(local_state)} - {None})
+    return ", ".join(images) or launch
 
 
 def _duration(seconds) -> str:

@@ -117,3 +117,20 @@ def test_a_newer_control_plane_raises_the_cluster_version_then_the_old_ones_are_
     assert state["phases"]["bootstrap"]["status"] == "failed"
     members = json.loads(lab.etcdctl(3, "member", "list", "-w", "json"))["members"]
     assert sorted(m["name"] for m in members) == ["node-3", "node-4"]
+
+
+def test_status_names_the_images_the_running_vms_booted():
+    """`bake status --local` after and during `bake upgrade --local`: the images the running VMs
+    booted, not the one the cluster was launched with."""
+    from bake.status import local_images
+
+    launch, target = "/d/images/1.30.12-amd64-x", "/d/images/1.31.8-amd64-y"
+    state = {"image_dir": launch, "nodes": [
+        {"instance_id": "i-1", "image_dir": launch, "terminated": 1.0},
+        {"instance_id": "i-2", "image_dir": target},
+        {"instance_id": "i-3"},  # recorded before VMs kept their image: the launch image
+    ]}
+    assert local_images(state) == f"{launch}, {target}"
+    state["nodes"][2]["terminated"] = 2.0
+    assert local_images(state) == target
+    assert local_images({"image_dir": launch, "nodes": []}) == launch

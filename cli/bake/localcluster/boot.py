@@ -91,6 +91,6 @@ def start_vm(node: LocalNode, base: Path, image_dir: Path, net: LocalNetwork, me
     state["nodes"].append({"instance_id": node.instance_id, "role": node.role,
                            "private_ip": node.private_ip, "hostname": node.hostname,
                            "pid": pid, "dir": str(files.dir), "index": node.index,
-                           "started": time.time()})
+                           "image_dir": str(image_dir), "started": time.time()})
     echo(f"{node.instance_id} {node.role:<13} {node.private_ip:<15} booting "
          f"(VM pid {pid}, {memory_mib} MiB, console {files.console})")

@@ -434,8 +434,8 @@ def test_agent_manifests_present(host, agent):
     cni = f"{AGENT_MANIFESTS}/cni"
     assert host.file(cni).is_directory, f"{cni} is missing: the agent has no CNI manifests"
     found = [f"{cni}/{d}/{n}" for d in _listdir(host, cni) for n in _listdir(host, f"{cni}/{d}")
-             if n.endswith(".yaml")]
-    assert found, f"no CNI manifest (*.yaml) under {cni}"
+             if n.endswith((".yaml", ".yaml.j2"))]
+    assert found, f"no CNI manifest (*.yaml, or a *.yaml.j2 template) under {cni}"
 
 
 # ---------------------------------------------------------------- hygiene (images only)

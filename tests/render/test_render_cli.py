@@ -127,6 +127,7 @@ def test_render_path_does_not_import_boto3(tmp_path):
 # Canonical, "Finding Ubuntu images with the AWS SSM Parameter Store" (22.04 on gp2, 24.04 on
 # gp3); AL2023 User Guide, "Launching AL2023 using the SSM parameter" (x86_64/arm64).
 PARENT_IMAGES = {
+    ("debian-12", "arm64"): "ssm:/aws/service/debian/release/12/latest/arm64",  # amd64: above
     ("debian-13", "amd64"): "ssm:/aws/service/debian/release/13/latest/amd64",
     ("debian-13", "arm64"): "ssm:/aws/service/debian/release/13/latest/arm64",
     ("ubuntu-22.04", "amd64"):

@@ -157,12 +157,26 @@ TABLES = {  # bake artifact -> kubespray table
 }
 
 
-# Add-ons baked with every minor: their version, and the images that version runs (what the
-# image stages, imports and pins beside kubeadm's set; manifests/ refers to the same refs).
+# Add-ons baked with each minor: their version, and the images that version runs (what the
+# image stages, imports and pins beside kubeadm's set; manifests/<add-on>/ refers to them by
+# name through the image manifest, flannel's by the same refs).
 #   flannel v0.25.6: flannel-io/flannel release v0.25.6, Documentation/kube-flannel.yml at the
 #   tag (images docker.io/flannel/flannel:v0.25.6 and flannel-cni-plugin:v1.5.1-flannel2; the
 #   release notes list no Kubernetes minimum above 1.20, and it runs on 1.30-1.36 here).
-ADDONS = {"flannel": "v0.25.6"}
+#   metrics-server v0.7.2: kubernetes-sigs/metrics-server release v0.7.2 (README "Compatibility
+#   Matrix": 0.7.x supports Kubernetes 1.19+; image registry.k8s.io/metrics-server/metrics-server).
+#   local-path-provisioner v0.0.30: rancher/local-path-provisioner release v0.0.30 (README:
+#   Kubernetes v1.12+; image docker.io/rancher/local-path-provisioner; its helper pod runs
+#   busybox, pinned here to docker.io/library/busybox:1.36.1 so nothing is pulled at boot).
+#   cluster-autoscaler: kubernetes/autoscaler README "Releases": use the Cluster Autoscaler
+#   line of the control plane's minor (1.30.x with Kubernetes 1.30); bake pins each line's
+#   first release (v<minor>.0, registry.k8s.io/autoscaling/cluster-autoscaler); a later patch
+#   goes in a catalog overlay (addons.cluster-autoscaler and its addon_releases entry).
+ADDONS_EVERY_MINOR = {
+    "flannel": "v0.25.6",
+    "metrics-server": "v0.7.2",
+    "local-path-provisioner": "v0.0.30",
+}
 ADDON_RELEASES = {
     "flannel": {
         "v0.25.6": {
@@ -171,8 +185,37 @@ ADDON_RELEASES = {
                 "flannel-cni-plugin": "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2",
             }
         }
-    }
+    },
+    "metrics-server": {
+        "v0.7.2": {
+            "images": {
+                "metrics-server": "registry.k8s.io/metrics-server/metrics-server:v0.7.2",
+            }
+        }
+    },
+    "local-path-provisioner": {
+        "v0.0.30": {
+            "images": {
+                "local-path-provisioner": "docker.io/rancher/local-path-provisioner:v0.0.30",
+                "busybox": "docker.io/library/busybox:1.36.1",
+            }
+        }
+    },
+    "cluster-autoscaler": {
+        f"v{minor}.0": {
+            "images": {
+                "cluster-autoscaler":
+                    f"registry.k8s.io/autoscaling/cluster-autoscaler:v{minor}.0",
+            }
+        }
+        for minor in MINORS
+    },
 }
+
+
+def addons(minor: str) -> dict[str, str]:
+    """The add-ons baked with ``minor``: name -> version (a key of ``ADDON_RELEASES[name]``)."""
+    return dict(sorted({**ADDONS_EVERY_MINOR, "cluster-autoscaler": f"v{minor}.0"}.items()))
 
 
 def _sha(table: dict, arch: str, version: str) -> str:
@@ -211,7 +254,7 @@ def derive(upstream: Path) -> dict:
             "cni-plugins": cni,
             "etcd": ETCD_CLIENT[minor],
             "images": images,
-            "addons": dict(ADDONS),
+            "addons": addons(minor),
         }
         overrides = image_overrides(minor, patches)
         if overrides:
@@ -238,7 +281,7 @@ HEADER = """\
 # sources per minor and per patch in tools/derive_catalog.py), checked at build time against the
 # baked kubeadm's `kubeadm config images list`. Add-ons (addons per minor, addon_releases): the
 # version of each add-on baked with the minor and the images it runs (sources in
-# tools/derive_catalog.py, ADDONS).
+# tools/derive_catalog.py, ADDON_RELEASES).
 # Download URLs and install paths are in bake/catalog/model.py (ARTIFACT_SPECS).
 #
 # Add a release without a new bake: write an overlay in this format holding only what is new

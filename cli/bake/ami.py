@@ -64,6 +64,8 @@ class AmiOptions:
         artifacts_s3: ``s3://bucket/prefix`` staged by ``bake stage``: the components fetch
             every artifact from there with S3Download (``RenderOptions.artifacts_s3``), or
             ``None`` for WebDownload from ``mirror``/upstream.
+        addons: the add-ons to bake (``--addons``): ``None`` every one the catalog pins for the
+            minor, else those names (``bake.catalog.resolve``).
     """
 
     k8s: str
@@ -76,6 +78,7 @@ class AmiOptions:
     keep_failed: bool = False
     debian_mirror: str | None = None
     artifacts_s3: str | None = None
+    addons: tuple[str, ...] | None = None
 
 
 def resolve_release(options: AmiOptions) -> Release:
@@ -84,7 +87,8 @@ def resolve_release(options: AmiOptions) -> Release:
     Raises:
         CatalogError: unknown/malformed version or arch, bad overlay.
     """
-    return resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name)
+    return resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name,
+                   addons=options.addons)
 
 
 def render_for(

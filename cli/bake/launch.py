@@ -145,6 +145,9 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
         config["kubelet"] = kubelet
     if role == "control-plane":
         config["certificateRenewBeforeDays"] = spec.cert_renew_before_days
+        addons = spec.addons.node_yaml()  # applied by the control plane that runs init
+        if addons:
+            config["addons"] = addons
     snaps = spec.etcd_snapshots
     if role == "control-plane" and snaps.enabled:
         config["etcdSnapshots"] = {
@@ -286,6 +289,8 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
             if spec.etcd_snapshots.enabled else None
         ),
         "cluster_config_json": json.dumps(cluster_config, sort_keys=True),
+        # addons.clusterAutoscaler: its IAM statements and the worker group's discovery tags
+        "cluster_autoscaler": spec.addons.has("cluster-autoscaler"),
         "groups": groups,
         "hook_timeout_seconds": HOOK_TIMEOUT_SECONDS,
         "lambda_timeout_seconds": LAMBDA_TIMEOUT_SECONDS,

@@ -39,6 +39,7 @@ class ClusterStatus:
     join_material: dict[str, Any] = field(default_factory=dict)
     stuck: list[str] = field(default_factory=list)
     local: dict[str, Any] | None = None
+    addons: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The status as a JSON-ready dict."""
@@ -54,6 +55,7 @@ class ClusterStatus:
             "join_material": self.join_material,
             "stuck": self.stuck,
             "local": self.local,
+            "addons": self.addons,
         }
 
 
@@ -155,6 +157,13 @@ def cluster_status(spec: ClusterSpec, clients, local_state: dict | None = None) 
             row["vm"] = "running" if vm.is_our_qemu(node["pid"], vm.VmFiles(Path(node["dir"]))) \
                 else "stopped"
             row["console"] = str(Path(node["dir"]) / "console.log")
+        if report.get("addons") and lifecycle != "gone":
+            applied = json.loads(report["addons"])
+            status.addons = {"applied_by": instance_id, "addons": applied}
+            for name, rec in sorted(applied.items(), key=lambda kv: kv[1].get("order", 0)):
+                if rec.get("status") != "ready":
+                    status.stuck.append(f"add-on {name} failed (applied by {instance_id}): "
+                                        f"{rec.get('error', '')}")
         if lifecycle == "gone":  # left its group (terminated, replaced): history, not a node
             row["status"] = "gone"
         status.nodes.append(row)
@@ -256,6 +265,12 @@ def format_status(status: ClusterStatus) -> list[str]:
                      f"{cs.get('initialized_by') or cs.get('init_started_by') or '?'}"
                      + (f" (etcd restored from {cs['restored_from']})"
                         if cs.get("restored_from") else ""))
+    if status.addons:
+        applied = status.addons["addons"]
+        lines.append("add-ons: " + ", ".join(
+            f"{name} {rec.get('version') or ''} {rec.get('status')}".replace("  ", " ")
+            for name, rec in sorted(applied.items(), key=lambda kv: kv[1].get("order", 0)))
+            + f" (applied by {status.addons['applied_by']})")
     if status.snapshot:
         lines.append(f"etcd snapshot: {status.snapshot['id']}, "
                      f"{_duration(status.snapshot['age_s'])} ago")

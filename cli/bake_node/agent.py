@@ -8,9 +8,16 @@
   and ``kubeadm join --control-plane``. A taker-over whose predecessor died mid-init resets
   (``kubeadm reset``, stale material deleted) before its own init. Workers wait for valid
   material (one ``GetParameters`` per look) and join in parallel, without any lock.
-- **post**: the node that ran init applies the CNI and add-on manifests baked into the image.
+- **post**: the node that ran init applies the CNI, then the add-ons node.yaml enables
+  (``bake_node.addons``: storage, then the rest), each rendered from the templates baked into
+  the image with the images baked beside them, applied, and waited for (a bounded
+  ``kubectl rollout status`` of each Deployment, DaemonSet and StatefulSet); ``state.json``
+  records each (``addons``: status, seconds, objects, or the error naming the first failing
+  object).
 
-A node whose state says it joined does nothing on later boots. ``state.json`` records the
+A node whose state says it joined does nothing on later boots, except that the node that ran
+init runs a failed post phase again (its add-ons are then applied again; ``kubectl apply`` is
+idempotent). ``state.json`` records the
 phases with their durations (seconds) and outcome; ``bake-node status`` prints it. The same
 report goes to the cluster's DynamoDB table (item ``node#<instance id>``: role, address,
 phases, outcome, boot and join times, the failing phase and its error) once the node joined or
@@ -30,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bake_node import addons as addon_set
 from bake_node import certs, snapshots, upgrade
 from bake_node.aws import Clients
 from bake_node.aws import dynamodb as ddb
@@ -43,7 +51,6 @@ from bake_node.kubeadm import (
     new_certificate_key,
     new_token,
     render_config,
-    render_manifest,
 )
 from bake_node.lease import Lease
 from bake_node.registry import write_hosts
@@ -55,6 +62,9 @@ SNAPSHOT_KEY = {"pk": {"S": "etcd-snapshot"}}
 # until the restoring init is done (a taker-over after a crash restores the same snapshot)
 RESTORE_FIELDS = ("restore_snapshot", "restore_requested_at")
 ETCD_STATUS_KEY = {"pk": {"S": "etcd-status"}}
+# seconds one CNI or add-on may take to roll out after it is applied (its workloads' pods
+# scheduled, images already in containerd, probes passing); past it the add-on is failed
+ADDON_READY_TIMEOUT = 300.0
 
 
 def boot_epoch() -> float:
@@ -182,6 +192,11 @@ class Agent:
         }
         if first_kubeadm is not None:
             item["kubeadm_started"] = {"N": f"{first_kubeadm:.3f}"}
+        addons = self.state.data.get("addons")
+        if addons:  # what this node (the one that ran init) applied: name -> status, error
+            item["addons"] = {"S": json.dumps({
+                n: {k: r.get(k) for k in ("status", "version", "error", "order") if r.get(k)}
+                for n, r in addons.items()}, sort_keys=True)}
         if status == "joined":
             item["joined_at"] = {"N": f"{time.time():.3f}"}
         if failed_phase:
@@ -201,6 +216,16 @@ class Agent:
         """
         ctx = self._timed("config", self.config_phase)
         self._ctx = ctx
+        if (self.state.data.get("joined") and self.state.data.get("mode") == "init"
+                and self.state.data.get("phases", {}).get("post", {}).get("status") == "failed"):
+            log.info("joined, but the post phase failed last time: applying the add-ons again")
+            try:
+                self._timed("post", lambda: self.post_phase(ctx, "init"))
+            except Exception as exc:
+                self.report("failed", "post", str(exc))
+                raise
+            self.report("joined")
+            return "init"
         if self.state.data.get("joined"):
             log.info("already a member of %s: nothing to do", ctx.config.cluster_name)
             self.state.save(last_run="noop: already joined")  # first boot's phases stay
@@ -278,24 +303,104 @@ class Agent:
         return mode
 
     def post_phase(self, ctx: Context, mode: str) -> None:
-        """On the node that ran init: apply manifests/cni/<cni>/ then manifests/addons/, each
-        file in name order. A ``*.yaml.j2`` is a template: rendered first with the cluster's
-        values (``pod_cidr``) into the state directory, and that file is applied."""
+        """On the node that ran init: apply ``manifests/cni/<cni>/``, then each add-on node.yaml
+        enables (``manifests/addons/<name>/``) in ``bake_node.addons`` order. Each is rendered
+        (``bake_node.addons.manifest_context``) into ``<state_dir>/manifests/<name>/``, applied
+        file by file, and its workloads waited for, at most ``ADDON_READY_TIMEOUT`` seconds per
+        add-on. One failing add-on does not stop the next; ``state.json`` records each.
+
+        Raises:
+            NodeError: one or more failed, each named with its first failing object.
+        """
         if mode != "init":
             return
-        cni_dir = self.s.manifests_dir / "cni" / ctx.config.cni
-        files = _manifest_files(cni_dir)
-        if not files:
-            raise ConfigError(f"CNI {ctx.config.cni!r} has no manifests in {cni_dir}")
-        files += _manifest_files(self.s.manifests_dir / "addons")
-        rendered_dir = self.s.state_dir / "manifests"
-        for path in files:
-            if path.name.endswith(".j2"):
-                text, _docs = render_manifest(path, pod_cidr=ctx.config.pod_cidr)
-                rendered_dir.mkdir(parents=True, exist_ok=True)
-                path = rendered_dir / path.name.removesuffix(".j2")
-                path.write_text(text)
-            self.kubeadm.apply(path)
+        image = self._image_manifest()
+        steps: list[tuple[str, Path, dict[str, Any], bool]] = [
+            (ctx.config.cni, self.s.manifests_dir / "cni" / ctx.config.cni, {}, True)]
+        for info, settings in addon_set.ordered({n: dict(s) for n, s in ctx.config.addons}):
+            steps.append((info.name, self.s.manifests_dir / "addons" / info.name, settings, False))
+        records: dict[str, Any] = {}
+        failures = []
+        for order, (name, folder, settings, is_cni) in enumerate(steps, 1):
+            start = time.monotonic()
+            try:
+                record = self._apply_addon(ctx, name, folder, settings, image, is_cni)
+            except NodeError as exc:
+                record = {"status": "failed", "error": str(exc)}
+                failures.append(f"{name}: {exc}")
+                log.error("add-on %s failed: %s", name, exc)
+            record["seconds"] = round(time.monotonic() - start, 3)
+            record["order"] = order  # state.json's keys are sorted
+            records[name] = record
+            self.state.save(addons=records)
+        if failures:
+            raise NodeError("add-ons failed: " + "; ".join(failures))
+
+    def _image_manifest(self) -> dict[str, Any]:
+        """The image manifest (``/etc/bake/image-manifest.json``), ``{}`` when absent."""
+        try:
+            return json.loads(self.s.image_manifest.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _apply_addon(self, ctx: Context, name: str, folder: Path, settings: dict[str, Any],
+                     image: dict[str, Any], is_cni: bool) -> dict[str, Any]:
+        """Render, apply and wait for one CNI or add-on; returns its ``state.json`` record
+        ``{"status": "ready", "version", "objects", "workloads"}``.
+
+        Raises:
+            NodeError: not baked into this image, no manifests, a template or ``kubectl apply``
+                failed, or a workload did not roll out within ``ADDON_READY_TIMEOUT`` seconds.
+        """
+        baked = image.get("addons")
+        if not is_cni and isinstance(baked, dict) and name not in baked:
+            raise ConfigError(
+                f"not baked into this image ({self.s.image_manifest} lists "
+                f"{', '.join(sorted(baked)) or 'no add-ons'}): bake the image with --addons "
+                f"including {name}, or turn addons.{addon_set.addon(name).key} off")
+        images = {i["name"]: i["ref"] for i in image.get("images", [])
+                  if isinstance(i, dict) and i.get("group") == name}
+        if not is_cni and not images:
+            raise ConfigError(
+                f"{self.s.image_manifest} lists no image of {name}, so its pods would pull at "
+                "boot: use an image baked with it (bake ami --addons)")
+        context = addon_set.manifest_context(
+            cluster_name=ctx.config.cluster_name, region=ctx.config.region,
+            pod_cidr=ctx.config.pod_cidr, images=images, settings=settings)
+        try:
+            rendered = addon_set.render_folder(folder, context)
+        except Exception as exc:  # jinja2 / YAML errors: the template's, named
+            raise ConfigError(f"cannot render the manifests in {folder}: {exc}") from exc
+        if not rendered:
+            what = "CNI" if is_cni else "add-on"
+            raise ConfigError(f"{what} {name!r} has no manifests in {folder}")
+        out_dir = self.s.state_dir / "manifests" / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        objects = 0
+        for manifest in rendered:
+            path = out_dir / manifest.name
+            path.write_text(manifest.text)
+            try:
+                self.kubeadm.apply(path)
+            except NodeError as exc:
+                first = manifest.documents[0] if manifest.documents else {}
+                raise NodeError(
+                    f"applying {path} failed (its first object: {first.get('kind')}/"
+                    f"{first.get('metadata', {}).get('name')}): {exc}") from exc
+            objects += len(manifest.documents)
+        deadline = time.monotonic() + ADDON_READY_TIMEOUT
+        workloads = [w for m in rendered for w in m.workloads()]
+        for kind, namespace, wname in workloads:
+            try:
+                self.kubeadm.rollout_status(kind, namespace, wname,
+                                            max(1.0, deadline - time.monotonic()))
+            except NodeError as exc:
+                raise NodeError(
+                    f"{kind.lower()}/{wname} in {namespace} not ready within "
+                    f"{ADDON_READY_TIMEOUT:.0f} s: {exc}") from exc
+        version = (baked or {}).get(name) if isinstance(baked, dict) else None
+        return {"status": "ready", "version": version, "objects": objects,
+                "workloads": [f"{k.lower()}/{n} in {ns}" for k, ns, n in workloads]}
 
     # -- helpers ---------------------------------------------------------------------------
     def _material(self, ctx: Context) -> JoinMaterial:
@@ -630,8 +735,3 @@ def record_certificates(db, ctx: Context, kubernetes_dir: Path,
         log.warning("could not record the certificate expiries: %s", exc)
         return {}
 
-
-def _manifest_files(folder: Path) -> list[Path]:
-    """The manifests (``*.yaml``) and manifest templates (``*.yaml.j2``) of ``folder``, in name
-    order (an absent folder has none)."""
-    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yaml.j2")], key=lambda p: p.name)

@@ -83,7 +83,8 @@ def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[st
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """A validated /etc/bake/node.yaml. Field meanings: docs/node-config.md."""
+    """A validated /etc/bake/node.yaml. Field meanings: docs/node-config.md; ``addons``: the
+    enabled add-ons, ``((name, ((setting, value), ...)), ...)`` in name order (hashable)."""
 
     cluster_name: str
     role: str  # "control-plane" | "worker"
@@ -103,6 +104,7 @@ class NodeConfig:
     cert_renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
     kubelet: KubeletSettings = field(default_factory=KubeletSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    addons: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     @property
     def endpoint_host(self) -> str:
@@ -166,6 +168,8 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         cert_renew_before_days=data.get("certificateRenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS),
         kubelet=KubeletSettings.from_node_yaml(data.get("kubelet")),
         registry=RegistrySettings.from_node_yaml(data.get("registry")),
+        addons=tuple((name, tuple(sorted(settings.items())))
+                     for name, settings in sorted(data.get("addons", {}).items())),
     )
 
 

@@ -108,7 +108,13 @@ def render_manifest(source: Path, **context: Any) -> tuple[str, list[dict]]:
         jinja2.UndefinedError: the template needs a value not given (StrictUndefined).
         yaml.YAMLError: the rendered text is not YAML.
     """
-    text = _environment().from_string(source.read_text()).render(**context)
+    return render_manifest_text(source.read_text(), **context)
+
+
+def render_manifest_text(template: str, **context: Any) -> tuple[str, list[dict]]:
+    """``render_manifest`` of a template's text (``bake render addons`` reads the templates
+    from the bake package); same returns and errors."""
+    text = _environment().from_string(template).render(**context)
     return text, [d for d in yaml.safe_load_all(text) if d]
 
 
@@ -252,4 +258,18 @@ class Kubeadm:
         """``kubectl --kubeconfig <admin.conf> apply -f <manifest>``."""
         self._run(
             [self.kubectl, "--kubeconfig", self.admin_kubeconfig, "apply", "-f", str(manifest)]
+        )
+
+    def rollout_status(self, kind: str, namespace: str, name: str, timeout_s: float) -> None:
+        """``kubectl rollout status <kind>/<name> -n <namespace> --timeout=<s>s``: wait until a
+        Deployment, DaemonSet or StatefulSet has its pods updated and available.
+
+        Raises:
+            KubeadmError: not rolled out within ``timeout_s`` seconds, or absent.
+        """
+        seconds = max(1, int(timeout_s))
+        self._run(
+            [self.kubectl, "--kubeconfig", self.admin_kubeconfig, "rollout", "status",
+             f"{kind.lower()}/{name}", "-n", namespace, f"--timeout={seconds}s"],
+            timeout=seconds + 60,
         )

@@ -56,12 +56,21 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         images["kube-apiserver"] == f"registry.k8s.io/kube-apiserver:v{release.kubernetes_version}"
     )
     assert images["coredns"].startswith("registry.k8s.io/coredns/coredns:v")
-    # the CNI's images are baked beside kubeadm's set (catalog addons / addon_releases)
+    # the add-ons' images are baked beside kubeadm's set (catalog addons / addon_releases);
+    # the Cluster Autoscaler line follows the control plane's minor (autoscaler README)
     addons = {i.name: (i.group, i.ref) for i in release.images if i.group != "kubeadm"}
     assert addons == {
         "flannel": ("flannel", "docker.io/flannel/flannel:v0.25.6"),
         "flannel-cni-plugin": ("flannel", "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2"),
+        "metrics-server": ("metrics-server",
+                           "registry.k8s.io/metrics-server/metrics-server:v0.7.2"),
+        "local-path-provisioner": ("local-path-provisioner",
+                                   "docker.io/rancher/local-path-provisioner:v0.0.30"),
+        "busybox": ("local-path-provisioner", "docker.io/library/busybox:1.36.1"),
+        "cluster-autoscaler": ("cluster-autoscaler",
+                               f"registry.k8s.io/autoscaling/cluster-autoscaler:v{minor}.0"),
     }
+    assert [a for a, _ in release.addons] == sorted({g for g, _ in addons.values()})
 
 
 def test_the_cni_manifest_runs_the_images_the_catalog_bakes(catalog):
@@ -291,3 +300,20 @@ def test_the_schema_file_holds_the_models_facts():
     assert debs["propertyNames"]["pattern"] == DEB_FILENAME_RE.pattern
     versions = props["kubernetes"]["additionalProperties"]["properties"]
     assert {versions[k]["pattern"] for k in ("crictl", "cni-plugins", "etcd")} == {PATCH_RE.pattern}
+
+
+def test_addons_choose_what_is_baked(catalog):
+    """``bake ami --addons``: a subset bakes only those add-ons' images; none bakes kubeadm's set
+    alone; an add-on the catalog does not pin is refused naming the choices."""
+    every = resolve(catalog, "1.31", "amd64")
+    some = resolve(catalog, "1.31", "amd64", addons=["metrics-server", "flannel"])
+    assert some.addons == (("flannel", "v0.25.6"), ("metrics-server", "v0.7.2"))
+    assert {i.group for i in some.images} == {"kubeadm", "flannel", "metrics-server"}
+    assert some.addon_images("metrics-server")[0].ref.endswith("metrics-server:v0.7.2")
+    assert some.addon_images("cluster-autoscaler") == ()
+    bare = resolve(catalog, "1.31", "amd64", addons=())
+    assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
+    assert len(every.images) == len(bare.images) + 6
+    with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
+                                           r"cluster-autoscaler, flannel, "):
+        resolve(catalog, "1.31", "amd64", addons=["calico"])

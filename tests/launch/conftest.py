@@ -40,6 +40,7 @@ def example_specs() -> dict[str, ClusterSpec]:
         allowedApiCIDRs=["172.20.0.0/16", "192.168.10.0/24"],
     )
     existing["controlPlane"]["count"] = 5
+    existing["addons"] = {"clusterAutoscaler": False, "localPath": {"defaultStorageClass": True}}
     return {
         "airgapped": parse_cluster(base, "airgapped.yaml"),
         "nat": parse_cluster(nat, "nat.yaml"),

@@ -275,3 +275,72 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
             "mirrors": {"docker.io": ["https://m.example"], "quay.io": ["https://q.example:5000"]},
             "caBundle": CA}
     assert "registry" not in node_config(parse_cluster(base()), "worker", "api.example", "b")
+
+
+@pytest.mark.parametrize(
+    ("addons", "message"),
+    [
+        ("metrics", "addons: must be a mapping of add-on -> true/false or settings"),
+        ({"ebsCsi": True}, "addons.ebsCsi: the EBS CSI driver is not baked into the image yet"),
+        ({"ingressNginx": {"serviceType": "NodePort"}},
+         "addons.ingressNginx: ingress-nginx is not baked into the image yet"),
+        ({"metricServer": True},
+         "addons.metricServer: unknown add-on (allowed: clusterAutoscaler, localPath, "
+         "metricsServer)"),
+        ({"metricsServer": "yes"}, "addons.metricsServer: must be true, false or a mapping"),
+        ({"localPath": {"default": True}},
+         "addons.localPath.default: unknown setting (allowed: defaultStorageClass)"),
+        ({"localPath": {"defaultStorageClass": "yes"}},
+         "addons.localPath.defaultStorageClass: must be bool, got 'yes'"),
+    ],
+)
+def test_invalid_addons_are_named(addons, message):
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), "addons", addons), "cluster.yaml")
+    assert message in str(err.value)
+
+
+def test_the_autoscaler_needs_room_to_scale():
+    data = _set(_set(base(), "workers.min", 2), "workers.max", 2)
+    data = _set(_set(data, "workers.desired", 2), "addons", {"clusterAutoscaler": True})
+    with pytest.raises(ClusterFileError, match="addons.clusterAutoscaler: workers.min and "
+                                               "workers.max are both 2, so there is nothing"):
+        parse_cluster(data, "cluster.yaml")
+
+
+def test_addons_reach_the_control_planes_node_yaml_in_apply_order(node_schema):
+    """Only control planes get ``addons`` (the one that runs init applies them), storage before
+    the rest, every setting filled in; the starter file's choice is what `bake init` says."""
+    import jsonschema
+
+    from bake.launch import node_config
+
+    spec = parse_cluster(_set(base(), "addons", {
+        "clusterAutoscaler": True, "metricsServer": True,
+        "localPath": {"defaultStorageClass": True}}), "cluster.yaml")
+    assert spec.addons.names() == ("local-path-provisioner", "metrics-server",
+                                   "cluster-autoscaler")
+    node = node_config(spec, "control-plane", "api.example", "bucket-1")
+    jsonschema.validate(node, node_schema)
+    assert node["addons"] == {"local-path-provisioner": {"defaultStorageClass": True},
+                              "metrics-server": {}, "cluster-autoscaler": {}}
+    assert "addons" not in node_config(spec, "worker", "api.example", "bucket-1")
+    off = parse_cluster(_set(base(), "addons", {"metricsServer": False}), "cluster.yaml")
+    assert off.addons.names() == ()
+    assert "addons" not in node_config(off, "control-plane", "api.example", "bucket-1")
+    assert parse_cluster(base()).addons.names() == ("metrics-server", "cluster-autoscaler")
+
+
+def test_an_addon_the_catalog_does_not_bake_is_named():
+    """A minor whose catalog entry pins no such add-on (an overlay's new minor) is refused at
+    validate, naming the field, not at boot."""
+    from bake.catalog import load_catalog
+    from bake.cluster.check import check_cluster
+
+    catalog = load_catalog()
+    spec = parse_cluster(base(), "cluster.yaml")
+    assert check_cluster(spec, catalog) == []
+    del catalog.data["kubernetes"][spec.kubernetes_minor]["addons"]["metrics-server"]
+    (finding,) = check_cluster(spec, catalog)
+    assert (f"addons.metricsServer: the catalog bakes no metrics-server with Kubernetes "
+            f"{spec.kubernetes_minor}") in finding

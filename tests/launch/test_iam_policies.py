@@ -183,3 +183,38 @@ def test_only_control_planes_reach_the_snapshots_and_only_under_their_prefix(ren
         assert not worker.allows(Request(action, KEY_ARN, s3_kms)), action
         other = {**s3_kms, "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::someone-else"}
         assert not cp.allows(Request(action, KEY_ARN, other)), action
+
+
+def _group_arn(group: str) -> str:
+    return (f"arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:"
+            f"0000aaaa-bbbb-cccc-dddd-eeeeffff0000:autoScalingGroupName/{group}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_autoscaler_may_resize_only_this_clusters_tagged_groups(rendered, specs, variant):
+    """addons.clusterAutoscaler grants the control planes (where it runs) SetDesiredCapacity
+    and TerminateInstanceInAutoScalingGroup on this cluster's groups tagged for it, and the
+    Describe calls it makes; without the add-on none of it, and the worker group carries no
+    discovery tags. Workers never get it."""
+    docs, spec = rendered[variant], specs[variant]
+    cp = Role(docs.template_data, "ControlPlaneRole")
+    worker = Role(docs.template_data, "WorkerRole")
+    own = _group_arn(f"bake-{spec.name}-worker")
+    tag = f"autoscaling:ResourceTag/k8s.io/cluster-autoscaler/{spec.name}"
+    enabled = spec.addons.has("cluster-autoscaler")
+    for action in ("autoscaling:SetDesiredCapacity",
+                   "autoscaling:TerminateInstanceInAutoScalingGroup"):
+        assert cp.allows(Request(action, own, {tag: "owned"})) == enabled, action
+        assert not cp.allows(Request(action, own, {}))  # untagged
+        assert not cp.allows(Request(action, _group_arn("bake-other-worker"),
+                                     {"autoscaling:ResourceTag/k8s.io/cluster-autoscaler/other":
+                                      "owned"}))
+        assert not worker.allows(Request(action, own, {tag: "owned"}))
+    for action in ("autoscaling:DescribeTags", "ec2:DescribeLaunchTemplateVersions",
+                   "ec2:DescribeInstanceTypes"):
+        assert cp.allows(Request(action, "*")) == enabled, action
+    group = docs.template_data["Resources"]["WorkerGroup"]["Properties"]
+    keys = {t["Key"] for t in group["Tags"]}
+    assert ({"k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{spec.name}"}
+            <= keys) == enabled
+    assert f"kubernetes.io/cluster/{spec.name}" in keys

@@ -192,8 +192,11 @@ def test_nodes_launch_templates_and_groups(rendered, specs, variant):
     assert hook["DefaultResult"] == "CONTINUE"
     wk = res["WorkerGroup"]["Properties"]
     tags = {t["Key"]: t["Value"] for t in wk["Tags"]}
-    assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
-    assert tags[f"k8s.io/cluster-autoscaler/{spec.name}"] == "owned"
+    if spec.addons.has("cluster-autoscaler"):  # its discovery tags (test_iam_policies.py)
+        assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
+        assert tags[f"k8s.io/cluster-autoscaler/{spec.name}"] == "owned"
+    else:
+        assert not any(k.startswith("k8s.io/cluster-autoscaler/") for k in tags)
     overrides = wk["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
     assert [o["InstanceType"] for o in overrides] == list(spec.workers.instance_types)
     listener = res["ApiListener"]["Properties"]
@@ -219,6 +222,15 @@ UNSCOPABLE = {
     "autoscaling:DescribeAutoScalingGroups",
     "elasticloadbalancing:DescribeTargetHealth",
     "ssm:GetCommandInvocation",
+    # addons.clusterAutoscaler's reads (autoscaler cloudprovider/aws README)
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeTags",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
 }
 
 

@@ -8,6 +8,7 @@ replaced; a token that expired before a late worker arrived is rotated and the w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -304,3 +305,94 @@ def test_the_init_leader_stores_the_admin_kubeconfig_for_bake_kubeconfig(cluster
     stored = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     assert stored == admin.read_text() and "kind: Config" in stored
     assert_secrets_encrypted(cluster)
+
+
+ADDONS_ON = {"addons": {"metrics-server": {}, "local-path-provisioner": {},
+                        "cluster-autoscaler": {}}}
+
+
+def _applied_kinds(cluster):
+    return [a for a in cluster.standins.state()["applied"]]
+
+
+def _image_manifest(cluster, addons=None):
+    """An image manifest as bake-image-manifest writes it: the add-ons and their images from
+    the catalog (1.30.12), all of them unless ``addons`` names some."""
+    from bake.catalog import load_catalog, resolve
+
+    release = resolve(load_catalog(), "1.30.12", "amd64", addons=addons)
+    path = cluster.tmp / "image-manifest.json"
+    path.write_text(json.dumps({
+        "kubernetes_version": release.kubernetes_version, "addons": dict(release.addons),
+        "images": [{"name": i.name, "ref": i.ref, "group": i.group} for i in release.images]}))
+    return path
+
+
+def test_init_applies_the_cni_then_the_addons_in_order_and_records_each(cluster):
+    """The node that ran init applies the CNI, then storage, then the rest; waits for each
+    workload's rollout; state.json records each add-on (status, version, objects)."""
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml=ADDONS_ON,
+                             image_manifest=_image_manifest(cluster))
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    applied = _applied_kinds(cluster)
+    order = [applied.index(x) for x in ("DaemonSet/kube-flannel-ds",
+                                         "Deployment/local-path-provisioner",
+                                         "Deployment/metrics-server",
+                                         "Deployment/cluster-autoscaler")]
+    assert order == sorted(order)
+    rollouts = [c["argv"][4] for c in cluster.standins.calls()
+                if c["tool"] == "kubectl" and c["event"] == "end" and c["argv"][2:3] == ["rollout"]]
+    assert rollouts == ["daemonset/kube-flannel-ds", "deployment/local-path-provisioner",
+                        "deployment/metrics-server", "deployment/cluster-autoscaler"]
+    records = cluster.state("cp-0")["addons"]
+    assert sorted(records, key=lambda n: records[n]["order"]) == [
+        "flannel", "local-path-provisioner", "metrics-server", "cluster-autoscaler"]
+    assert records["metrics-server"]["status"] == "ready"
+    assert records["metrics-server"]["version"] == "v0.7.2"
+    assert records["metrics-server"]["workloads"] == ["deployment/metrics-server in kube-system"]
+    assert records["cluster-autoscaler"]["objects"] > 3
+    # the rendered manifests ran the image the image manifest records
+    rendered = cluster.tmp / "nodes/cp-0/state/manifests/metrics-server/metrics-server.yaml"
+    assert "registry.k8s.io/metrics-server/metrics-server:v0.7.2" in rendered.read_text()
+
+
+def test_a_failing_addon_names_itself_and_its_object_and_is_retried(cluster):
+    """An add-on whose workload does not roll out fails the post phase naming the add-on and
+    the object; the others are still applied; the next run of the agent applies them again."""
+    st_path = cluster.standins.cluster_dir / "state.json"
+    cluster.standins.cluster_dir.mkdir(parents=True, exist_ok=True)
+    st_path.write_text(json.dumps({"not_ready": ["deployment/metrics-server"]}))
+    manifest = _image_manifest(cluster)
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml=ADDONS_ON,
+                             image_manifest=manifest)
+    proc = start(argv, env)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert "metrics-server: deployment/metrics-server in kube-system not ready" in err
+    state = cluster.state("cp-0")
+    assert state["joined"] and state["phases"]["post"]["status"] == "failed"
+    assert state["addons"]["metrics-server"]["status"] == "failed"
+    assert state["addons"]["cluster-autoscaler"]["status"] == "ready"  # not stopped by it
+    # fixed (the workload rolls out now): the next run applies the add-ons again
+    st = json.loads(st_path.read_text())
+    st["not_ready"] = []
+    st_path.write_text(json.dumps(st))
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml=ADDONS_ON,
+                             image_manifest=manifest, instance_id=state["instance_id"])
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    state = cluster.state("cp-0")
+    assert state["phases"]["post"]["status"] == "done"
+    assert {r["status"] for r in state["addons"].values()} == {"ready"}
+    assert cluster.standins.state()["inits"] == 1  # init itself did not run again
+
+
+def test_an_addon_the_image_does_not_carry_is_named(cluster):
+    manifest = _image_manifest(cluster, addons=["flannel"])
+    argv, env = cluster.node("cp-0", "control-plane", image_manifest=manifest,
+                             node_yaml={"addons": {"metrics-server": {}}})
+    proc = start(argv, env)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert ("metrics-server: not baked into this image (" in err
+            and "lists flannel): bake the image with --addons including metrics-server, or "
+            "turn addons.metricsServer off" in err), err[-2000:]

@@ -1,7 +1,8 @@
-"""The CNI and add-on manifests baked into the image (manifests/cni/<name>/*.yaml, and
-*.yaml.j2 templates the agent renders with the cluster's values) are valid Kubernetes objects
-for every supported minor (kubernetes-validate, strict: unknown fields fail), and flannel's pod
-network is the cluster file's podCIDR."""
+"""The CNI and add-on manifests baked into the image (manifests/cni/<name>/ and
+manifests/addons/<name>/: *.yaml, and *.yaml.j2 templates the agent renders with the cluster's
+values and the images baked for it) are valid Kubernetes objects for every supported minor
+(kubernetes-validate, strict: unknown fields fail), run only the images the catalog bakes, and
+flannel's pod network is the cluster file's podCIDR."""
 
 from __future__ import annotations
 
@@ -11,12 +12,26 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from bake.catalog import load_catalog, resolve
 from bake.cluster import CNI_NAMES
+from bake_node.addons import ADDONS, addon, manifest_context
 from bake_node.kubeadm import render_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 FILES = sorted([*MANIFESTS.rglob("*.yaml"), *MANIFESTS.rglob("*.yaml.j2")])
 CONTEXT = {"pod_cidr": "10.200.0.0/16"}  # what the agent passes (node.yaml's podCIDR)
+
+
+def context(path: Path, minor: str = "1.31", settings=None) -> dict:
+    """What the agent renders ``path`` with: the cluster's values and the images the catalog
+    bakes for the file's CNI or add-on (its folder's name) at ``minor``."""
+    kind, group = path.relative_to(MANIFESTS).parts[:2]
+    release = resolve(load_catalog(), minor, "amd64")
+    images = {i.name: i.ref for i in release.addon_images(group)}
+    if kind == "addons":
+        settings = addon(group).with_defaults(settings)
+    return manifest_context(cluster_name="demo", region="eu-west-1", pod_cidr="10.200.0.0/16",
+                            images=images, settings=settings)
 
 
 def test_every_cni_has_manifests():
@@ -30,10 +45,75 @@ def test_every_cni_has_manifests():
 @pytest.mark.parametrize("version", ["1.30.0", "1.31.0", "1.33.0"])
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(MANIFESTS)) for p in FILES])
 def test_manifest_is_valid(path, version):
-    _text, docs = render_manifest(path, **CONTEXT)
-    assert docs
-    for doc in docs:
-        kubernetes_validate.validate(doc, version, strict=True)
+    minor = version.rsplit(".", 1)[0]
+    for settings in ({}, {"defaultStorageClass": True}):
+        _text, docs = render_manifest(path, **context(path, minor, settings))
+        assert docs
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def _images(doc) -> list[str]:
+    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    return [c["image"] for key in ("containers", "initContainers") for c in spec.get(key, [])]
+
+
+@pytest.mark.parametrize("minor", ["1.30", "1.33", "1.36"])
+@pytest.mark.parametrize("info", ADDONS, ids=[a.name for a in ADDONS])
+def test_each_addon_runs_only_the_images_baked_for_it(info, minor):
+    """Every image an add-on's pods (and local-path's helper pod) run is one the catalog bakes
+    for that add-on at that minor, and every baked image is used: nothing is pulled at boot."""
+    import yaml
+
+    folder = MANIFESTS / "addons" / info.name
+    files = sorted(folder.glob("*.yaml.j2"))
+    assert files, f"{folder} has no manifests"
+    baked = {i.ref for i in resolve(load_catalog(), minor, "amd64").addon_images(info.name)}
+    used = set()
+    for path in files:
+        _text, docs = render_manifest(path, **context(path, minor))
+        for doc in docs:
+            used.update(_images(doc))
+            if doc["kind"] == "ConfigMap" and "helperPod.yaml" in doc.get("data", {}):
+                used.update(_images({"spec": {"template": yaml.safe_load(
+                    doc["data"]["helperPod.yaml"])}}))
+    assert used == baked
+
+
+def test_every_addon_folder_is_an_addon_bake_knows():
+    """manifests/addons/<name>/ exists exactly for the add-ons of bake_node.addons, and the
+    node.yaml schema accepts exactly those names."""
+
+    from bake_node.config import load_schema
+
+    names = sorted(a.name for a in ADDONS)
+    assert sorted(p.name for p in (MANIFESTS / "addons").iterdir() if p.is_dir()) == names
+    assert sorted(load_schema()["properties"]["addons"]["propertyNames"]["enum"]) == names
+
+
+def test_local_path_default_storage_class_follows_the_setting():
+    path = MANIFESTS / "addons/local-path-provisioner/local-path-storage.yaml.j2"
+    for default in (False, True):
+        _text, docs = render_manifest(path, **context(path, settings={
+            "defaultStorageClass": default}))
+        (sc,) = [d for d in docs if d["kind"] == "StorageClass"]
+        annotations = sc["metadata"].get("annotations", {})
+        assert (annotations.get("storageclass.kubernetes.io/is-default-class") == "true") \
+            == default
+
+
+def test_cluster_autoscaler_discovers_this_clusters_groups():
+    path = MANIFESTS / "addons/cluster-autoscaler/cluster-autoscaler.yaml.j2"
+    _text, docs = render_manifest(path, **context(path, "1.33"))
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert ("--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,"
+            "k8s.io/cluster-autoscaler/demo") in container["command"]
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in container["env"]
+    # the control-plane instance profile through IMDSv2 at hop limit 1
+    assert pod["hostNetwork"] is True
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
 
 
 def test_flannel_network_is_the_cluster_pod_cidr():

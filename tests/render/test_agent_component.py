@@ -57,7 +57,7 @@ def _steps(doc):
 def test_agent_component_comes_right_before_hygiene(release):
     docs = render_image_documents(release, RenderOptions(mirror=MIRROR, agent=AGENT))
     names = [c.name for c in docs.components]
-    assert names == list(component_names(True))
+    assert names == list(component_names(True, tuple(a for a, _ in release.addons)))
     assert names[-2:] == ["bake-node", "bake-hygiene"]
     assert [c["componentArn"] for c in docs.recipe.data["components"]][-2:] == [
         "${component:bake-node}",
@@ -69,8 +69,10 @@ def test_agent_component_comes_right_before_hygiene(release):
 
 def test_without_agent_nothing_changes(release):
     plain = render_image_documents(release, RenderOptions(mirror=MIRROR))
-    assert [c.name for c in plain.components] == list(COMPONENTS)
-    assert "agent" not in plain.components[COMPONENTS.index("bake-image-manifest")].text
+    names = [c.name for c in plain.components]
+    assert names == list(component_names(False, tuple(a for a, _ in release.addons)))
+    assert [n for n in names if not n.startswith("bake-addon-")] == list(COMPONENTS)
+    assert "agent" not in plain.components[names.index("bake-image-manifest")].text
     with_agent = render_image_documents(release, RenderOptions(mirror=MIRROR, agent=AGENT))
     assert with_agent.content_hash != plain.content_hash
 

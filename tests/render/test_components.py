@@ -159,7 +159,10 @@ def _steps(doc, action=None):
 
 def test_components_are_valid_awstoe_documents_in_recipe_order(rendered):
     for key, docs in rendered.items():
-        assert [c.name for c in docs.components] == list(COMPONENTS), key
+        addons = [f"bake-addon-{a}" for a, _ in docs.release.addons]
+        assert [c.name for c in docs.components] == [
+            *COMPONENTS[:4], *addons, *COMPONENTS[4:]], key
+        assert addons, "a default bake carries every add-on the catalog pins (--addons all)"
         for component in docs.components:
             assert component.path == f"components/{component.name}.yaml"
             assert component.data["name"] == component.name
@@ -190,7 +193,7 @@ def test_os_package_runtime_installs_debian_packages(rendered):
     sources = [i["source"] for _, s in _steps(runtime, "WebDownload") for i in s["inputs"]]
     assert not any("containerd-" in s or "runc." in s for s in sources)
     assert "apt-get install -y --no-install-recommends containerd runc" in runtime.text
-    manifest = docs.components[4].text
+    manifest = next(c for c in docs.components if c.name == "bake-image-manifest").text
     assert "pkg=containerd; dpkg-query -W -f='${Version}' \"$pkg\"" in manifest
     assert "/lib/systemd/system/containerd.service" in runtime.text
 
@@ -307,7 +310,7 @@ def test_the_validate_phase_fails_when_kubeadm_pulls_another_image_set(
     release = resolve(load_catalog([overlay]), version, "amd64")
     # a real kubeadm lists its own set; the add-ons' images (flannel) are baked beside it
     images = {i.name: i.ref for i in release.images if i.group == "kubeadm"}
-    assert {i.group for i in release.images} == {"kubeadm", "flannel"}
+    assert {i.group for i in release.images} == {"kubeadm", *(a for a, _ in release.addons)}
     images.update(kubeadm_says or {})
     docs = render_image_documents(release, RenderOptions(mirror=MIRROR))
     doc = next(d for d in docs.components if d.name == "bake-images")

@@ -124,7 +124,10 @@ def test_manifest_step_fails_on_a_missing_file(tmp_path):
 
 
 def test_image_import_script_imports_and_pins_each_image(tmp_path, images_overlay):
-    """bake-images-import against a stand-in ``ctr`` that records its calls."""
+    """bake-images-import against a stand-in ``ctr`` that records its calls: each component's
+    list (kubeadm's set, then an add-on's) is imported and pinned once; ``.imported`` (the
+    first-boot unit's condition) appears only when every list is; with no list given it
+    imports the lists not yet imported."""
     release = resolve(load_catalog([images_overlay]), "1.30.12", "amd64")
     docs = render_image_documents(release, RenderOptions(mirror="http://127.0.0.1:8999"))
     images = next(c for c in docs.components if c.name == "bake-images")
@@ -135,26 +138,49 @@ def test_image_import_script_imports_and_pins_each_image(tmp_path, images_overla
         for i in s["inputs"]
         if i["path"] == "/usr/local/sbin/bake-images-import"
     ]
+
+    def lists(doc):
+        return {i["path"]: i["content"] for s in doc.data["phases"][0]["steps"]
+                if s["name"] == "WriteImageList" for i in s["inputs"]}
+
     root = tmp_path / "root"
-    (root / "var/lib/bake/images").mkdir(parents=True)
+    folder = root / "var/lib/bake/images"
+    folder.mkdir(parents=True)
+    flannel = next(c for c in docs.components if c.name == "bake-addon-flannel")
+    for doc in (images, flannel):
+        for path, content in lists(doc).items():
+            (root / path.lstrip("/")).write_text(
+                content.replace("/var/lib/bake/images", str(folder)))
     fakebin = tmp_path / "bin"
     fakebin.mkdir()
     log = tmp_path / "ctr.log"
     (fakebin / "ctr").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
     (fakebin / "ctr").chmod(0o755)
     env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["bash", "-c", _reroot(script, root)], capture_output=True, text=True, env=env
-    )
-    assert result.returncode == 0, result.stderr
-    calls = log.read_text().splitlines()
-    assert len(calls) == 2 * len(release.images)
+
+    def run(*args):
+        result = subprocess.run(["bash", "-c", _reroot(script, root), "import", *args],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        calls = log.read_text().splitlines() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return calls
+
+    calls = run(str(folder / "kubeadm.images"))
+    kubeadm = [i for i in release.images if i.group == "kubeadm"]
+    assert len(calls) == 2 * len(kubeadm)
     pause = release.image("pause")
     assert (
         f"--address /run/containerd/containerd.sock --namespace k8s.io images label {pause.ref} "
         "io.cri-containerd.pinned=pinned"
     ) in calls
     assert any(
-        c.endswith(f"images import /var/lib/bake/images/pause_{pause.tag}.tar") for c in calls
+        c.endswith(f"images import {folder}/pause_{pause.tag}.tar") for c in calls
     )
-    assert (root / "var/lib/bake/images/.imported").exists()
+    assert (folder / "kubeadm.imported").exists()
+    assert not (folder / ".imported").exists()  # flannel's list is not imported yet
+    calls = run()  # first boot: only what is left
+    assert len(calls) == 2 * len(release.addon_images("flannel"))
+    assert all("flannel" in c for c in calls)
+    assert (folder / ".imported").exists()
+    assert run() == []

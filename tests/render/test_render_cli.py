@@ -19,6 +19,11 @@ EXPECTED = [
     "components/bake-container-runtime.yaml",
     "components/bake-kubernetes.yaml",
     "components/bake-images.yaml",
+    # one component per add-on the catalog pins for 1.30 (bake ami --addons all, the default)
+    "components/bake-addon-cluster-autoscaler.yaml",
+    "components/bake-addon-flannel.yaml",
+    "components/bake-addon-local-path-provisioner.yaml",
+    "components/bake-addon-metrics-server.yaml",
     "components/bake-image-manifest.yaml",
     "components/bake-hygiene.yaml",
     "image-recipes/image-recipe.yaml",
@@ -43,7 +48,8 @@ def test_render_ami_other_releases(run_bake, tmp_path, args):
     result = run_bake("render", "ami", *args, "-o", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == len(EXPECTED)
-    assert "bake-images stages none" in result.stderr  # the shipped catalog has no image archives
+    # the shipped catalog has no image archives
+    assert "bake-images and the add-ons' components stage none" in result.stderr
 
 
 def test_render_ami_with_mirror_and_image_archives(run_bake, tmp_path, images_overlay):

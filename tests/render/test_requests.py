@@ -13,10 +13,19 @@ import json
 import pytest
 
 from bake.catalog import load_catalog, resolve
-from bake.render import COMPONENTS, IMAGEBUILDER_BUILD_DATE, RenderOptions, render_image_documents
+from bake.render import (
+    IMAGEBUILDER_BUILD_DATE,
+    RenderOptions,
+    component_names,
+    render_image_documents,
+)
 
 ACCOUNT = "123456789012"
 COMPONENT_ARN = f"arn:aws:imagebuilder:us-east-1:{ACCOUNT}:component"
+# every add-on any catalog minor bakes (bake-addon-<name> components)
+ADDONS = tuple(sorted({
+    a for entry in load_catalog().data["kubernetes"].values() for a in entry.get("addons", {})
+}))
 VALUES = {
     "${kms_key_id}": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "${instance_profile}": "bake-imagebuilder",
@@ -24,7 +33,8 @@ VALUES = {
     "${security_group_id}": "sg-0123456789abcdef0",
     "${log_bucket}": "bake-logs-123456789012",
     "${region}": "us-east-1",
-    **{f"${{component:{name}}}": f"{COMPONENT_ARN}/{name}/1.0.0/1" for name in COMPONENTS},
+    **{f"${{component:{name}}}": f"{COMPONENT_ARN}/{name}/1.0.0/1"
+       for name in component_names(True, ADDONS)},
 }
 
 
@@ -89,7 +99,7 @@ def test_security_defaults_and_publication():
     recipe, infra, dist = docs.recipe.data, docs.infrastructure.data, docs.distribution.data
     assert recipe["parentImage"] == "ssm:/aws/service/debian/release/12/latest/arm64"
     assert [c["componentArn"] for c in recipe["components"]] == [
-        f"${{component:{n}}}" for n in COMPONENTS
+        f"${{component:{n}}}" for n in component_names(False, tuple(a for a, _ in release.addons))
     ]
     ebs = recipe["blockDeviceMappings"][0]["ebs"]
     assert (ebs["volumeType"], ebs["encrypted"], ebs["volumeSize"]) == ("gp3", True, 30)

@@ -156,11 +156,15 @@ def build_fake_image(root: Path, mirror) -> dict:
     (root / "var/lib/dpkg/info").mkdir(parents=True, exist_ok=True)
     (root / "var/lib/dpkg/updates").mkdir(parents=True, exist_ok=True)
     images = []
+    lists: dict[str, list[str]] = {}
     for image in release.images:
         archive = f"/var/lib/bake/images/{image.name}_{image.tag}.tar"
         _put(root, archive, (mirror.mirror / image.archive_path).read_bytes())
         images.append({"name": image.name, "ref": image.ref, "archive": archive,
-                       "sha256": image.archive_sha256, "pinned": True})
+                       "sha256": image.archive_sha256, "group": image.group, "pinned": True})
+        lists.setdefault(image.group, []).append(f"{archive} {image.ref}\n")
+    for group, lines in lists.items():  # what bake-images and bake-addon-<name> write
+        _put(root, f"/var/lib/bake/images/{group}.images", "".join(lines))
     pause = release.image("pause").ref
     _put(root, "/etc/containerd/config.toml", CONTAINERD_CONFIG.format(pause=pause))
     _put(root, "/etc/crictl.yaml", "runtime-endpoint: unix:///run/containerd/containerd.sock\n")
@@ -191,7 +195,8 @@ def build_fake_image(root: Path, mirror) -> dict:
     manifest = {"schema": "bake.image-manifest/v1",
                 "kubernetes_version": release.kubernetes_version, "minor": release.minor,
                 "arch": release.arch, "os": release.os, "artifacts": artifacts,
-                "images": images, "catalog_sources": list(release.catalog_sources)}
+                "images": images, "addons": dict(release.addons),
+                "catalog_sources": list(release.catalog_sources)}
     _put(root, "/etc/bake/image-manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -193,10 +193,12 @@ class Release:
         os: the image OS, ``debian-12``.
         artifacts: kubeadm, kubelet, kubectl, crictl, containerd, runc, cni-plugins, etcd (the
             client tools), in install order.
-        images: the kubeadm image set.
+        images: the kubeadm image set, then the baked add-ons' images (``ContainerImage.group``).
         catalog_sources: the catalog files that were merged, shipped one first.
         os_packages: OS package files staged for builds without internet (``os_packages`` of
             an overlay); empty when none were staged.
+        addons: the add-ons baked in, ``((name, version), ...)`` in name order (the catalog's
+            ``kubernetes.<minor>.addons``, or the subset ``bake ami --addons`` chose).
     """
 
     kubernetes_version: str
@@ -207,6 +209,11 @@ class Release:
     images: tuple[ContainerImage, ...]
     catalog_sources: tuple[str, ...] = field(default=())
     os_packages: tuple[OsPackage, ...] = field(default=())
+    addons: tuple[tuple[str, str], ...] = field(default=())
+
+    def addon_images(self, addon: str) -> tuple[ContainerImage, ...]:
+        """The images of the baked add-on ``addon`` (none if it is not baked)."""
+        return tuple(i for i in self.images if i.group == addon)
 
     def artifact(self, name: str) -> Artifact:
         """Return the artifact called ``name``; ``KeyError`` if absent."""

@@ -120,7 +120,8 @@ def _runtime(catalog: Catalog, name: str, entry: dict, arch: str) -> Artifact:
 
 
 def resolve(
-    catalog: Catalog, request: str, arch: str = "amd64", os_name: str = "debian-12"
+    catalog: Catalog, request: str, arch: str = "amd64", os_name: str = "debian-12",
+    addons: Iterable[str] | None = None,
 ) -> Release:
     """Resolve a version request to a pinned ``Release``.
 
@@ -128,11 +129,13 @@ def resolve(
         catalog: merged catalog.
         request: ``--k8s`` value (``1.30`` or ``1.30.4``).
         arch: ``amd64`` or ``arm64``.
-        os_name: image OS; only ``debian-12`` today.
+        os_name: image OS (a key of ``OSES``).
+        addons: the add-ons to bake (``bake ami --addons``); ``None``: every add-on the catalog
+            pins for the minor (``kubernetes.<minor>.addons``), ``()``: none.
     Returns:
-        the ``Release`` with every artifact's URL and SHA-256 and the image set.
+        the ``Release`` with every artifact's URL and SHA-256, the image set and the add-ons.
     Raises:
-        CatalogError: unknown arch, OS or version, or a missing checksum.
+        CatalogError: unknown arch, OS, version or add-on, or a missing checksum.
     """
     if arch not in ARCHES:
         raise CatalogError(f"unknown arch {arch!r}; supported: {', '.join(ARCHES)}")
@@ -177,7 +180,16 @@ def resolve(
                 digests.get(ref),
             )
         )
-    images += _addon_images(catalog, minor, entry.get("addons", {}), arch)
+    pinned = dict(entry.get("addons", {}))
+    if addons is not None:
+        chosen = list(dict.fromkeys(addons))
+        unknown = [a for a in chosen if a not in pinned]
+        if unknown:
+            raise CatalogError(
+                f"--addons: {', '.join(unknown)} is not an add-on the catalog pins for Kubernetes "
+                f"{minor}; choose from {', '.join(sorted(pinned)) or 'none'} (or all)")
+        pinned = {a: pinned[a] for a in chosen}
+    images += _addon_images(catalog, minor, pinned, arch)
     staged = catalog.data.get("os_packages", {}).get(os_name, {}).get(arch, {})
     os_packages = tuple(
         OsPackage(
@@ -189,7 +201,8 @@ def resolve(
         for filename, sha in sorted(staged.items())
     )
     return Release(
-        version, minor, arch, os_name, artifacts, tuple(images), catalog.sources, os_packages
+        version, minor, arch, os_name, artifacts, tuple(images), catalog.sources, os_packages,
+        tuple(sorted(pinned.items())),
     )
 
 

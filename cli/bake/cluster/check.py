@@ -27,7 +27,9 @@ def check_cluster(spec: ClusterSpec, catalog) -> list[str]:
     Returns:
         one message per finding (empty when all pass), each naming the field: the Kubernetes
         minor must be in the catalog, and an image parameter in bake's layout
-        (``<prefix>/<minor>/<os>/<arch>/image_id``) must name the cluster's minor, OS and arch.
+        (``<prefix>/<minor>/<os>/<arch>/image_id``) must name the cluster's minor, OS and arch,
+        and every enabled add-on must be one the catalog bakes with that minor (so a default
+        ``bake ami`` carries its images).
     """
     from bake.catalog import supported_summary
 
@@ -37,6 +39,16 @@ def check_cluster(spec: ClusterSpec, catalog) -> list[str]:
             f"{spec.source}: kubernetes: {spec.kubernetes_minor} is not in the catalog; "
             f"supported: {supported_summary(catalog)}"
         )
+    else:
+        pinned = catalog.data["kubernetes"][spec.kubernetes_minor].get("addons", {})
+        from bake_node.addons import addon
+
+        for name in spec.addons.names():
+            if name not in pinned:
+                findings.append(
+                    f"{spec.source}: addons.{addon(name).key}: the catalog bakes no {name} with "
+                    f"Kubernetes {spec.kubernetes_minor} (add it to kubernetes."
+                    f"{spec.kubernetes_minor}.addons in a --catalog overlay, or turn it off)")
     match = _IMAGE_PARAMETER_RE.search(spec.image_ssm_parameter)
     if match:
         for key, want in (

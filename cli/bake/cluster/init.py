@@ -48,6 +48,12 @@ kubernetesNetwork:
   podCIDR: 10.244.0.0/16
   serviceCIDR: 10.96.0.0/12
   cni: flannel                     # flannel (its manifests are baked into the image)
+addons:                            # applied by the first control plane after the CNI, from the
+                                   # images and manifests baked in (`bake ami --addons`)
+  metricsServer: true              # the metrics API: kubectl top, HorizontalPodAutoscaler
+  clusterAutoscaler: true          # sizes the worker group between workers.min and max
+  localPath: false                 # or {{defaultStorageClass: true}}: volumes on the node's disk
+  # not baked yet: awsCloudController, ebsCsi, ingressNginx, monitoring
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from bake.cluster.addons import AddonsSpec
 from bake.cluster.kubelet import KubeletSpec
 from bake.cluster.registry import RegistrySpec
 from bake.errors import UsageError
@@ -142,6 +143,7 @@ class ClusterSpec:
             when the earliest expires within this many days (``certificates.renewBeforeDays``,
             7-300).
         registry: mirrors of upstream registries and their CA (``RegistrySpec``).
+        addons: the add-ons applied after the CNI, with their settings (``AddonsSpec``).
         bootstrap_token_ttl_minutes: lifetime of every kubeadm bootstrap token the node agent
             creates (``bootstrapToken.ttlMinutes``, 15-1440). The control planes' rotate timer
             (every 2 min, up to 20 s late) replaces a token past half its TTL, and a join
@@ -168,6 +170,7 @@ class ClusterSpec:
     etcd_snapshots: EtcdSnapshotSpec = field(default_factory=EtcdSnapshotSpec)
     cert_renew_before_days: int = 90
     registry: RegistrySpec = field(default_factory=RegistrySpec)
+    addons: AddonsSpec = field(default_factory=AddonsSpec)
     source: str = field(default="<memory>", compare=False)
 
     @property

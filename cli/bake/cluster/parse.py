@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bake.cluster.addons import parse_addons
 from bake.cluster.kubelet import parse_kubelet
 from bake.cluster.model import (
     API_VERSION,
@@ -274,6 +275,8 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     )
     es.done()
     registry = parse_registry(top)
+    top.seen.add("addons")
+    addons = parse_addons(top.data.get("addons"), source, wmin, wmax)
     ce = top.sub("certificates")
     renew_before = _positive(ce, "renewBeforeDays", 90, 7, 300)
     ce.done()
@@ -307,6 +310,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         etcd_snapshots=snapshots,
         cert_renew_before_days=renew_before,
         registry=registry,
+        addons=addons,
         source=source,
     )
 

@@ -9,6 +9,7 @@ import click
 
 from bake.commands.common import (
     MirrorUrl,
+    addons_option,
     arches_option,
     artifacts_option,
     catalog_option,
@@ -101,6 +102,7 @@ def _progress(output: str):
     help="AWS: print the build ARN and return (attach with `bake ami wait ARN`).",
 )
 @catalog_option
+@addons_option
 @output_option
 @click.pass_context
 def ami(
@@ -126,6 +128,7 @@ def ami(
     no_wait,
     catalogs,
     output,
+    addons,
 ) -> None:
     """Bake a node image for a Kubernetes release and publish its id to SSM.
 
@@ -151,6 +154,7 @@ def ami(
         data_dir=g.data_dir,
         keep_failed=keep_failed,
         debian_mirror=debian_mirror,
+        addons=addons,
     )
     progress = _progress(output)
     if not local:

@@ -96,7 +96,8 @@ def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
         f"{cluster_file}: ok: cluster {spec.name} in {spec.region}, "
         f"Kubernetes {spec.kubernetes_minor}, "
         f"{spec.control_plane.desired} control planes, workers {spec.workers.min_size}-"
-        f"{spec.workers.max_size}, {'air-gapped' if spec.network.air_gapped else 'NAT egress'}; "
+        f"{spec.workers.max_size}, {'air-gapped' if spec.network.air_gapped else 'NAT egress'}, "
+        f"add-ons: {', '.join([spec.cni, *spec.addons.names()])}; "
         f"template {len(docs.template.encode())} B, {sizes}"
     )
 

@@ -80,6 +80,36 @@ os_option = click.option(
     "each in image-recipes/os/; --local builds Debian only).",
 )
 
+class AddonList(click.ParamType):
+    """``--addons``: ``all`` (``None``: every add-on the catalog pins for the minor), ``none``
+    (``()``) or a comma-separated list of add-on names (a tuple, checked by the catalog)."""
+
+    name = "ADDONS"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text == "all":
+            return None
+        if text == "none":
+            return ()
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            self.fail("give all, none or add-on names separated by commas", param, ctx)
+        return names
+
+
+addons_option = click.option(
+    "--addons",
+    type=AddonList(),
+    default="all",
+    show_default=True,
+    help="Add-ons whose images are baked in (each as a bake-addon-<name> component): all, "
+    "none, or names separated by commas (e.g. flannel,metrics-server); `bake catalog list` "
+    "names them per minor.",
+)
+
 arches_option = click.option(
     "--arch",
     "arches",

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from bake.commands.common import (
+    addons_option,
     arch_option,
     artifacts_option,
     catalog_option,
@@ -42,6 +43,7 @@ class RenderAmiOptions:
             documents of a build without internet (``RenderOptions.artifacts_s3``), with the
             ``bake-node`` component fetching the node agent's bundle from there, exactly as
             ``bake ami --artifacts`` renders them (``bake.ami.agent_source_s3``).
+        addons: ``--addons``: ``None`` for every add-on the catalog pins, else those names.
     """
 
     k8s: str
@@ -53,6 +55,7 @@ class RenderAmiOptions:
     cloudformation: bool = False
     artifacts_s3: str | None = None
     os_name: str = "debian-12"
+    addons: tuple[str, ...] | None = None
 
 
 def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
@@ -69,7 +72,8 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
     from bake.catalog import load_catalog, resolve
     from bake.render import RenderOptions, render_image_documents
 
-    release = resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name)
+    release = resolve(load_catalog(options.catalogs), options.k8s, options.arch, options.os_name,
+                      addons=options.addons)
     agent = agent_source_s3(options.artifacts_s3) if options.artifacts_s3 else None
     docs = render_image_documents(
         release,
@@ -93,7 +97,8 @@ def render_ami(options: RenderAmiOptions) -> tuple[list[Path], list[str]]:
     if missing:
         notes.append(
             f"note: no image archive SHA-256 in the catalog for {len(missing)} of "
-            f"{len(release.images)} images, so bake-images stages none of them; add an "
+            f"{len(release.images)} images, so bake-images and the add-ons' components stage none "
+            f"of them; add an "
             "image_archives section with --catalog FILE and pass --mirror URL"
         )
     if agent is not None:
@@ -134,6 +139,7 @@ def render() -> None:
 @artifacts_option(
     "Fetch every artifact from S3 (staged by `bake stage`) with S3Download + SHA-256 check."
 )
+@addons_option
 def ami(
     k8s: str,
     arch: str,
@@ -144,6 +150,7 @@ def ami(
     out_dir: Path,
     formats: tuple[str, ...],
     artifacts_s3: str | None,
+    addons: tuple[str, ...] | None,
 ) -> None:
     """Render the Image Builder documents of one release into a directory.
 
@@ -154,7 +161,7 @@ def ami(
     paths, notes = render_ami(
         RenderAmiOptions(k8s, arch, mirror, tuple(catalogs), ssm_prefix, out_dir,
                          cloudformation="cloudformation" in formats, artifacts_s3=artifacts_s3,
-                         os_name=os_name)
+                         os_name=os_name, addons=addons)
     )
     for path in paths:
         click.echo(str(path))
@@ -164,6 +171,8 @@ def ami(
 
 # Other `bake render` sub-commands are attached here, e.g.:
 # render.add_command(...)  # `bake render cluster` (cluster engineer)
+from bake.commands.render_cluster import addons as _render_addons  # noqa: E402
 from bake.commands.render_cluster import cluster as _render_cluster  # noqa: E402
 
 render.add_command(_render_cluster)
+render.add_command(_render_addons)

@@ -26,3 +26,22 @@ def cluster(cluster_file: Path, out_dir: Path, catalogs: tuple[Path, ...]) -> No
     for path in docs.write(out_dir):
         click.echo(str(path))
     click.echo(f"stack version {docs.stack_version}")
+
+
+@click.command("addons")
+@file_option
+@out_dir_option("Directory to write manifests/cni/ and manifests/addons/ into.")
+@catalog_option
+def addons(cluster_file: Path, out_dir: Path, catalogs: tuple[Path, ...]) -> None:
+    """Render the CNI and add-on manifests the first control plane applies, for review.
+
+    \b
+    The same templates and values as the node agent, with the images the catalog bakes for
+    the cluster's Kubernetes minor (`bake ami --addons`).
+    Example:
+      bake render addons -f cluster.yaml -o out/
+    """
+    from bake.addons import RenderAddonsOptions, render_addons
+
+    for path in render_addons(RenderAddonsOptions(cluster_file, out_dir, tuple(catalogs))):
+        click.echo(str(path))

@@ -131,7 +131,9 @@ def _containerd_major(artifact: Artifact) -> int:
 
 
 def _component(name: str, context: dict[str, Any]) -> Document:
-    text, data = render_yaml("components", f"{name}.yaml.j2", context)
+    # every add-on's component comes from one template (components/bake-addon.yaml.j2)
+    template = "bake-addon" if name.startswith("bake-addon-") else name
+    text, data = render_yaml("components", f"{template}.yaml.j2", context)
     if not isinstance(data, dict) or data.get("name") != name:
         raise RenderError(f"component template {name} did not render a component named {name}")
     scripts = {}
@@ -266,14 +268,16 @@ def _kubernetes(
     }
 
 
-def staged_images(plan: DownloadPlan) -> list[dict[str, str]]:
+def staged_images(plan: DownloadPlan, group: str | None = None) -> list[dict[str, str]]:
     """The images the image stages: those whose archive SHA-256 the catalog knows.
 
     Args:
         plan: the release's ``bake.plan.DownloadPlan``.
+        group: only this set's (``kubeadm`` or an add-on's name); ``None``: every image.
     Returns:
-        ``[{"name", "ref", "archive", "sha256", "path"}]`` where ``archive`` is the path on the
-        image (``/var/lib/bake/images/<name>_<tag>.tar``) and ``path`` the mirror path.
+        ``[{"name", "ref", "archive", "sha256", "path", "group"}]`` where ``archive`` is the
+        path on the image (``/var/lib/bake/images/<name>_<tag>.tar``) and ``path`` the mirror
+        path.
     """
     return [
         {
@@ -282,35 +286,70 @@ def staged_images(plan: DownloadPlan) -> list[dict[str, str]]:
             "archive": _safe(i.destination),
             "sha256": _safe(i.sha256),
             "path": i.path,
+            "group": _safe(i.group or "kubeadm"),
         }
         for i in plan.images
+        if group is None or i.group == group
     ]
+
+
+IMPORT_SCRIPT = "/usr/local/sbin/bake-images-import"
+
+
+def _image_set(plan: DownloadPlan, group: str, mirror: str | None,
+               artifacts_s3: str | None) -> dict[str, Any]:
+    """What bake-images (``group`` kubeadm) and bake-addon-<name> share: the set's images and
+    their download steps."""
+    planned = [i for i in plan.images if i.group == group]
+    downloads = [
+        _download(i, mirror, artifacts_s3, f"Download{_camel(i.name)}Image") for i in planned
+    ]
+    return {
+        "images": staged_images(plan, group),
+        "images_dir": IMAGES_DIR,
+        "containerd_address": CONTAINERD_SOCKET,
+        "import_script": IMPORT_SCRIPT,
+        "downloads": downloads,
+        "verify_downloads": bool(artifacts_s3 and downloads),
+        "offline": bool(artifacts_s3),
+    }
 
 
 def _images(
     base: dict[str, Any], plan: DownloadPlan, mirror: str | None, artifacts_s3: str | None
 ) -> dict[str, Any]:
-    images = staged_images(plan)
-    downloads = [
-        _download(i, mirror, artifacts_s3, f"Download{_camel(i.name)}Image") for i in plan.images
-    ]
-    ctx = {
-        "images": images,
-        # what `kubeadm config images list` must print (the add-ons' images are baked beside it)
-        "kubeadm_refs": [_safe(i.ref or "") for i in plan.images if i.group == "kubeadm"],
-        "images_dir": IMAGES_DIR,
-        "containerd_address": CONTAINERD_SOCKET,
-        "import_script": "/usr/local/sbin/bake-images-import",
-    }
+    """Context of bake-images: kubeadm's image set, the import script and its first-boot unit."""
+    ctx = _image_set(plan, "kubeadm", mirror, artifacts_s3)
     return {
         **base,
         **ctx,
-        "downloads": downloads,
-        "verify_downloads": bool(artifacts_s3 and downloads),
-        "offline": bool(artifacts_s3),
+        # what `kubeadm config images list` must print (the add-ons' images are baked beside it)
+        "kubeadm_refs": [_safe(i.ref or "") for i in plan.images if i.group == "kubeadm"],
         "import_script_text": render_text("components", "files/bake-images-import.sh.j2", ctx),
-        "import_unit": render_text("components", "files/bake-images-import.service.j2", ctx),
+        "import_unit": render_text("components", "files/bake-images-import.service.j2",
+                                   {**ctx, "import_script": IMPORT_SCRIPT}),
         "import_unit_path": "/etc/systemd/system/bake-images-import.service",
+    }
+
+
+def addon_component(addon: str) -> str:
+    """The component that bakes ``addon``'s images: ``bake-addon-<addon>``."""
+    return f"bake-addon-{_safe(addon)}"
+
+
+def _addon(
+    base: dict[str, Any], plan: DownloadPlan, addon: str, version: str, mirror: str | None,
+    artifacts_s3: str | None,
+) -> dict[str, Any]:
+    """Context of ``bake-addon-<addon>`` (components/bake-addon.yaml.j2): one add-on's images,
+    downloaded, checked, imported and pinned. One component per add-on keeps each under Image
+    Builder's 16,000 characters however many add-ons an image bakes."""
+    return {
+        **base,
+        **_image_set(plan, addon, mirror, artifacts_s3),
+        "component_name": addon_component(addon),
+        "addon": _safe(addon),
+        "addon_version": _safe(version),
     }
 
 
@@ -376,10 +415,12 @@ def _manifest(
                 "ref": i["ref"],
                 "archive": i["archive"],
                 "sha256": i["sha256"],
+                "group": i["group"],
                 "pinned": True,
             }
             for i in images
         ],
+        "addons": {name: version for name, version in release.addons},
     }
     if agent:  # the agent bundle baked by the bake-node component
         manifest["agent"] = {

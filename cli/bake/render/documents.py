@@ -15,6 +15,7 @@ from bake.plan import (
     download_plan,
 )
 from bake.render.components import (
+    _addon,
     _agent,
     _component,
     _images,
@@ -86,9 +87,11 @@ def render_image_documents(release: Release, options: RenderOptions) -> ImageDoc
         "bake-image-manifest": _manifest(base, release, plan, info, options.agent),
         "bake-hygiene": {**base, "pm": _pm(info), "ssh_unit": _safe(info.ssh_unit)},
     }
+    for addon, version in release.addons:
+        contexts[f"bake-addon-{addon}"] = _addon(base, plan, addon, version, mirror, artifacts_s3)
     if options.agent:
         contexts[AGENT_COMPONENT] = _agent(base, options.agent, info)
-    names = component_names(options.agent is not None)
+    names = component_names(options.agent is not None, tuple(a for a, _ in release.addons))
     components = tuple(_component(name, contexts[name]) for name in names)
 
     target = f"{release.os}, {release.arch}"

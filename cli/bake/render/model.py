@@ -123,12 +123,21 @@ class RenderOptions:
     agent: AgentSource | None = None
 
 
-def component_names(with_agent: bool) -> tuple[str, ...]:
-    """The components in recipe order: ``COMPONENTS``, plus ``bake-node`` right before
-    ``bake-hygiene`` when the node agent is baked in (hygiene stays last)."""
+def component_names(with_agent: bool, addons: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The components in recipe order: ``COMPONENTS``, with one ``bake-addon-<name>`` per baked
+    add-on right after ``bake-images`` (whose import script they use), and ``bake-node`` right
+    before ``bake-hygiene`` when the node agent is baked in (hygiene stays last). Image Builder
+    takes at most 20 components per recipe (API reference, ImageRecipe.components).
+
+    Args:
+        with_agent: the node agent is baked in.
+        addons: the baked add-ons' names (``Release.addons``), in name order.
+    """
+    at = COMPONENTS.index("bake-images") + 1
+    names = (*COMPONENTS[:at], *(f"bake-addon-{a}" for a in addons), *COMPONENTS[at:])
     if not with_agent:
-        return COMPONENTS
-    return (*COMPONENTS[:-1], AGENT_COMPONENT, COMPONENTS[-1])
+        return names
+    return (*names[:-1], AGENT_COMPONENT, names[-1])
 
 
 @dataclass(frozen=True)

@@ -348,6 +348,11 @@ def test_image_staged_or_pinned(host, live, image):
     assert f.exists, f"{ref}: archive {archive} is missing"
     assert f.sha256sum == image.get("sha256"), (
         f"{ref}: archive {archive} SHA-256 differs from the manifest's {image.get('sha256')}")
+    # the first-boot import reads its set's list (kubeadm's, or the add-on's component's)
+    listing = host.file(f"{IMAGES_DIR}/{image.get('group') or 'kubeadm'}.images")
+    assert listing.exists, f"{ref}: {listing.path} is missing"
+    assert f"{archive} {ref}" in listing.content_string.splitlines(), (
+        f"{ref}: not in {listing.path}, so bake-images-import would not import it")
 
 
 def test_images_import_enabled(host, live):

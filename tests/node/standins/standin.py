@@ -278,6 +278,8 @@ def kubectl(argv: list[str]) -> str:
     verbs = argv[2:] if argv[:1] == ["--kubeconfig"] else argv
     if verbs[:3] == ["get", "configmap", "kubeadm-config"] or verbs[:1] == ["replace"]:
         return kubeadm_config(verbs)
+    if verbs[:2] == ["rollout", "status"]:
+        return rollout_status(verbs[2:])
     p = argparse.ArgumentParser(prog="kubectl", exit_on_error=False)
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("verb", choices=["apply"])
@@ -290,6 +292,25 @@ def kubectl(argv: list[str]) -> str:
         for d in docs:
             st.setdefault("applied", []).append(f"{d['kind']}/{d['metadata']['name']}")
     return "".join(f"{d['kind'].lower()}/{d['metadata']['name']} created\n" for d in docs)
+
+
+def rollout_status(argv: list[str]) -> str:
+    """``kubectl rollout status KIND/NAME -n NS --timeout=Ns``: rolled out once applied, unless
+    the test listed the object in the state's ``not_ready`` (then it times out, as kubectl
+    does: "timed out waiting for the condition")."""
+    p = argparse.ArgumentParser(prog="kubectl rollout status", exit_on_error=False)
+    p.add_argument("target")
+    p.add_argument("-n", dest="namespace", default="default")
+    p.add_argument("--timeout", required=True)
+    args = p.parse_args(argv)
+    kind, _, name = args.target.partition("/")
+    with cluster_state() as st:
+        applied = {a.lower() for a in st.get("applied", [])}
+        if f"{kind}/{name}" not in applied:
+            raise Fail(f'Error from server (NotFound): {kind}s.apps "{name}" not found')
+        if args.target in st.get("not_ready", []):
+            raise Fail("error: timed out waiting for the condition")
+    return f'{kind} "{name}" successfully rolled out\n'
 
 
 def etcdctl(argv: list[str]) -> str:

@@ -1,0 +1,101 @@
+"""``addons`` of the cluster file: which add-ons the node that runs ``kubeadm init`` applies after
+the CNI, with their settings, checked on load and handed to the nodes in node.yaml.
+
+```yaml
+addons:
+  metricsServer: true
+  localPath: {defaultStorageClass: true}
+  clusterAutoscaler: true          # needs workers.max above workers.min
+```
+
+The add-ons themselves (names, cluster-file keys, settings, apply order) are
+``bake_node.addons.ADDONS``, shared with the node agent; their images are baked by ``bake ami``
+(``--addons``, every one by default) and their manifests are ``manifests/addons/<name>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bake_node.addons import ADDONS, PLANNED, AddonInfo
+
+
+@dataclass(frozen=True)
+class AddonsSpec:
+    """The enabled add-ons: ``((name, ((setting, value), ...)), ...)`` in apply order, every
+    setting present (defaults filled in); hashable, as the cluster spec is frozen."""
+
+    enabled: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        """The enabled add-ons' names, in apply order."""
+        return tuple(name for name, _ in self.enabled)
+
+    def has(self, name: str) -> bool:
+        """True when the add-on ``name`` (``cluster-autoscaler``) is enabled."""
+        return name in self.names()
+
+    def node_yaml(self) -> dict[str, dict[str, Any]]:
+        """node.yaml's ``addons`` mapping: name -> settings ({} when none is enabled)."""
+        return {name: dict(settings) for name, settings in self.enabled}
+
+
+def _by_key() -> dict[str, AddonInfo]:
+    return {info.key: info for info in ADDONS}
+
+
+def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> AddonsSpec:
+    """Validate the cluster file's ``addons`` mapping.
+
+    Args:
+        data: the parsed ``addons`` value (``None`` when absent: no add-on).
+        source: the file, for messages.
+        workers_min, workers_max: the worker group's bounds (the autoscaler needs room).
+    Returns:
+        the ``AddonsSpec``.
+    Raises:
+        ClusterFileError: one line naming the field: not a mapping, an unknown or planned
+            add-on, a value that is not true/false or a settings mapping, an unknown or mistyped
+            setting, or a combination that cannot work.
+    """
+    from bake.cluster.model import ClusterFileError
+
+    def fail(where: str, message: str):
+        raise ClusterFileError(f"{source}: {where}: {message}")
+
+    if data is None:
+        return AddonsSpec()
+    if not isinstance(data, dict):
+        fail("addons", f"must be a mapping of add-on -> true/false or settings, got {data!r}")
+    known = _by_key()
+    enabled = {}
+    for key, value in data.items():
+        where = f"addons.{key}"
+        if key in PLANNED:
+            fail(where, f"{PLANNED[key]} is not baked into the image yet (available: "
+                        f"{', '.join(sorted(known))})")
+        if key not in known:
+            fail(where, f"unknown add-on (allowed: {', '.join(sorted(known))})")
+        info = known[key]
+        if value is None or value is False:
+            continue
+        if value is True:
+            value = {}
+        if not isinstance(value, dict):
+            fail(where, f"must be true, false or a mapping of settings, got {value!r}")
+        for setting, given in value.items():
+            if setting not in info.settings:
+                allowed = ", ".join(sorted(info.settings)) or "none"
+                fail(f"{where}.{setting}", f"unknown setting (allowed: {allowed})")
+            kind, _default = info.settings[setting]
+            if not isinstance(given, kind):
+                fail(f"{where}.{setting}", f"must be {kind.__name__}, got {given!r}")
+        enabled[info.name] = info.with_defaults(value)
+    if "cluster-autoscaler" in enabled and workers_max <= workers_min:
+        fail("addons.clusterAutoscaler",
+             f"workers.min and workers.max are both {workers_min}, so there is nothing to "
+             "scale: raise workers.max or turn the autoscaler off")
+    return AddonsSpec(tuple(
+        (info.name, tuple(sorted(enabled[info.name].items())))
+        for info in ADDONS if info.name in enabled))

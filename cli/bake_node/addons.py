@@ -1,0 +1,163 @@
+"""The add-ons the node agent applies after the CNI: which exist, in what order, how their
+manifest templates (``manifests/addons/<name>/*.yaml.j2``) are rendered, and which of their
+objects must become ready.
+
+Shared by the node agent (post phase, on the node that ran ``kubeadm init``) and by
+``bake render addons`` (the same templates, rendered from the catalog on the user's machine), so
+what a user reviews is what a node applies.
+
+Sources: the add-ons' own documented resources (each template cites its project's page); the
+order is the issue's and every peer's (kOps, Cluster API add-on orchestration): the CNI first,
+then storage, then the rest, so a workload never waits for a network or a volume that is applied
+after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bake_node.kubeadm import render_manifest_text
+
+
+@dataclass(frozen=True)
+class AddonInfo:
+    """One add-on bake can apply.
+
+    Attributes:
+        name: the add-on's name: its catalog key (``kubernetes.<minor>.addons``), its manifest
+            folder (``manifests/addons/<name>/``) and its image component
+            (``bake-addon-<name>``).
+        key: its key in the cluster file's ``addons:`` section (camelCase, as Kubernetes
+            fields are).
+        settings: the settings it takes beyond on/off: setting -> (type, default).
+        description: one line for ``bake init`` and messages.
+    """
+
+    name: str
+    key: str
+    description: str
+    settings: dict[str, tuple[type, Any]] = field(default_factory=dict)
+
+    def with_defaults(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``given`` settings over this add-on's defaults (what its templates render with)."""
+        return {**{k: default for k, (_t, default) in self.settings.items()}, **(given or {})}
+
+
+#: Every add-on bake can apply, in the order the agent applies them (after the CNI).
+ADDONS: tuple[AddonInfo, ...] = (
+    AddonInfo("local-path-provisioner", "localPath",
+              "local-path provisioner: PersistentVolumes on the node's own disk",
+              {"defaultStorageClass": (bool, False)}),
+    AddonInfo("metrics-server", "metricsServer",
+              "metrics-server: the metrics API for kubectl top and autoscaling"),
+    AddonInfo("cluster-autoscaler", "clusterAutoscaler",
+              "Cluster Autoscaler, wired to the worker group by its discovery tags"),
+)
+
+#: Cluster file add-ons users ask for that no image carries yet: refused by name at validate.
+PLANNED: dict[str, str] = {
+    "awsCloudController": "the AWS cloud controller manager",
+    "ebsCsi": "the EBS CSI driver",
+    "ingressNginx": "ingress-nginx",
+    "monitoring": "Prometheus, Grafana, node-exporter and kube-state-metrics",
+}
+
+#: The object kinds whose rollout the agent waits for (``kubectl rollout status`` supports them).
+WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
+
+
+def addon(name: str) -> AddonInfo:
+    """The ``AddonInfo`` called ``name``; ``KeyError`` if bake has no such add-on."""
+    for info in ADDONS:
+        if info.name == name:
+            return info
+    raise KeyError(name)
+
+
+def ordered(enabled: dict[str, dict[str, Any]]) -> list[tuple[AddonInfo, dict[str, Any]]]:
+    """The enabled add-ons in apply order, each with its settings (defaults filled in).
+
+    Args:
+        enabled: add-on name -> its settings (node.yaml ``addons``).
+    Returns:
+        ``[(AddonInfo, settings)]`` in ``ADDONS`` order.
+    Raises:
+        KeyError: an add-on bake does not know.
+    """
+    for name in enabled:
+        addon(name)
+    return [(info, info.with_defaults(enabled[info.name])) for info in ADDONS
+            if info.name in enabled]
+
+
+@dataclass(frozen=True)
+class RenderedManifest:
+    """One rendered manifest file of an add-on.
+
+    Attributes:
+        name: the file name without ``.j2`` (``metrics-server.yaml``).
+        text: the rendered YAML.
+        documents: its parsed, non-empty documents.
+    """
+
+    name: str
+    text: str
+    documents: list[dict]
+
+    def workloads(self) -> list[tuple[str, str, str]]:
+        """``[(kind, namespace, name)]`` of its Deployments, DaemonSets and StatefulSets (the
+        objects whose rollout the agent waits for), in file order."""
+        return [
+            (d["kind"], d["metadata"].get("namespace", "default"), d["metadata"]["name"])
+            for d in self.documents
+            if d.get("kind") in WORKLOAD_KINDS
+        ]
+
+
+def render_folder(folder: Path, context: dict[str, Any]) -> list[RenderedManifest]:
+    """Render every manifest of ``folder`` (``*.yaml`` as is, ``*.yaml.j2`` with ``context``)
+    in name order.
+
+    Args:
+        folder: ``manifests/cni/<cni>`` or ``manifests/addons/<name>``.
+        context: the template values (``manifest_context``).
+    Returns:
+        the rendered manifests; none for a missing folder.
+    Raises:
+        jinja2.UndefinedError: a template needs a value not in ``context``.
+        yaml.YAMLError: a rendered file is not YAML.
+    """
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yaml.j2")], key=lambda p: p.name)
+    return render_templates([(p.name, p.read_text()) for p in files], context)
+
+
+def render_templates(templates: list[tuple[str, str]], context: dict[str, Any]
+                     ) -> list[RenderedManifest]:
+    """Render ``[(file name, template text)]`` with ``context``, in the given order (a plain
+    ``*.yaml`` renders to itself unless it holds Jinja2 syntax); ``render_folder``'s errors."""
+    out = []
+    for name, template in templates:
+        text, docs = render_manifest_text(template, **context)
+        out.append(RenderedManifest(name.removesuffix(".j2"), text, docs))
+    return out
+
+
+def manifest_context(*, cluster_name: str, region: str, pod_cidr: str,
+                     images: dict[str, str], settings: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """The values every CNI and add-on template is rendered with (the one place they are made).
+
+    Args:
+        cluster_name: the cluster's name (Cluster Autoscaler's discovery tag).
+        region: its AWS region.
+        pod_cidr: the cluster file's ``podCIDR`` (the CNI's network).
+        images: image name -> reference, of the images baked for this add-on (the image
+            manifest's ``images`` of its group; ``bake render addons``: the catalog's).
+        settings: the add-on's settings (``ordered``), ``{}`` for none.
+    Returns:
+        ``{"cluster_name", "region", "pod_cidr", "images", "settings"}``.
+    """
+    return {"cluster_name": cluster_name, "region": region, "pod_cidr": pod_cidr,
+            "images": dict(images), "settings": dict(settings or {})}

@@ -38,6 +38,8 @@ class StageOptions:
         images: also stage the image archives (their SHA-256 must be in a catalog overlay).
         kms_key_id: KMS key for the objects, or ``None`` for the ``aws/s3`` key.
         dry_run: verify the files, list what would be uploaded, upload nothing.
+        addons: the add-ons whose images are staged (``--addons``, as ``bake ami``'s): ``None``
+            every one the catalog pins for the minor.
     """
 
     k8s: str
@@ -48,6 +50,7 @@ class StageOptions:
     images: bool = True
     kms_key_id: str | None = None
     dry_run: bool = False
+    addons: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ def stage_release(clients, options: StageOptions, progress: Progress) -> list[St
     catalog = load_catalog(options.catalogs)
     items: list[tuple[str, str, str]] = []
     for arch in options.arches:
-        items.extend(plan(resolve(catalog, options.k8s, arch), base, prefix, options.images))
+        release = resolve(catalog, options.k8s, arch, addons=options.addons)
+        items.extend(plan(release, base, prefix, options.images))
     client = clients.client("s3")
     staged: list[StagedObject] = []
     with tempfile.TemporaryDirectory(prefix="bake-stage-") as tmp:
@@ -195,6 +199,8 @@ class ImagesFromRegistry:
         authfile: skopeo ``--authfile`` for a registry that needs credentials.
         resolve_digests: for images the catalog does not pin, take the digest the registry
             serves for the tag now (trust on first use) and record it in the overlay.
+        addons: the add-ons whose images are copied (``--addons``): ``None`` every one the
+            catalog pins for the minor.
     """
 
     k8s: str
@@ -205,6 +211,7 @@ class ImagesFromRegistry:
     catalogs: tuple[Path, ...] = ()
     authfile: Path | None = None
     resolve_digests: bool = False
+    addons: tuple[str, ...] | None = None
 
 
 OVERLAY_HEADER = """\
@@ -245,7 +252,8 @@ def images_from_registry(options: ImagesFromRegistry, progress: Progress) -> dic
 
     registry = parse_registry(options.registry, options.authfile)
     catalog = load_catalog(options.catalogs)
-    releases = [resolve(catalog, options.k8s, arch) for arch in options.arches]
+    releases = [resolve(catalog, options.k8s, arch, addons=options.addons)
+                for arch in options.arches]
     unpinned = sorted({i.ref for r in releases for i in r.images if not i.digest})
     resolved: dict[str, str] = {}
     if unpinned and options.resolve_digests:

@@ -331,6 +331,10 @@ class Agent:
                 log.error("add-on %s failed: %s", name, exc)
             record["seconds"] = round(time.monotonic() - start, 3)
             record["order"] = order  # state.json's keys are sorted
+            if record["status"] == "ready":
+                log.info("add-on %s %s ready in %.1f s (%d objects; %s)", name,
+                         record.get("version") or "", record["seconds"], record["objects"],
+                         ", ".join(record["workloads"]) or "no workloads")
             records[name] = record
             self.state.save(addons=records)
         if failures:

@@ -20,6 +20,15 @@ def test_init_text_is_commented_and_valid():
     assert (spec.name, spec.region, spec.kubernetes_minor) == ("lab", "eu-central-1", "1.31")
     assert spec.image_ssm_parameter == "/bake/k8s/1.31/debian-12/amd64/image_id"
     assert spec.control_plane.desired == 3 and spec.network.air_gapped
+    assert spec.addons.names() == ("metrics-server", "cluster-autoscaler")
+
+
+def test_init_local_text_is_valid_with_a_fixed_worker_group():
+    """`bake init --local`: two workers that do not scale, so no Cluster Autoscaler (which
+    would be refused with workers.min == workers.max)."""
+    spec = parse_cluster(yaml.safe_load(init_text(name="lab", local=True)))
+    assert (spec.workers.min_size, spec.workers.max_size) == (2, 2)
+    assert spec.addons.names() == ("metrics-server",)
 
 
 def _set(doc: dict, dotted: str, value) -> dict:

@@ -57,6 +57,27 @@ def test_images_are_copied_by_digest_with_an_overlay(run_bake, local_registry, t
         assert sha in components
 
 
+def test_addons_choose_which_add_on_images_are_copied(run_bake, local_registry, tmp_path):
+    """``--addons`` as ``bake ami`` takes it: kubeadm's set always, then only the add-ons
+    named; an add-on the catalog does not pin is refused before anything is copied."""
+    mirror = tmp_path / "mirror"
+    result = run_bake(
+        "stage", "--k8s", "1.30", "--images-from", local_registry.url, "--mirror", str(mirror),
+        "--catalog", str(local_registry.digests), "--addons", "flannel",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "9 image archives in" in result.stdout  # kubeadm's 7 and flannel's 2
+    overlay = yaml.safe_load((mirror / "bake-images" / "catalog-overlay.yaml").read_text())
+    assert not any("metrics-server" in ref for ref in overlay["image_archives"]["amd64"])
+    bad = run_bake(
+        "stage", "--k8s", "1.30", "--images-from", local_registry.url, "--mirror",
+        str(tmp_path / "other"), "--catalog", str(local_registry.digests), "--addons", "calico",
+    )
+    assert bad.exit_code == 2
+    assert "--addons: calico is not an add-on the catalog pins for Kubernetes 1.30" in bad.stderr
+    assert not (tmp_path / "other").exists()
+
+
 def test_a_digest_the_registry_lacks_fails_in_one_line_and_writes_nothing(
     run_bake, local_registry, tmp_path
 ):

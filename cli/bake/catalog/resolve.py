@@ -236,7 +236,8 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
 
     Returns:
         ``[{"minor", "latest", "patches": [...], "arches": [...], "oses": [...], "crictl",
-        "containerd", "runc", "cni_plugins", "images": {...}}]``, oldest minor first. Every
+        "containerd", "runc", "cni_plugins", "images": {...}, "addons": {name: version}}]``,
+        oldest minor first (``addons``: what ``bake ami`` bakes by default). Every
         minor bakes on every OS of ``OSES`` (the components are one set).
     """
     rows = []
@@ -260,6 +261,7 @@ def list_releases(catalog: Catalog, arches: Iterable[str] = ARCHES) -> list[dict
                 "cni_plugins": entry.get("cni-plugins"),
                 "etcd": entry.get("etcd"),
                 "images": dict(entry.get("images", {})),
+                "addons": dict(sorted(entry.get("addons", {}).items())),
             }
         )
     return rows

@@ -88,7 +88,8 @@ def init_text(
     Args:
         name, region, minor: values filled in (checked like the file itself).
         local: sized for ``bake launch --local``: 3 control planes and 2 workers of a small
-            instance type (t3.medium), plus the ``local`` section.
+            instance type (t3.medium), a fixed worker group (so no Cluster Autoscaler), plus
+            the ``local`` section.
 
     Returns:
         YAML text that ``parse_cluster`` accepts.
@@ -101,6 +102,9 @@ def init_text(
         text = (text.replace("instanceType: m6i.large", "instanceType: t3.medium")
                 .replace("instanceTypes: [m6i.large]", "instanceTypes: [t3.medium]")
                 .replace("  min: 1\n", "  min: 2\n").replace("  max: 5\n", "  max: 2\n")
+                .replace("  clusterAutoscaler: true          # sizes the worker group between "
+                         "workers.min and max",
+                         "  clusterAutoscaler: false         # VMs on one machine: a fixed group")
                 + LOCAL_TEXT)
     parse_cluster(yaml.safe_load(text), "cluster.yaml")
     return text

@@ -61,4 +61,7 @@ def list_cmd(catalogs: tuple[Path, ...], output: str) -> None:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    click.echo("add-ons baked by default (bake ami --addons):")
+    for r in rows:
+        click.echo(f"  {r['minor']}: " + ", ".join(f"{n} {v}" for n, v in r["addons"].items()))
     click.echo(f"catalog: {' + '.join(cat.sources)}")

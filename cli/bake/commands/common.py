@@ -105,9 +105,9 @@ addons_option = click.option(
     type=AddonList(),
     default="all",
     show_default=True,
-    help="Add-ons whose images are baked in (each as a bake-addon-<name> component): all, "
-    "none, or names separated by commas (e.g. flannel,metrics-server); `bake catalog list` "
-    "names them per minor.",
+    help="Add-ons whose images are included (baked, each as a bake-addon-<name> component, or "
+    "staged): all, none, or names separated by commas (e.g. flannel,metrics-server); "
+    "`bake catalog list` names them per minor.",
 )
 
 arches_option = click.option(

@@ -12,6 +12,7 @@ import click
 
 from bake.commands.common import (
     MirrorUrl,
+    addons_option,
     arches_option,
     catalog_option,
     k8s_option,
@@ -78,10 +79,11 @@ from bake.commands.common import (
 )
 @output_option
 @catalog_option
+@addons_option
 @click.pass_obj
 def stage(
     g, k8s, arches, mirror, bucket, images_from, overlay_out, registry_auth, os_packages,
-    resolve_digests, kms_key_id, no_images, dry_run, output, catalogs,
+    resolve_digests, kms_key_id, no_images, dry_run, output, catalogs, addons,
 ) -> None:
     """Verify a release's artifacts (SHA-256) and upload them to S3 in the mirror layout.
 
@@ -132,7 +134,7 @@ def stage(
         overlay = overlay_out or out_dir / "bake-images" / "catalog-overlay.yaml"
         doc = images_from_registry(
             ImagesFromRegistry(k8s, arches, images_from, out_dir, overlay, tuple(catalogs),
-                               registry_auth, resolve_digests),
+                               registry_auth, resolve_digests, addons),
             say,
         )
         count = sum(len(v) for v in doc["image_archives"].values())
@@ -162,6 +164,7 @@ def stage(
         images=not no_images,
         kms_key_id=kms_key_id,
         dry_run=dry_run,
+        addons=addons,
     )
     quiet = output == "json"
     staged = stage_release(

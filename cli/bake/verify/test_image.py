@@ -443,6 +443,19 @@ def test_agent_manifests_present(host, agent):
     assert found, f"no CNI manifest (*.yaml, or a *.yaml.j2 template) under {cni}"
 
 
+def test_every_baked_addon_has_its_manifests(host, agent, manifest):
+    """Each add-on the manifest lists as baked (``addons``) can be applied: the agent carries
+    its templates (``manifests/cni/<name>/`` for a CNI, ``manifests/addons/<name>/``)."""
+    if agent is None:
+        return
+    for name in sorted(manifest.get("addons") or {}):
+        folders = [f"{AGENT_MANIFESTS}/{kind}/{name}" for kind in ("cni", "addons")]
+        found = [f"{d}/{n}" for d in folders if host.file(d).is_directory
+                 for n in _listdir(host, d) if n.endswith((".yaml", ".yaml.j2"))]
+        assert found, (f"{MANIFEST} lists add-on {name} as baked, but the agent has no "
+                       f"manifests for it in {' or '.join(folders)}")
+
+
 # ---------------------------------------------------------------- hygiene (images only)
 
 

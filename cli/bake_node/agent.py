@@ -402,7 +402,7 @@ class Agent:
                 raise NodeError(
                     f"{kind.lower()}/{wname} in {namespace} not ready within "
                     f"{ADDON_READY_TIMEOUT:.0f} s: {exc}") from exc
-        version = (baked or {}).get(name) if isinstance(baked, dict) else None
+        version = baked.get(name) if isinstance(baked, dict) else None
         return {"status": "ready", "version": version, "objects": objects,
                 "workloads": [f"{k.lower()}/{n} in {ns}" for k, ns, n in workloads]}
 

@@ -52,8 +52,8 @@ class World:
 class InProcessKubeadm(Kubeadm):
     """The ``Kubeadm`` adapter with every command answered in-process (no subprocess)."""
 
-    def __init__(self, world: World, name: str):
-        super().__init__()
+    def __init__(self, world: World, name: str, admin_kubeconfig: Path):
+        super().__init__(admin_kubeconfig=str(admin_kubeconfig))
         self.world, self.name = world, name
 
     def _run(self, argv, timeout=900.0):
@@ -62,6 +62,9 @@ class InProcessKubeadm(Kubeadm):
         with w.lock:
             if argv[1] == "init" and argv[2] == "--config":
                 w.inits += 1
+                admin = Path(self.admin_kubeconfig)  # what kubeadm init writes, in the bench dir
+                admin.parent.mkdir(parents=True, exist_ok=True)
+                admin.write_text("apiVersion: v1\nkind: Config\n")
                 w.members.append(Member(f"{len(w.members) + 1:x}", self.name, ("p",), ("c",)))
             elif argv[1] == "init":
                 out = "a" * 64 + "\n"
@@ -178,9 +181,8 @@ def main() -> None:
             counter = calls[name]
             hook = ("before-call", lambda model, _c=counter, **_: _c.update([model.name]))
             clients = Clients("us-east-1", endpoints, hooks=[hook])
-            agents.append(
-                (name, role, BenchAgent(settings, clients, InProcessKubeadm(world, name), world))
-            )
+            kubeadm = InProcessKubeadm(world, name, base / "k8s" / "admin.conf")
+            agents.append((name, role, BenchAgent(settings, clients, kubeadm, world)))
 
         def run(name, agent):
             try:

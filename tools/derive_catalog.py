@@ -172,12 +172,35 @@ TABLES = {  # bake artifact -> kubespray table
 #   line of the control plane's minor (1.30.x with Kubernetes 1.30); bake pins each line's
 #   first release (v<minor>.0, registry.k8s.io/autoscaling/cluster-autoscaler); a later patch
 #   goes in a catalog overlay (addons.cluster-autoscaler and its addon_releases entry).
+#   aws-cloud-controller-manager: kubernetes/cloud-provider-aws README "Compatibility with
+#   Kubernetes": the CCM minor matches the cluster's; bake pins each line's first release
+#   (v<minor>.0, registry.k8s.io/provider-aws/cloud-controller-manager), as for the autoscaler.
+#   aws-ebs-csi-driver v1.32.0: kubernetes-sigs/aws-ebs-csi-driver release v1.32.0 (CHANGELOG;
+#   its docs/install.md "Kubernetes version compatibility": 1.20+), the driver image from
+#   public.ecr.aws/ebs-csi-driver, and the kubernetes-csi sidecars of that release's manifests
+#   (deploy/kubernetes/base at the tag) from registry.k8s.io/sig-storage: external-provisioner
+#   v5.0.1, external-attacher v4.6.1, external-resizer v1.11.1, livenessprobe v2.13.0,
+#   node-driver-registrar v2.11.0.
 ADDONS_EVERY_MINOR = {
+    "aws-ebs-csi-driver": "v1.32.0",
     "flannel": "v0.25.6",
     "metrics-server": "v0.7.2",
     "local-path-provisioner": "v0.0.30",
 }
 ADDON_RELEASES = {
+    "aws-ebs-csi-driver": {
+        "v1.32.0": {
+            "images": {
+                "aws-ebs-csi-driver": "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.32.0",
+                "csi-provisioner": "registry.k8s.io/sig-storage/csi-provisioner:v5.0.1",
+                "csi-attacher": "registry.k8s.io/sig-storage/csi-attacher:v4.6.1",
+                "csi-resizer": "registry.k8s.io/sig-storage/csi-resizer:v1.11.1",
+                "livenessprobe": "registry.k8s.io/sig-storage/livenessprobe:v2.13.0",
+                "csi-node-driver-registrar":
+                    "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.11.0",
+            }
+        }
+    },
     "flannel": {
         "v0.25.6": {
             "images": {
@@ -201,6 +224,15 @@ ADDON_RELEASES = {
             }
         }
     },
+    "aws-cloud-controller-manager": {
+        f"v{minor}.0": {
+            "images": {
+                "aws-cloud-controller-manager":
+                    f"registry.k8s.io/provider-aws/cloud-controller-manager:v{minor}.0",
+            }
+        }
+        for minor in MINORS
+    },
     "cluster-autoscaler": {
         f"v{minor}.0": {
             "images": {
@@ -215,7 +247,8 @@ ADDON_RELEASES = {
 
 def addons(minor: str) -> dict[str, str]:
     """The add-ons baked with ``minor``: name -> version (a key of ``ADDON_RELEASES[name]``)."""
-    return dict(sorted({**ADDONS_EVERY_MINOR, "cluster-autoscaler": f"v{minor}.0"}.items()))
+    per_minor = {"cluster-autoscaler": f"v{minor}.0", "aws-cloud-controller-manager": f"v{minor}.0"}
+    return dict(sorted({**ADDONS_EVERY_MINOR, **per_minor}.items()))
 
 
 def _sha(table: dict, arch: str, version: str) -> str:

@@ -60,6 +60,7 @@ def addon_manifests(spec: ClusterSpec, catalogs: tuple[Path, ...] = ()) -> dict[
             raise RenderError(f"manifests/{folder}: no manifests in the bake package (bake bug)")
         context = manifest_context(
             cluster_name=spec.name, region=spec.region, pod_cidr=spec.pod_cidr,
+            kms_key_id=spec.kms_alias,
             images={i.name: i.ref for i in release.addon_images(group)}, settings=settings)
         try:
             rendered = render_templates(

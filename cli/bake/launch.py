@@ -139,6 +139,8 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
     registry = spec.registry.node_yaml()
     if registry:
         config["registry"] = registry
+    if spec.addons.has("aws-cloud-controller-manager"):  # every kubelet defers to it
+        config["cloudProvider"] = "external"
     group = spec.control_plane if role == "control-plane" else spec.workers
     kubelet = group.kubelet.node_yaml()
     if kubelet:
@@ -291,6 +293,10 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "cluster_config_json": json.dumps(cluster_config, sort_keys=True),
         # addons.clusterAutoscaler: its IAM statements and the worker group's discovery tags
         "cluster_autoscaler": spec.addons.has("cluster-autoscaler"),
+        # addons.awsCloudController: its IAM statements (kubelets get --cloud-provider=external)
+        "cloud_controller": spec.addons.has("aws-cloud-controller-manager"),
+        # addons.ebsCsi: its volume and cluster-key statements
+        "ebs_csi": spec.addons.has("aws-ebs-csi-driver"),
         "groups": groups,
         "hook_timeout_seconds": HOOK_TIMEOUT_SECONDS,
         "lambda_timeout_seconds": LAMBDA_TIMEOUT_SECONDS,

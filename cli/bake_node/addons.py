@@ -8,8 +8,8 @@ what a user reviews is what a node applies.
 
 Sources: the add-ons' own documented resources (each template cites its project's page); the
 order is the issue's and every peer's (kOps, Cluster API add-on orchestration): the CNI first,
-then storage, then the rest, so a workload never waits for a network or a volume that is applied
-after it.
+then the cloud controller, then storage, then the rest, so a workload never waits for a network,
+a node initialization or a volume that is applied after it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,14 @@ class AddonInfo:
         return {**{k: default for k, (_t, default) in self.settings.items()}, **(given or {})}
 
 
-#: Every add-on bake can apply, in the order the agent applies them (after the CNI).
+#: Every add-on bake can apply, in the order the agent applies them (after the CNI): the cloud
+#: controller first (it initializes the nodes every later pod schedules on), then storage.
 ADDONS: tuple[AddonInfo, ...] = (
+    AddonInfo("aws-cloud-controller-manager", "awsCloudController",
+              "AWS cloud controller manager: nodes from EC2, Services of type LoadBalancer"),
+    AddonInfo("aws-ebs-csi-driver", "ebsCsi",
+              "EBS CSI driver and an encrypted gp3 StorageClass on the cluster's KMS key",
+              {"defaultStorageClass": (str, "gp3")}),
     AddonInfo("local-path-provisioner", "localPath",
               "local-path provisioner: PersistentVolumes on the node's own disk",
               {"defaultStorageClass": (bool, False)}),
@@ -58,8 +64,6 @@ ADDONS: tuple[AddonInfo, ...] = (
 
 #: Cluster file add-ons users ask for that no image carries yet: refused by name at validate.
 PLANNED: dict[str, str] = {
-    "awsCloudController": "the AWS cloud controller manager",
-    "ebsCsi": "the EBS CSI driver",
     "ingressNginx": "ingress-nginx",
     "monitoring": "Prometheus, Grafana, node-exporter and kube-state-metrics",
 }
@@ -144,7 +148,7 @@ def render_templates(templates: list[tuple[str, str]], context: dict[str, Any]
     return out
 
 
-def manifest_context(*, cluster_name: str, region: str, pod_cidr: str,
+def manifest_context(*, cluster_name: str, region: str, pod_cidr: str, kms_key_id: str,
                      images: dict[str, str], settings: dict[str, Any] | None = None
                      ) -> dict[str, Any]:
     """The values every CNI and add-on template is rendered with (the one place they are made).
@@ -153,11 +157,13 @@ def manifest_context(*, cluster_name: str, region: str, pod_cidr: str,
         cluster_name: the cluster's name (Cluster Autoscaler's discovery tag).
         region: its AWS region.
         pod_cidr: the cluster file's ``podCIDR`` (the CNI's network).
+        kms_key_id: the cluster's KMS key (``alias/bake-<name>``, node.yaml ``kmsKeyId``): the
+            EBS StorageClass encrypts with it (EC2 CreateVolume takes an alias).
         images: image name -> reference, of the images baked for this add-on (the image
             manifest's ``images`` of its group; ``bake render addons``: the catalog's).
         settings: the add-on's settings (``ordered``), ``{}`` for none.
     Returns:
-        ``{"cluster_name", "region", "pod_cidr", "images", "settings"}``.
+        ``{"cluster_name", "region", "pod_cidr", "kms_key_id", "images", "settings"}``.
     """
     return {"cluster_name": cluster_name, "region": region, "pod_cidr": pod_cidr,
-            "images": dict(images), "settings": dict(settings or {})}
+            "kms_key_id": kms_key_id, "images": dict(images), "settings": dict(settings or {})}

@@ -357,11 +357,13 @@ class Agent:
                 failed, or a workload did not roll out within ``ADDON_READY_TIMEOUT`` seconds.
         """
         baked = image.get("addons")
-        if not is_cni and isinstance(baked, dict) and name not in baked:
+        if isinstance(baked, dict) and name not in baked:  # an image of bake ami --addons ...
+            off = ("choose another kubernetesNetwork.cni" if is_cni
+                   else f"turn addons.{addon_set.addon(name).key} off")
             raise ConfigError(
                 f"not baked into this image ({self.s.image_manifest} lists "
                 f"{', '.join(sorted(baked)) or 'no add-ons'}): bake the image with --addons "
-                f"including {name}, or turn addons.{addon_set.addon(name).key} off")
+                f"including {name}, or {off}")
         images = {i["name"]: i["ref"] for i in image.get("images", [])
                   if isinstance(i, dict) and i.get("group") == name}
         if not is_cni and not images:
@@ -370,7 +372,8 @@ class Agent:
                 "boot: use an image baked with it (bake ami --addons)")
         context = addon_set.manifest_context(
             cluster_name=ctx.config.cluster_name, region=ctx.config.region,
-            pod_cidr=ctx.config.pod_cidr, images=images, settings=settings)
+            pod_cidr=ctx.config.pod_cidr, kms_key_id=ctx.config.kms_key_id, images=images,
+            settings=settings)
         try:
             rendered = addon_set.render_folder(folder, context)
         except Exception as exc:  # jinja2 / YAML errors: the template's, named
@@ -429,6 +432,7 @@ class Agent:
             patches_dir=str(patches),
             node_labels=c.kubelet.node_labels(),
             taints=c.kubelet.registration_taints(c.is_control_plane),
+            cloud_provider=c.cloud_provider,
             **values,
         )
         path = self.s.state_dir / f"kubeadm-{kind}.yaml"

@@ -41,8 +41,9 @@ _TYPES = {"object": dict, "string": str, "integer": int, "array": list, "boolean
 def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[str]:
     """Check ``data`` against the subset of JSON schema the node config uses.
 
-    Supports ``type``, ``required``, ``properties``, ``additionalProperties: false``, ``enum``,
-    ``pattern``, ``minLength``, ``maxLength``, ``minimum`` and ``maximum``. Returns a list of
+    Supports ``type``, ``required``, ``properties``, ``additionalProperties`` (``false`` or a
+    schema for the other keys' values), ``propertyNames``, ``enum``, ``pattern``,
+    ``minLength``, ``maxLength``, ``minimum`` and ``maximum``. Returns a list of
     one-line findings (``"<path>: <problem>"``), empty when valid. The tests check that it
     agrees with the ``jsonschema`` package on valid and invalid examples.
     """
@@ -72,19 +73,25 @@ def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[st
         for key in schema.get("required", []):
             if key not in data:
                 errors.append(f"{path}: missing required field {key!r}")
+        extra = schema.get("additionalProperties")
         for key, value in data.items():
             sub = f"{where}.{key}" if where else key
+            if "propertyNames" in schema:
+                errors.extend(schema_errors(key, schema["propertyNames"], sub))
             if key in props:
                 errors.extend(schema_errors(value, props[key], sub))
-            elif schema.get("additionalProperties") is False:
+            elif extra is False:
                 errors.append(f"{sub}: unknown field (allowed: {', '.join(sorted(props))})")
+            elif isinstance(extra, dict):
+                errors.extend(schema_errors(value, extra, sub))
     return errors
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     """A validated /etc/bake/node.yaml. Field meanings: docs/node-config.md; ``addons``: the
-    enabled add-ons, ``((name, ((setting, value), ...)), ...)`` in name order (hashable)."""
+    enabled add-ons, ``((name, ((setting, value), ...)), ...)`` in name order (hashable);
+    ``cloud_provider``: ``"external"`` when an external cloud controller initializes the nodes."""
 
     cluster_name: str
     role: str  # "control-plane" | "worker"
@@ -105,6 +112,7 @@ class NodeConfig:
     kubelet: KubeletSettings = field(default_factory=KubeletSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     addons: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    cloud_provider: str | None = None
 
     @property
     def endpoint_host(self) -> str:
@@ -170,6 +178,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         registry=RegistrySettings.from_node_yaml(data.get("registry")),
         addons=tuple((name, tuple(sorted(settings.items())))
                      for name, settings in sorted(data.get("addons", {}).items())),
+        cloud_provider=data.get("cloudProvider"),
     )
 
 

@@ -59,8 +59,10 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
             ``bootstrap_token_ttl`` (seconds) for the token ``kubeadm init`` creates /
             ``token``, ``ca_hash``, ``control_plane``). Optional for both: ``patches_dir``
             (kubeadm's patches directory: this node's KubeletConfiguration patch),
-            ``node_labels`` (``k=v,...``) and ``taints`` (``nodeRegistration.taints``; None
-            keeps kubeadm's default).
+            ``node_labels`` (``k=v,...``), ``taints`` (``nodeRegistration.taints``; None
+            keeps kubeadm's default) and ``cloud_provider`` (``"external"``: kubelet's
+            ``--cloud-provider=external``, kubeadm docs "Cloud provider integrations", for an
+            external cloud controller manager).
 
     Returns:
         ``(text, documents)``: the rendered YAML and its parsed documents.
@@ -71,7 +73,7 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     version = api_version(kubernetes_version)
     source = resources.files("bake_node.templates").joinpath("kubeadm.yaml.j2")
     env = _environment()
-    for optional in ("patches_dir", "taints"):
+    for optional in ("patches_dir", "taints", "cloud_provider"):
         context.setdefault(optional, None)
     context.setdefault("node_labels", "")
     text = env.from_string(source.read_text()).render(

@@ -69,6 +69,19 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         "busybox": ("local-path-provisioner", "docker.io/library/busybox:1.36.1"),
         "cluster-autoscaler": ("cluster-autoscaler",
                                f"registry.k8s.io/autoscaling/cluster-autoscaler:v{minor}.0"),
+        "aws-cloud-controller-manager": (
+            "aws-cloud-controller-manager",
+            f"registry.k8s.io/provider-aws/cloud-controller-manager:v{minor}.0"),
+        "aws-ebs-csi-driver": ("aws-ebs-csi-driver",
+                               "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.32.0"),
+        "csi-provisioner": ("aws-ebs-csi-driver",
+                            "registry.k8s.io/sig-storage/csi-provisioner:v5.0.1"),
+        "csi-attacher": ("aws-ebs-csi-driver", "registry.k8s.io/sig-storage/csi-attacher:v4.6.1"),
+        "csi-resizer": ("aws-ebs-csi-driver", "registry.k8s.io/sig-storage/csi-resizer:v1.11.1"),
+        "livenessprobe": ("aws-ebs-csi-driver",
+                          "registry.k8s.io/sig-storage/livenessprobe:v2.13.0"),
+        "csi-node-driver-registrar": (
+            "aws-ebs-csi-driver", "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.11.0"),
     }
     assert [a for a, _ in release.addons] == sorted({g for g, _ in addons.values()})
 
@@ -313,7 +326,7 @@ def test_addons_choose_what_is_baked(catalog):
     assert some.addon_images("cluster-autoscaler") == ()
     bare = resolve(catalog, "1.31", "amd64", addons=())
     assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
-    assert len(every.images) == len(bare.images) + 6
+    assert len(every.images) == len(bare.images) + 13
     with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
-                                           r"cluster-autoscaler, flannel, "):
+                                           r"aws-cloud-controller-manager, aws-ebs-csi-driver, "):
         resolve(catalog, "1.31", "amd64", addons=["calico"])

@@ -27,6 +27,8 @@ def example_specs() -> dict[str, ClusterSpec]:
     nat = yaml.safe_load(init_text(name="edge", region="eu-west-1", minor="1.31"))
     nat["network"]["airGapped"] = False
     nat["workers"]["instanceTypes"] = ["m6i.large", "m7i.large"]
+    nat["addons"]["awsCloudController"] = True
+    nat["addons"]["ebsCsi"] = {"defaultStorageClass": "gp3"}
     existing = yaml.safe_load(init_text(name="prod", region="us-west-2"))
     existing["network"].update(
         mode="existing",

@@ -5,7 +5,7 @@ It answers "would this role be allowed this request?" the way IAM evaluates Allo
 evaluator refuses to handle rather than get wrong): a statement applies when one of its actions
 matches (``*`` and ``?`` wildcards, case-insensitive), one of its resources matches the
 request's resource (wildcards), and every condition holds against the request context
-(``StringEquals``, ``StringLike``, ``ArnLike``; a key missing from the context fails the
+(``StringEquals``, ``StringLike``, ``ArnLike``, ``Bool``; a key missing from the context fails the
 condition). CloudFormation intrinsics are resolved with fixed account values: ``Fn::Sub`` of
 ``${AWS::Partition}``, ``${AWS::Region}``, ``${AWS::AccountId}``, and ``Fn::GetAtt [X, Arn]``
 of the cluster key, lock table and snapshot bucket (``arn:aws:s3:::snapshotbucket-<account>``;
@@ -112,6 +112,8 @@ class Role:
                     ok = actual in values
                 elif op in ("StringLike", "ArnLike"):
                     ok = any(_matches(v, actual) for v in values)
+                elif op == "Bool":  # "true"/"false", as IAM compares them
+                    ok = str(actual).lower() in [str(v).lower() for v in values]
                 elif op == "ForAllValues:StringLike":  # every request value matches a pattern
                     ok = all(any(_matches(v, a) for v in values) for a in _listify(actual))
                 else:

@@ -290,17 +290,18 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
     ("addons", "message"),
     [
         ("metrics", "addons: must be a mapping of add-on -> true/false or settings"),
-        ({"ebsCsi": True}, "addons.ebsCsi: the EBS CSI driver is not baked into the image yet"),
+        ({"monitoring": True}, "addons.monitoring: Prometheus, Grafana, node-exporter and "
+         "kube-state-metrics: not baked into the image yet"),
         ({"ingressNginx": {"serviceType": "NodePort"}},
-         "addons.ingressNginx: ingress-nginx is not baked into the image yet"),
+         "addons.ingressNginx: ingress-nginx: not baked into the image yet"),
         ({"metricServer": True},
-         "addons.metricServer: unknown add-on (allowed: clusterAutoscaler, localPath, "
-         "metricsServer)"),
+         "addons.metricServer: unknown add-on (allowed: awsCloudController, clusterAutoscaler, "
+         "ebsCsi, localPath, metricsServer)"),
         ({"metricsServer": "yes"}, "addons.metricsServer: must be true, false or a mapping"),
         ({"localPath": {"default": True}},
          "addons.localPath.default: unknown setting (allowed: defaultStorageClass)"),
         ({"localPath": {"defaultStorageClass": "yes"}},
-         "addons.localPath.defaultStorageClass: must be bool, got 'yes'"),
+         "addons.localPath.defaultStorageClass: must be true or false, got 'yes'"),
     ],
 )
 def test_invalid_addons_are_named(addons, message):
@@ -353,3 +354,45 @@ def test_an_addon_the_catalog_does_not_bake_is_named():
     (finding,) = check_cluster(spec, catalog)
     assert (f"addons.metricsServer: the catalog bakes no metrics-server with Kubernetes "
             f"{spec.kubernetes_minor}") in finding
+
+
+def test_the_cloud_controller_makes_every_kubelet_external(node_schema):
+    """addons.awsCloudController: every node's node.yaml says cloudProvider: external (kubelet
+    defers node initialization to it); the control planes apply it first after the CNI."""
+    import jsonschema
+
+    from bake.launch import node_config
+
+    spec = parse_cluster(_set(base(), "addons", {"awsCloudController": True,
+                                                 "metricsServer": True}), "cluster.yaml")
+    assert spec.addons.names() == ("aws-cloud-controller-manager", "metrics-server")
+    for role in ("control-plane", "worker"):
+        node = node_config(spec, role, "api.example", "bucket-1")
+        jsonschema.validate(node, node_schema)
+        assert node["cloudProvider"] == "external"
+    assert "cloudProvider" not in node_config(parse_cluster(base()), "worker", "api.example", "b")
+
+
+@pytest.mark.parametrize(
+    ("addons", "message"),
+    [
+        ({"ebsCsi": True}, "addons.ebsCsi: needs awsCloudController: true"),
+        ({"awsCloudController": True, "ebsCsi": True, "localPath": {"defaultStorageClass": True}},
+         "addons.localPath.defaultStorageClass: the EBS CSI driver's StorageClass is the default"),
+        ({"awsCloudController": True, "ebsCsi": {"defaultStorageClass": "GP3"}},
+         "addons.ebsCsi.defaultStorageClass: must be a Kubernetes object name"),
+    ],
+)
+def test_addons_that_cannot_work_together_are_named(addons, message):
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), "addons", addons), "cluster.yaml")
+    assert message in str(err.value)
+
+
+def test_ebs_csi_with_the_cloud_controller_is_applied_after_it():
+    spec = parse_cluster(_set(base(), "addons", {
+        "ebsCsi": {"defaultStorageClass": "ebs-gp3"}, "awsCloudController": True,
+        "localPath": True}), "cluster.yaml")
+    assert spec.addons.names() == ("aws-cloud-controller-manager", "aws-ebs-csi-driver",
+                                   "local-path-provisioner")
+    assert spec.addons.node_yaml()["aws-ebs-csi-driver"] == {"defaultStorageClass": "ebs-gp3"}

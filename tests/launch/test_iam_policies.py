@@ -218,3 +218,99 @@ def test_the_autoscaler_may_resize_only_this_clusters_tagged_groups(rendered, sp
     assert ({"k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{spec.name}"}
             <= keys) == enabled
     assert f"kubernetes.io/cluster/{spec.name}" in keys
+
+
+def _ec2(kind: str, rid: str) -> str:
+    return f"arn:aws:ec2:{REGION}:123456789012:{kind}/{rid}"
+
+
+def _elb(kind: str, rid: str) -> str:
+    return f"arn:aws:elasticloadbalancing:{REGION}:123456789012:{kind}/{rid}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_cloud_controller_changes_only_what_is_tagged_for_this_cluster(rendered, specs,
+                                                                           variant):
+    """addons.awsCloudController grants the control planes (where it runs) the load balancer
+    and security group calls it makes: creating them, tagging them only with this cluster's
+    tag, and changing or deleting only those tagged for this cluster (its --cluster-name).
+    Without the add-on none of it; workers never."""
+    docs, spec = rendered[variant], specs[variant]
+    cp = Role(docs.template_data, "ControlPlaneRole")
+    worker = Role(docs.template_data, "WorkerRole")
+    enabled = spec.addons.has("aws-cloud-controller-manager")
+    ours = {f"aws:ResourceTag/kubernetes.io/cluster/{spec.name}": "owned"}
+    theirs = {"aws:ResourceTag/kubernetes.io/cluster/other": "owned"}
+    tag = {f"aws:RequestTag/kubernetes.io/cluster/{spec.name}": "owned"}
+    lb = _elb("loadbalancer", "net/a1b2/0123456789abcdef")
+    sg = _ec2("security-group", "sg-0123456789abcdef0")
+    creates = [Request("elasticloadbalancing:CreateLoadBalancer", lb),
+               Request("ec2:CreateSecurityGroup", sg),
+               Request("ec2:CreateTags", sg, tag),
+               Request("elasticloadbalancing:AddTags", lb, tag),
+               Request("elasticloadbalancing:DescribeLoadBalancers", "*"),
+               Request("ec2:DescribeSubnets", "*")]
+    changes = [Request("elasticloadbalancing:DeleteLoadBalancer", lb, ours),
+               Request("elasticloadbalancing:RegisterTargets",
+                       _elb("targetgroup", "k8s-a/0123456789abcdef"), ours),
+               Request("ec2:AuthorizeSecurityGroupIngress", sg, ours),
+               Request("ec2:DeleteSecurityGroup", sg, ours),
+               Request("ec2:ModifyInstanceAttribute", _ec2("instance", "i-0123456789abcdef0"),
+                       ours)]
+    for request in creates + changes:
+        assert cp.allows(request) == enabled, request
+        assert not worker.allows(request), request
+    for request in changes:  # another cluster's, or untagged
+        assert not cp.allows(Request(request.action, request.resource, theirs)), request
+        assert not cp.allows(Request(request.action, request.resource, {})), request
+    # tagging with another cluster's tag, which would hand it that cluster's resources
+    assert not cp.allows(Request("ec2:CreateTags", sg,
+                                 {"aws:RequestTag/kubernetes.io/cluster/other": "owned"}))
+    assert not cp.allows(Request("elasticloadbalancing:AddTags", lb, {}))
+    link = "arn:aws:iam::123456789012:role/aws-service-role/elasticloadbalancing.amazonaws.com/x"
+    assert cp.allows(Request("iam:CreateServiceLinkedRole", link, {
+        "iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"})) == enabled
+    assert not cp.allows(Request("iam:CreateServiceLinkedRole", link, {
+        "iam:AWSServiceName": "ec2.amazonaws.com"}))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_ebs_csi_driver_changes_only_this_clusters_volumes(rendered, specs, variant):
+    """addons.ebsCsi grants the control planes (where its controller runs): creating volumes
+    only with this cluster's tag (its --extra-tags), tagging only while creating, attaching,
+    detaching, resizing and deleting only volumes and instances tagged for this cluster, and
+    the cluster key through EC2 only (grants for AWS resources only). Without it none of it;
+    workers never."""
+    docs, spec = rendered[variant], specs[variant]
+    cp = Role(docs.template_data, "ControlPlaneRole")
+    worker = Role(docs.template_data, "WorkerRole")
+    enabled = spec.addons.has("aws-ebs-csi-driver")
+    vol = _ec2("volume", "vol-0123456789abcdef0")
+    inst = _ec2("instance", "i-0123456789abcdef0")
+    ours = {f"aws:ResourceTag/kubernetes.io/cluster/{spec.name}": "owned"}
+    allowed = [
+        Request("ec2:CreateVolume", vol, {
+            f"aws:RequestTag/kubernetes.io/cluster/{spec.name}": "owned"}),
+        Request("ec2:CreateTags", vol, {"ec2:CreateAction": "CreateVolume"}),
+        Request("ec2:AttachVolume", vol, ours), Request("ec2:AttachVolume", inst, ours),
+        Request("ec2:DetachVolume", vol, ours), Request("ec2:ModifyVolume", vol, ours),
+        Request("ec2:DeleteVolume", vol, ours),
+        Request("ec2:DescribeVolumes", "*"),
+        Request("kms:GenerateDataKeyWithoutPlaintext", KEY_ARN, {
+            "kms:ViaService": f"ec2.{REGION}.amazonaws.com"}),
+        Request("kms:CreateGrant", KEY_ARN, {"kms:GrantIsForAWSResource": "true"}),
+    ]
+    for request in allowed:
+        assert cp.allows(request) == enabled, request
+        assert not worker.allows(request), request
+    denied = [
+        Request("ec2:CreateVolume", vol, {}),  # untagged
+        Request("ec2:CreateTags", vol, {}),  # re-tagging an existing volume
+        Request("ec2:DeleteVolume", vol, {"aws:ResourceTag/kubernetes.io/cluster/other": "owned"}),
+        Request("ec2:AttachVolume", inst, {}),
+        Request("kms:Decrypt", KEY_ARN, {"kms:ViaService": f"s3.{REGION}.amazonaws.com",
+                                         "kms:EncryptionContext:aws:s3:arn": "x"}),
+        Request("kms:CreateGrant", KEY_ARN, {"kms:GrantIsForAWSResource": "false"}),
+    ]
+    for request in denied:
+        assert not cp.allows(request), request

@@ -16,7 +16,7 @@ from bake.catalog import load_catalog, resolve
 from bake_node.addons import ADDONS
 
 GOLDEN = Path(__file__).parent / "golden-addons"
-VARIANTS = ["airgapped", "existing-vpc"]
+VARIANTS = ["airgapped", "nat", "existing-vpc"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -47,6 +47,10 @@ BAD_SCHEMA = [
      "bootstrapTokenTTLSeconds: must be an integer"),
     ("token-ttl-bool", {**GOOD, "bootstrapTokenTTLSeconds": True},
      "bootstrapTokenTTLSeconds: must be an integer"),
+    ("unknown-addon", {**GOOD, "addons": {"calico": {}}}, "addons"),
+    ("addon-settings-not-a-mapping", {**GOOD, "addons": {"metrics-server": True}},
+     "addons.metrics-server: must be an object"),
+    ("cloud-provider-other", {**GOOD, "cloudProvider": "aws"}, "cloudProvider: must be one of"),
 ]
 
 
@@ -54,6 +58,12 @@ def test_doc_example_is_valid():
     assert parse_config(GOOD).endpoint_host == "demo-api-0123.elb.us-east-1.amazonaws.com"
     assert parse_config(GOOD).bootstrap_token_ttl_s == 1800  # the default
     assert parse_config({**GOOD, "bootstrapTokenTTLSeconds": 900}).bootstrap_token_ttl_s == 900
+    with_addons = parse_config({**GOOD, "cloudProvider": "external", "addons": {
+        "metrics-server": {}, "local-path-provisioner": {"defaultStorageClass": True}}})
+    assert with_addons.cloud_provider == "external"
+    assert with_addons.addons == (("local-path-provisioner", (("defaultStorageClass", True),)),
+                                  ("metrics-server", ()))
+    assert parse_config(GOOD).cloud_provider is None and parse_config(GOOD).addons == ()
 
 
 @pytest.mark.parametrize(

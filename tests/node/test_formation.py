@@ -308,7 +308,9 @@ def test_the_init_leader_stores_the_admin_kubeconfig_for_bake_kubeconfig(cluster
 
 
 ADDONS_ON = {"addons": {"metrics-server": {}, "local-path-provisioner": {},
-                        "cluster-autoscaler": {}}}
+                        "cluster-autoscaler": {}, "aws-cloud-controller-manager": {},
+                        "aws-ebs-csi-driver": {"defaultStorageClass": "gp3"}},
+             "cloudProvider": "external"}
 
 
 def _applied_kinds(cluster):
@@ -336,17 +338,22 @@ def test_init_applies_the_cni_then_the_addons_in_order_and_records_each(cluster)
     assert finish(start(argv, env)).strip() == "bake-node: init"
     applied = _applied_kinds(cluster)
     order = [applied.index(x) for x in ("DaemonSet/kube-flannel-ds",
+                                         "DaemonSet/aws-cloud-controller-manager",
+                                         "Deployment/ebs-csi-controller",
                                          "Deployment/local-path-provisioner",
                                          "Deployment/metrics-server",
                                          "Deployment/cluster-autoscaler")]
     assert order == sorted(order)
     rollouts = [c["argv"][4] for c in cluster.standins.calls()
                 if c["tool"] == "kubectl" and c["event"] == "end" and c["argv"][2:3] == ["rollout"]]
-    assert rollouts == ["daemonset/kube-flannel-ds", "deployment/local-path-provisioner",
+    assert rollouts == ["daemonset/kube-flannel-ds", "daemonset/aws-cloud-controller-manager",
+                        "deployment/ebs-csi-controller", "daemonset/ebs-csi-node",
+                        "deployment/local-path-provisioner",
                         "deployment/metrics-server", "deployment/cluster-autoscaler"]
     records = cluster.state("cp-0")["addons"]
     assert sorted(records, key=lambda n: records[n]["order"]) == [
-        "flannel", "local-path-provisioner", "metrics-server", "cluster-autoscaler"]
+        "flannel", "aws-cloud-controller-manager", "aws-ebs-csi-driver", "local-path-provisioner",
+        "metrics-server", "cluster-autoscaler"]
     assert records["metrics-server"]["status"] == "ready"
     assert records["metrics-server"]["version"] == "v0.7.2"
     assert records["metrics-server"]["workloads"] == ["deployment/metrics-server in kube-system"]
@@ -396,3 +403,15 @@ def test_an_addon_the_image_does_not_carry_is_named(cluster):
     assert ("metrics-server: not baked into this image (" in err
             and "lists flannel): bake the image with --addons including metrics-server, or "
             "turn addons.metricsServer off" in err), err[-2000:]
+
+
+def test_a_cni_the_image_does_not_carry_is_named(cluster):
+    """An image baked with --addons leaving the CNI out: its pods would pull at boot, so the
+    init node names it instead of waiting for a rollout that cannot happen air-gapped."""
+    manifest = _image_manifest(cluster, addons=["metrics-server"])
+    argv, env = cluster.node("cp-0", "control-plane", image_manifest=manifest)
+    proc = start(argv, env)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert "flannel: not baked into this image (" in err
+    assert "including flannel, or choose another kubernetesNetwork.cni" in err

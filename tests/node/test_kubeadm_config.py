@@ -138,3 +138,20 @@ def test_control_plane_taints_keep_the_control_plane_taint():
         {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
         *SETTINGS["taints"]]
     assert KubeletSettings().registration_taints(control_plane=True) is None  # kubeadm's own
+
+
+@pytest.mark.parametrize("version", ["1.30.12", "1.31.4"])
+@pytest.mark.parametrize("kind", ["init", "join"])
+def test_an_external_cloud_controller_sets_kubelets_cloud_provider(kind, version):
+    """addons.awsCloudController: every kubelet runs with --cloud-provider=external (kubeadm
+    docs, "Cloud provider integrations"), in each config API version's kubeletExtraArgs form;
+    without it the flag is absent."""
+    values = INIT if kind == "init" else JOIN
+
+    def args(**extra):
+        _text, docs = render_config(kind, version, **COMMON, **values, **extra)
+        found = docs[0]["nodeRegistration"]["kubeletExtraArgs"]
+        return found if isinstance(found, dict) else {a["name"]: a["value"] for a in found}
+
+    assert args(cloud_provider="external")["cloud-provider"] == "external"
+    assert "cloud-provider" not in args()

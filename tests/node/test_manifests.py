@@ -22,6 +22,11 @@ FILES = sorted([*MANIFESTS.rglob("*.yaml"), *MANIFESTS.rglob("*.yaml.j2")])
 CONTEXT = {"pod_cidr": "10.200.0.0/16"}  # what the agent passes (node.yaml's podCIDR)
 
 
+# a setting other than the default, per add-on that takes one (bake_node.addons.ADDONS)
+EXAMPLE_SETTINGS = {"local-path-provisioner": {"defaultStorageClass": True},
+                    "aws-ebs-csi-driver": {"defaultStorageClass": "ebs-encrypted"}}
+
+
 def context(path: Path, minor: str = "1.31", settings=None) -> dict:
     """What the agent renders ``path`` with: the cluster's values and the images the catalog
     bakes for the file's CNI or add-on (its folder's name) at ``minor``."""
@@ -31,7 +36,7 @@ def context(path: Path, minor: str = "1.31", settings=None) -> dict:
     if kind == "addons":
         settings = addon(group).with_defaults(settings)
     return manifest_context(cluster_name="demo", region="eu-west-1", pod_cidr="10.200.0.0/16",
-                            images=images, settings=settings)
+                            kms_key_id="alias/bake-demo", images=images, settings=settings)
 
 
 def test_every_cni_has_manifests():
@@ -46,7 +51,8 @@ def test_every_cni_has_manifests():
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(MANIFESTS)) for p in FILES])
 def test_manifest_is_valid(path, version):
     minor = version.rsplit(".", 1)[0]
-    for settings in ({}, {"defaultStorageClass": True}):
+    group = path.relative_to(MANIFESTS).parts[1]
+    for settings in ({}, EXAMPLE_SETTINGS.get(group, {})):
         _text, docs = render_manifest(path, **context(path, minor, settings))
         assert docs
         for doc in docs:
@@ -128,3 +134,22 @@ def test_a_template_without_its_value_fails_by_name():
 
     with pytest.raises(jinja2.UndefinedError, match="pod_cidr"):
         render_manifest(MANIFESTS / "cni/flannel/kube-flannel.yaml.j2")
+
+
+def test_ebs_volumes_are_encrypted_with_the_cluster_key_and_tagged_for_the_cluster():
+    """The StorageClass is gp3, encrypted with the cluster's KMS key, the default, named by the
+    setting; the controller tags every volume for the cluster (what IAM requires) and runs on
+    the control planes' host network (their instance profile, IMDSv2 hop limit 1)."""
+    path = MANIFESTS / "addons/aws-ebs-csi-driver/aws-ebs-csi-driver.yaml.j2"
+    _text, docs = render_manifest(path, **context(path, "1.31", {"defaultStorageClass": "gp3"}))
+    (sc,) = [d for d in docs if d["kind"] == "StorageClass"]
+    assert sc["metadata"]["name"] == "gp3"
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true", "kmsKeyId": "alias/bake-demo",
+                                "csi.storage.k8s.io/fstype": "ext4"}
+    (controller,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = controller["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    plugin = next(c for c in pod["containers"] if c["name"] == "ebs-plugin")
+    assert "--extra-tags=kubernetes.io/cluster/demo=owned" in plugin["args"]

@@ -52,7 +52,9 @@ def test_oci_archives_are_valid_image_layouts(standin_mirror):
     assert {i.name for i in release.images} == {
         "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd",
         "coredns", "pause", "flannel", "flannel-cni-plugin", "metrics-server",
-        "local-path-provisioner", "busybox", "cluster-autoscaler"}
+        "local-path-provisioner", "busybox", "cluster-autoscaler", "aws-cloud-controller-manager",
+        "aws-ebs-csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "livenessprobe",
+        "csi-node-driver-registrar"}
     for image in release.images:
         with tarfile.open(standin_mirror.mirror / image.archive_path) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}

@@ -3,8 +3,10 @@ the CNI, with their settings, checked on load and handed to the nodes in node.ya
 
 ```yaml
 addons:
+  awsCloudController: true
+  ebsCsi: {defaultStorageClass: gp3}   # needs awsCloudController
   metricsServer: true
-  localPath: {defaultStorageClass: true}
+  localPath: true                  # {defaultStorageClass: true} without ebsCsi
   clusterAutoscaler: true          # needs workers.max above workers.min
 ```
 
@@ -15,6 +17,7 @@ The add-ons themselves (names, cluster-file keys, settings, apply order) are
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,9 @@ class AddonsSpec:
     def node_yaml(self) -> dict[str, dict[str, Any]]:
         """node.yaml's ``addons`` mapping: name -> settings ({} when none is enabled)."""
         return {name: dict(settings) for name, settings in self.enabled}
+
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label
 
 
 def _by_key() -> dict[str, AddonInfo]:
@@ -73,7 +79,7 @@ def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> 
     for key, value in data.items():
         where = f"addons.{key}"
         if key in PLANNED:
-            fail(where, f"{PLANNED[key]} is not baked into the image yet (available: "
+            fail(where, f"{PLANNED[key]}: not baked into the image yet (available: "
                         f"{', '.join(sorted(known))})")
         if key not in known:
             fail(where, f"unknown add-on (allowed: {', '.join(sorted(known))})")
@@ -90,8 +96,19 @@ def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> 
                 fail(f"{where}.{setting}", f"unknown setting (allowed: {allowed})")
             kind, _default = info.settings[setting]
             if not isinstance(given, kind):
-                fail(f"{where}.{setting}", f"must be {kind.__name__}, got {given!r}")
+                want = "true or false" if kind is bool else kind.__name__
+                fail(f"{where}.{setting}", f"must be {want}, got {given!r}")
+            if kind is str and not _NAME_RE.match(given):
+                fail(f"{where}.{setting}", f"must be a Kubernetes object name ([a-z0-9-], at "
+                                           f"most 63), got {given!r}")
         enabled[info.name] = info.with_defaults(value)
+    if "aws-ebs-csi-driver" in enabled and "aws-cloud-controller-manager" not in enabled:
+        fail("addons.ebsCsi", "needs awsCloudController: true (its node plugin reads the "
+                              "instance and zone from the Node the cloud controller initializes)")
+    if ("aws-ebs-csi-driver" in enabled
+            and enabled.get("local-path-provisioner", {}).get("defaultStorageClass")):
+        fail("addons.localPath.defaultStorageClass",
+             "the EBS CSI driver's StorageClass is the default already: one default only")
     if "cluster-autoscaler" in enabled and workers_max <= workers_min:
         fail("addons.clusterAutoscaler",
              f"workers.min and workers.max are both {workers_min}, so there is nothing to "

@@ -53,7 +53,10 @@ addons:                            # applied by the first control plane after th
   metricsServer: true              # the metrics API: kubectl top, HorizontalPodAutoscaler
   clusterAutoscaler: true          # sizes the worker group between workers.min and max
   localPath: false                 # or {{defaultStorageClass: true}}: volumes on the node's disk
-  # not baked yet: awsCloudController, ebsCsi, ingressNginx, monitoring
+  awsCloudController: false        # nodes from EC2, Services of type LoadBalancer
+  ebsCsi: false                    # or {{defaultStorageClass: gp3}}: encrypted EBS volumes, on
+                                   # the cluster key (needs awsCloudController)
+  # not baked yet: ingressNginx, monitoring
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)

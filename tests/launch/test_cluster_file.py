@@ -302,6 +302,12 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
          "addons.localPath.default: unknown setting (allowed: defaultStorageClass)"),
         ({"localPath": {"defaultStorageClass": "yes"}},
          "addons.localPath.defaultStorageClass: must be true or false, got 'yes'"),
+        # combinations that cannot work together
+        ({"ebsCsi": True}, "addons.ebsCsi: needs awsCloudController: true"),
+        ({"awsCloudController": True, "ebsCsi": True, "localPath": {"defaultStorageClass": True}},
+         "addons.localPath.defaultStorageClass: the EBS CSI driver's StorageClass is the default"),
+        ({"awsCloudController": True, "ebsCsi": {"defaultStorageClass": "GP3"}},
+         "addons.ebsCsi.defaultStorageClass: must be a Kubernetes object name"),
     ],
 )
 def test_invalid_addons_are_named(addons, message):
@@ -371,22 +377,6 @@ def test_the_cloud_controller_makes_every_kubelet_external(node_schema):
         jsonschema.validate(node, node_schema)
         assert node["cloudProvider"] == "external"
     assert "cloudProvider" not in node_config(parse_cluster(base()), "worker", "api.example", "b")
-
-
-@pytest.mark.parametrize(
-    ("addons", "message"),
-    [
-        ({"ebsCsi": True}, "addons.ebsCsi: needs awsCloudController: true"),
-        ({"awsCloudController": True, "ebsCsi": True, "localPath": {"defaultStorageClass": True}},
-         "addons.localPath.defaultStorageClass: the EBS CSI driver's StorageClass is the default"),
-        ({"awsCloudController": True, "ebsCsi": {"defaultStorageClass": "GP3"}},
-         "addons.ebsCsi.defaultStorageClass: must be a Kubernetes object name"),
-    ],
-)
-def test_addons_that_cannot_work_together_are_named(addons, message):
-    with pytest.raises(ClusterFileError) as err:
-        parse_cluster(_set(base(), "addons", addons), "cluster.yaml")
-    assert message in str(err.value)
 
 
 def test_ebs_csi_with_the_cloud_controller_is_applied_after_it():

@@ -181,12 +181,19 @@ TABLES = {  # bake artifact -> kubespray table
 #   (deploy/kubernetes/base at the tag) from registry.k8s.io/sig-storage: external-provisioner
 #   v5.0.1, external-attacher v4.6.1, external-resizer v1.11.1, livenessprobe v2.13.0,
 #   node-driver-registrar v2.11.0.
+#   cilium: cilium/cilium Documentation/network/kubernetes/compatibility.rst at v1.18.14 lists
+#   1.30, 1.31, 1.32 and 1.33 as e2e tested, so those minors get v1.18.14; 1.34-1.36 get the
+#   next line, v1.19.4 (its patch as named by its release notes; its compatibility page was not
+#   reachable here, so check it before relying on 1.35 and 1.36). Images quay.io/cilium/cilium
+#   and quay.io/cilium/operator-generic at the same tag (the Helm chart's image and
+#   operator.image); no envoy, hubble or certgen image: bake's manifest turns those off.
 ADDONS_EVERY_MINOR = {
     "aws-ebs-csi-driver": "v1.32.0",
     "flannel": "v0.25.6",
     "metrics-server": "v0.7.2",
     "local-path-provisioner": "v0.0.30",
 }
+CILIUM_1_18, CILIUM_1_19 = "v1.18.14", "v1.19.4"
 ADDON_RELEASES = {
     "aws-ebs-csi-driver": {
         "v1.32.0": {
@@ -233,6 +240,15 @@ ADDON_RELEASES = {
         }
         for minor in MINORS
     },
+    "cilium": {
+        version: {
+            "images": {
+                "cilium": f"quay.io/cilium/cilium:{version}",
+                "cilium-operator": f"quay.io/cilium/operator-generic:{version}",
+            }
+        }
+        for version in (CILIUM_1_18, CILIUM_1_19)
+    },
     "cluster-autoscaler": {
         f"v{minor}.0": {
             "images": {
@@ -247,7 +263,9 @@ ADDON_RELEASES = {
 
 def addons(minor: str) -> dict[str, str]:
     """The add-ons baked with ``minor``: name -> version (a key of ``ADDON_RELEASES[name]``)."""
-    per_minor = {"cluster-autoscaler": f"v{minor}.0", "aws-cloud-controller-manager": f"v{minor}.0"}
+    cilium = CILIUM_1_18 if minor in ("1.30", "1.31", "1.32", "1.33") else CILIUM_1_19
+    per_minor = {"cluster-autoscaler": f"v{minor}.0", "aws-cloud-controller-manager": f"v{minor}.0",
+                 "cilium": cilium}
     return dict(sorted({**ADDONS_EVERY_MINOR, **per_minor}.items()))
 
 

@@ -625,9 +625,15 @@ def kubeadm_init(config_path, upload_certs, ignored=()):
     wait("the API server to be ready", lambda: api_ready(ip), 240, 2)
     etcd = local_etcd()
     etcd.put(CONFIG_KEY, json.dumps({"ClusterConfiguration": cluster}))
-    if not etcd.get(object_key("DaemonSet", "kube-system", "kube-proxy")):  # kept on restore
-        say("[addons] kube-proxy and CoreDNS")
+    # kubeadm's addon phases (addon/coredns, addon/kube-proxy) unless InitConfiguration's
+    # skipPhases names them (or "addon"); kept as they are on a restore
+    skipped = set(init.get("skipPhases") or [])
+    if not etcd.get(object_key("Deployment", "kube-system", "coredns")):
         for obj in addon_objects():
+            if {"addon", f"addon/{obj['metadata']['name']}"} & skipped:
+                say(f"[addons] skipped phase addon/{obj['metadata']['name']}")
+                continue
+            say(f"[addons] Applied essential addon: {obj['metadata']['name']}")
             etcd.put(object_key(obj["kind"], "kube-system", obj["metadata"]["name"]),
                      json.dumps(obj))
     # [bootstrap-token]: the tokens of InitConfiguration, or kubeadm's default one of 24 h

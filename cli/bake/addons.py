@@ -44,12 +44,17 @@ def addon_manifests(spec: ClusterSpec, catalogs: tuple[Path, ...] = ()) -> dict[
     """
     from bake.catalog import load_catalog, resolve
     from bake.errors import RenderError
+    from bake.launch import API_HOST_PLACEHOLDER
     from bake.templates import list_templates, read_text
-    from bake_node.addons import manifest_context, ordered, render_templates
+    from bake_node.addons import cni_settings, manifest_context, ordered, render_templates
 
     release = resolve(load_catalog(catalogs), spec.kubernetes_minor, spec.arch, spec.os,
                       addons=[spec.cni, *spec.addons.names()])
-    steps = [(f"cni/{spec.cni}", spec.cni, {})]
+    # the API endpoint is the load balancer's DNS name, known once the stack exists: the node
+    # renders it from node.yaml; a review shows CloudFormation's name for it
+    steps = [(f"cni/{spec.cni}", spec.cni, cni_settings(
+        kube_proxy_replacement=spec.kube_proxy_replacement,
+        control_plane_endpoint=f"{API_HOST_PLACEHOLDER}:6443"))]
     steps += [(f"addons/{info.name}", info.name, settings)
               for info, settings in ordered(spec.addons.node_yaml())]
     files: dict[str, str] = {}

@@ -141,6 +141,8 @@ def node_config(spec: ClusterSpec, role: str, api_host: str,
         config["registry"] = registry
     if spec.addons.has("aws-cloud-controller-manager"):  # every kubelet defers to it
         config["cloudProvider"] = "external"
+    if spec.kube_proxy_replacement and role == "control-plane":  # kubeadm init skips kube-proxy
+        config["kubeProxyReplacement"] = True
     group = spec.control_plane if role == "control-plane" else spec.workers
     kubelet = group.kubelet.node_yaml()
     if kubelet:

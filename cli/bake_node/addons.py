@@ -148,6 +148,24 @@ def render_templates(templates: list[tuple[str, str]], context: dict[str, Any]
     return out
 
 
+def cni_settings(*, kube_proxy_replacement: bool, control_plane_endpoint: str) -> dict[str, Any]:
+    """The settings a CNI's templates render with (the agent's and ``bake render addons``'s).
+
+    Args:
+        kube_proxy_replacement: node.yaml ``kubeProxyReplacement``: the CNI serves Services
+            because ``kubeadm init`` installed no kube-proxy (Cilium only; ``bake validate``).
+        control_plane_endpoint: ``host:port`` of the API server (node.yaml
+            ``controlPlaneEndpoint``): without kube-proxy the kubernetes Service's ClusterIP
+            does not work before the CNI does, so Cilium reaches the API here (Cilium docs,
+            "Kubernetes Without kube-proxy": k8sServiceHost and k8sServicePort).
+    Returns:
+        ``{"kubeProxyReplacement": bool, "apiServerHost": str, "apiServerPort": str}``.
+    """
+    host, port = control_plane_endpoint.rsplit(":", 1)
+    return {"kubeProxyReplacement": kube_proxy_replacement, "apiServerHost": host,
+            "apiServerPort": port}
+
+
 def manifest_context(*, cluster_name: str, region: str, pod_cidr: str, kms_key_id: str,
                      images: dict[str, str], settings: dict[str, Any] | None = None
                      ) -> dict[str, Any]:
@@ -161,7 +179,8 @@ def manifest_context(*, cluster_name: str, region: str, pod_cidr: str, kms_key_i
             EBS StorageClass encrypts with it (EC2 CreateVolume takes an alias).
         images: image name -> reference, of the images baked for this add-on (the image
             manifest's ``images`` of its group; ``bake render addons``: the catalog's).
-        settings: the add-on's settings (``ordered``), ``{}`` for none.
+        settings: the add-on's settings (``ordered``), or the CNI's (``cni_settings``); ``{}``
+            for none.
     Returns:
         ``{"cluster_name", "region", "pod_cidr", "kms_key_id", "images", "settings"}``.
     """

@@ -315,8 +315,10 @@ class Agent:
         if mode != "init":
             return
         image = self._image_manifest()
+        cni = addon_set.cni_settings(kube_proxy_replacement=ctx.config.kube_proxy_replacement,
+                                     control_plane_endpoint=ctx.config.control_plane_endpoint)
         steps: list[tuple[str, Path, dict[str, Any], bool]] = [
-            (ctx.config.cni, self.s.manifests_dir / "cni" / ctx.config.cni, {}, True)]
+            (ctx.config.cni, self.s.manifests_dir / "cni" / ctx.config.cni, cni, True)]
         for info, settings in addon_set.ordered({n: dict(s) for n, s in ctx.config.addons}):
             steps.append((info.name, self.s.manifests_dir / "addons" / info.name, settings, False))
         records: dict[str, Any] = {}
@@ -433,6 +435,7 @@ class Agent:
             node_labels=c.kubelet.node_labels(),
             taints=c.kubelet.registration_taints(c.is_control_plane),
             cloud_provider=c.cloud_provider,
+            skip_kube_proxy=c.kube_proxy_replacement,
             **values,
         )
         path = self.s.state_dir / f"kubeadm-{kind}.yaml"

@@ -91,7 +91,9 @@ def schema_errors(data: Any, schema: dict[str, Any], where: str = "") -> list[st
 class NodeConfig:
     """A validated /etc/bake/node.yaml. Field meanings: docs/node-config.md; ``addons``: the
     enabled add-ons, ``((name, ((setting, value), ...)), ...)`` in name order (hashable);
-    ``cloud_provider``: ``"external"`` when an external cloud controller initializes the nodes."""
+    ``cloud_provider``: ``"external"`` when an external cloud controller initializes the nodes;
+    ``kube_proxy_replacement``: the CNI (Cilium) serves Services, so ``kubeadm init`` installs no
+    kube-proxy."""
 
     cluster_name: str
     role: str  # "control-plane" | "worker"
@@ -113,6 +115,7 @@ class NodeConfig:
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     addons: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     cloud_provider: str | None = None
+    kube_proxy_replacement: bool = False
 
     @property
     def endpoint_host(self) -> str:
@@ -179,6 +182,7 @@ def parse_config(data: Any, source: str = "node.yaml") -> NodeConfig:
         addons=tuple((name, tuple(sorted(settings.items())))
                      for name, settings in sorted(data.get("addons", {}).items())),
         cloud_provider=data.get("cloudProvider"),
+        kube_proxy_replacement=data.get("kubeProxyReplacement", False),
     )
 
 

@@ -139,8 +139,10 @@ def _upgrade_command(settings: Settings, args: argparse.Namespace) -> str:
         return upgrade.delete_node(api, args.node).strip() or f"node {args.node}: already gone"
     ctx = Agent(settings).config_phase()
     changed = upgrade.upgrade_addons(api, ctx.kubernetes_version,
-                                     upgrade.image_refs(settings.image_manifest))
-    return "\n".join(changed) or f"kube-proxy and CoreDNS already at v{ctx.kubernetes_version}"
+                                     upgrade.image_refs(settings.image_manifest),
+                                     without_kube_proxy=ctx.config.kube_proxy_replacement)
+    what = "CoreDNS" if ctx.config.kube_proxy_replacement else "kube-proxy and CoreDNS"
+    return "\n".join(changed) or f"{what} already at v{ctx.kubernetes_version}"
 
 
 def main(argv: list[str] | None = None) -> None:

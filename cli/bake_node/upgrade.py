@@ -175,13 +175,16 @@ def image_refs(image_manifest: Path) -> dict[str, str]:
     return {i["name"]: i["ref"] for i in data.get("images", []) if i.get("ref")}
 
 
-def upgrade_addons(api: ClusterApi, mine: str, refs: dict[str, str]) -> list[str]:
+def upgrade_addons(api: ClusterApi, mine: str, refs: dict[str, str],
+                   without_kube_proxy: bool = False) -> list[str]:
     """After the last control plane of a roll: kube-proxy and CoreDNS at this image's images,
     once every control-plane Node runs ``mine`` (kube-proxy is never newer than an API server).
 
     Args:
         api: kubectl with the admin kubeconfig; mine: this node's version.
         refs: ``image_refs`` of this image.
+        without_kube_proxy: node.yaml ``kubeProxyReplacement``: the cluster has no kube-proxy
+            (Cilium serves Services), so only CoreDNS follows.
 
     Returns:
         one line per object changed (``[]`` when both were current).
@@ -199,6 +202,8 @@ def upgrade_addons(api: ClusterApi, mine: str, refs: dict[str, str]) -> list[str
                         "CoreDNS follow once every control plane is replaced")
     changed = []
     for kind, name, container in ADDONS:
+        if without_kube_proxy and name == "kube-proxy":
+            continue
         ref = refs.get(name)
         if not ref:
             raise NodeError(f"this image has no {name} image in its manifest")

@@ -59,9 +59,13 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     # the add-ons' images are baked beside kubeadm's set (catalog addons / addon_releases);
     # the Cluster Autoscaler line follows the control plane's minor (autoscaler README)
     addons = {i.name: (i.group, i.ref) for i in release.images if i.group != "kubeadm"}
+    cilium = "v1.18.14" if minor in ("1.30", "1.31", "1.32", "1.33") else "v1.19.4"
     assert addons == {
         "flannel": ("flannel", "docker.io/flannel/flannel:v0.25.6"),
         "flannel-cni-plugin": ("flannel", "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2"),
+        # Cilium's line: v1.18 e2e-tests 1.30-1.33 (its compatibility page), v1.19 after
+        "cilium": ("cilium", f"quay.io/cilium/cilium:{cilium}"),
+        "cilium-operator": ("cilium", f"quay.io/cilium/operator-generic:{cilium}"),
         "metrics-server": ("metrics-server",
                            "registry.k8s.io/metrics-server/metrics-server:v0.7.2"),
         "local-path-provisioner": ("local-path-provisioner",
@@ -326,7 +330,7 @@ def test_addons_choose_what_is_baked(catalog):
     assert some.addon_images("cluster-autoscaler") == ()
     bare = resolve(catalog, "1.31", "amd64", addons=())
     assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
-    assert len(every.images) == len(bare.images) + 13
+    assert len(every.images) == len(bare.images) + 15
     with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
                                            r"aws-cloud-controller-manager, aws-ebs-csi-driver, "):
         resolve(catalog, "1.31", "amd64", addons=["calico"])

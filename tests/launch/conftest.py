@@ -43,6 +43,7 @@ def example_specs() -> dict[str, ClusterSpec]:
     )
     existing["controlPlane"]["count"] = 5
     existing["addons"] = {"clusterAutoscaler": False, "localPath": {"defaultStorageClass": True}}
+    existing["kubernetesNetwork"].update(cni="cilium", kubeProxyReplacement=True)
     return {
         "airgapped": parse_cluster(base, "airgapped.yaml"),
         "nat": parse_cluster(nat, "nat.yaml"),

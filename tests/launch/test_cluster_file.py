@@ -104,6 +104,18 @@ def _set(doc: dict, dotted: str, value) -> dict:
             "kubernetesNetwork.podCIDR: 10.0.128.0/17 overlaps network.vpcCIDR",
         ),
         (
+            "kubernetesNetwork.podCIDR",
+            "10.244.0.0/23",
+            "kubernetesNetwork.podCIDR: 10.244.0.0/23 holds 2 node /24s (each node's pods, "
+            "flannel) but the cluster can have 8 nodes (controlPlane.count + workers.max): use "
+            "a larger range, e.g. /16",
+        ),
+        (
+            "kubernetesNetwork.podCIDR",
+            "10.244.0.0/25",
+            "kubernetesNetwork.podCIDR: 10.244.0.0/25 holds no node /24s",
+        ),
+        (
             "kubernetesNetwork.serviceCIDR",
             "10.244.0.0/20",
             "overlaps kubernetesNetwork.serviceCIDR",
@@ -111,13 +123,13 @@ def _set(doc: dict, dotted: str, value) -> dict:
         (
             "kubernetesNetwork.cni",
             "weave",
-            "kubernetesNetwork.cni: must be one of flannel, got 'weave'",
+            "kubernetesNetwork.cni: must be one of flannel, cilium, got 'weave'",
         ),
         (
             "kubernetesNetwork.cni",
             "calico",
-            "kubernetesNetwork.cni: must be one of flannel, got 'calico' (calico is not baked "
-            "into the image yet)",
+            "kubernetesNetwork.cni: must be one of flannel, cilium, got 'calico' (calico is not "
+            "baked into the image yet)",
         ),
         ("bootstrapToken.ttlMinutes", 5, "bootstrapToken.ttlMinutes: must be between 15 and "
          "1440, got 5"),
@@ -377,6 +389,31 @@ def test_the_cloud_controller_makes_every_kubelet_external(node_schema):
         jsonschema.validate(node, node_schema)
         assert node["cloudProvider"] == "external"
     assert "cloudProvider" not in node_config(parse_cluster(base()), "worker", "api.example", "b")
+
+
+def test_cilium_kube_proxy_replacement_reaches_the_control_planes_node_yaml(node_schema):
+    """kubernetesNetwork.kubeProxyReplacement with cni: cilium: the control planes' node.yaml
+    says so (the one that runs kubeadm init skips kube-proxy and renders Cilium with it);
+    workers join as always. With flannel it is refused by name."""
+    import jsonschema
+
+    from bake.launch import node_config
+
+    doc = _set(_set(base(), "kubernetesNetwork.cni", "cilium"),
+               "kubernetesNetwork.kubeProxyReplacement", True)
+    spec = parse_cluster(doc, "cluster.yaml")
+    assert (spec.cni, spec.kube_proxy_replacement) == ("cilium", True)
+    control_plane = node_config(spec, "control-plane", "api.example", "bucket-1")
+    worker = node_config(spec, "worker", "api.example", "bucket-1")
+    for node in (control_plane, worker):
+        jsonschema.validate(node, node_schema)
+        assert node["cni"] == "cilium"
+    assert control_plane["kubeProxyReplacement"] is True
+    assert "kubeProxyReplacement" not in worker
+    with pytest.raises(ClusterFileError) as err:
+        parse_cluster(_set(base(), "kubernetesNetwork.kubeProxyReplacement", True), "c.yaml")
+    assert ("kubernetesNetwork.kubeProxyReplacement: needs cni: cilium (flannel relies on "
+            "kube-proxy for Services)") in err.value.format_message()
 
 
 def test_ebs_csi_with_the_cloud_controller_is_applied_after_it():

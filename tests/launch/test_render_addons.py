@@ -13,6 +13,7 @@ import yaml
 
 from bake.addons import addon_manifests
 from bake.catalog import load_catalog, resolve
+from bake.cluster import CNI_NAMES
 from bake_node.addons import ADDONS
 
 GOLDEN = Path(__file__).parent / "golden-addons"
@@ -25,9 +26,9 @@ def test_golden_addon_manifests(specs, variant, golden):
     golden.check(GOLDEN / variant, addon_manifests(specs[variant]), complete=True)
 
 
-def test_every_addon_and_the_cni_is_in_a_golden_variant(specs):
+def test_every_addon_and_every_cni_is_in_a_golden_variant(specs):
     seen = {p.split("/")[2] for v in VARIANTS for p in addon_manifests(specs[v])}
-    assert seen == {"flannel", *(a.name for a in ADDONS)}
+    assert seen == {*CNI_NAMES, *(a.name for a in ADDONS)}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

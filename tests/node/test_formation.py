@@ -363,6 +363,27 @@ def test_init_applies_the_cni_then_the_addons_in_order_and_records_each(cluster)
     assert "registry.k8s.io/metrics-server/metrics-server:v0.7.2" in rendered.read_text()
 
 
+def test_cilium_without_kube_proxy_is_applied_at_the_control_plane_endpoint(cluster):
+    """cni: cilium with kubeProxyReplacement: kubeadm init skips kube-proxy, and the init node
+    applies Cilium (agent and operator waited for) rendered with the control-plane endpoint
+    from node.yaml; state.json records it at the baked Cilium version."""
+    argv, env = cluster.node("cp-0", "control-plane", image_manifest=_image_manifest(cluster),
+                             node_yaml={"cni": "cilium", "kubeProxyReplacement": True})
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    assert cluster.standins.state()["init_skip_phases"] == ["addon/kube-proxy"]
+    applied = _applied_kinds(cluster)
+    assert "DaemonSet/cilium" in applied and "Deployment/cilium-operator" in applied
+    assert "DaemonSet/kube-flannel-ds" not in applied
+    rendered = (cluster.tmp / "nodes/cp-0/state/manifests/cilium/cilium.yaml").read_text()
+    assert '{name: KUBERNETES_SERVICE_HOST, value: "demo-api.elb.us-east-1.amazonaws.com"}' \
+        in rendered
+    assert "quay.io/cilium/cilium:v1.18.14" in rendered
+    record = cluster.state("cp-0")["addons"]["cilium"]
+    assert (record["status"], record["version"], record["order"]) == ("ready", "v1.18.14", 1)
+    assert record["workloads"] == ["daemonset/cilium in kube-system",
+                                   "deployment/cilium-operator in kube-system"]
+
+
 def test_a_failing_addon_names_itself_and_its_object_and_is_retried(cluster):
     """An add-on whose workload does not roll out fails the post phase naming the add-on and
     the object; the others are still applied; the next run of the agent applies them again."""

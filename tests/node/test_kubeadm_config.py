@@ -155,3 +155,15 @@ def test_an_external_cloud_controller_sets_kubelets_cloud_provider(kind, version
 
     assert args(cloud_provider="external")["cloud-provider"] == "external"
     assert "cloud-provider" not in args()
+
+
+@pytest.mark.parametrize("version", ["1.30.12", "1.33.1"])
+def test_kube_proxy_replacement_skips_kubeadms_kube_proxy_addon(version):
+    """node.yaml kubeProxyReplacement (Cilium serves Services): kubeadm init skips its
+    addon/kube-proxy phase (InitConfiguration skipPhases, kubeadm reference "kubeadm init
+    phases"); without it kubeadm installs kube-proxy as always. Joins never install add-ons."""
+    _text, docs = render_config("init", version, **COMMON, **INIT, skip_kube_proxy=True)
+    assert docs[0]["kind"] == "InitConfiguration"
+    assert docs[0]["skipPhases"] == ["addon/kube-proxy"]
+    _text, docs = render_config("init", version, **COMMON, **INIT)
+    assert "skipPhases" not in docs[0]

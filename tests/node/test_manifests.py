@@ -14,7 +14,7 @@ import pytest
 
 from bake.catalog import load_catalog, resolve
 from bake.cluster import CNI_NAMES
-from bake_node.addons import ADDONS, addon, manifest_context
+from bake_node.addons import ADDONS, addon, cni_settings, manifest_context
 from bake_node.kubeadm import render_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -24,7 +24,8 @@ CONTEXT = {"pod_cidr": "10.200.0.0/16"}  # what the agent passes (node.yaml's po
 
 # a setting other than the default, per add-on that takes one (bake_node.addons.ADDONS)
 EXAMPLE_SETTINGS = {"local-path-provisioner": {"defaultStorageClass": True},
-                    "aws-ebs-csi-driver": {"defaultStorageClass": "ebs-encrypted"}}
+                    "aws-ebs-csi-driver": {"defaultStorageClass": "ebs-encrypted"},
+                    "cilium": {"kubeProxyReplacement": True}}
 
 
 def context(path: Path, minor: str = "1.31", settings=None) -> dict:
@@ -35,6 +36,10 @@ def context(path: Path, minor: str = "1.31", settings=None) -> dict:
     images = {i.name: i.ref for i in release.addon_images(group)}
     if kind == "addons":
         settings = addon(group).with_defaults(settings)
+    else:  # what the agent passes a CNI (node.yaml kubeProxyReplacement, controlPlaneEndpoint)
+        settings = {**cni_settings(kube_proxy_replacement=False,
+                                   control_plane_endpoint="api.demo.internal:6443"),
+                    **(settings or {})}
     return manifest_context(cluster_name="demo", region="eu-west-1", pod_cidr="10.200.0.0/16",
                             kms_key_id="alias/bake-demo", images=images, settings=settings)
 
@@ -64,17 +69,20 @@ def _images(doc) -> list[str]:
     return [c["image"] for key in ("containers", "initContainers") for c in spec.get(key, [])]
 
 
+SETS = [("cni", name) for name in CNI_NAMES] + [("addons", a.name) for a in ADDONS]
+
+
 @pytest.mark.parametrize("minor", ["1.30", "1.33", "1.36"])
-@pytest.mark.parametrize("info", ADDONS, ids=[a.name for a in ADDONS])
-def test_each_addon_runs_only_the_images_baked_for_it(info, minor):
-    """Every image an add-on's pods (and local-path's helper pod) run is one the catalog bakes
-    for that add-on at that minor, and every baked image is used: nothing is pulled at boot."""
+@pytest.mark.parametrize(("kind", "name"), SETS, ids=[f"{k}/{n}" for k, n in SETS])
+def test_each_cni_and_addon_runs_only_the_images_baked_for_it(kind, name, minor):
+    """Every image a CNI's or add-on's pods (and local-path's helper pod) run is one the catalog
+    bakes for it at that minor, and every baked image is used: nothing is pulled at boot."""
     import yaml
 
-    folder = MANIFESTS / "addons" / info.name
+    folder = MANIFESTS / kind / name
     files = sorted(folder.glob("*.yaml.j2"))
     assert files, f"{folder} has no manifests"
-    baked = {i.ref for i in resolve(load_catalog(), minor, "amd64").addon_images(info.name)}
+    baked = {i.ref for i in resolve(load_catalog(), minor, "amd64").addon_images(name)}
     used = set()
     for path in files:
         _text, docs = render_manifest(path, **context(path, minor))
@@ -127,6 +135,50 @@ def test_flannel_network_is_the_cluster_pod_cidr():
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     assert json.loads(cm["data"]["net-conf.json"])["Network"] == "10.200.0.0/16"
     json.loads(cm["data"]["cni-conf.json"])
+
+
+def test_cilium_takes_each_nodes_pods_from_its_pod_cidr_and_waits_for_no_absent_node():
+    """Cilium's IPAM is the node's spec.podCIDR (kubeadm's podSubnet, as for flannel), tunnelled
+    over VXLAN; its operator runs one replica, so it is ready on the first control plane alone;
+    the agent and operator run the baked images of the minor's Cilium line."""
+    path = MANIFESTS / "cni/cilium/cilium.yaml.j2"
+    for minor, tag in (("1.31", "v1.18.14"), ("1.36", "v1.19.4")):
+        _text, docs = render_manifest(path, **context(path, minor))
+        (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        assert {k: config["data"][k] for k in ("ipam", "routing-mode", "tunnel-protocol",
+                                                "kube-proxy-replacement")} == {
+            "ipam": "kubernetes", "routing-mode": "tunnel", "tunnel-protocol": "vxlan",
+            "kube-proxy-replacement": "false"}
+        (operator,) = [d for d in docs if d["kind"] == "Deployment"]
+        assert operator["spec"]["replicas"] == 1
+        assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == \
+            f"quay.io/cilium/operator-generic:{tag}"
+        (agent,) = [d for d in docs if d["kind"] == "DaemonSet"]
+        assert {c["image"] for c in agent["spec"]["template"]["spec"]["initContainers"]} == {
+            f"quay.io/cilium/cilium:{tag}"}
+        assert "KUBERNETES_SERVICE_HOST" not in json.dumps(docs)  # the Service, via kube-proxy
+
+
+def test_cilium_without_kube_proxy_reaches_the_api_at_the_control_plane_endpoint():
+    """kubeProxyReplacement: Cilium serves Services, and every Cilium container that talks to
+    the API server before Cilium works (agent, its config and clean-state init containers, the
+    operator) goes to the control-plane endpoint instead of the kubernetes Service."""
+    path = MANIFESTS / "cni/cilium/cilium.yaml.j2"
+    _text, docs = render_manifest(path, **context(path, "1.33", {"kubeProxyReplacement": True}))
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config["data"]["kube-proxy-replacement"] == "true"
+    endpoint = [{"name": "KUBERNETES_SERVICE_HOST", "value": "api.demo.internal"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]
+    (agent,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    (operator,) = [d for d in docs if d["kind"] == "Deployment"]
+    pods = [agent["spec"]["template"]["spec"], operator["spec"]["template"]["spec"]]
+    talks_to_api = {"cilium-agent", "config", "clean-cilium-state", "cilium-operator"}
+    for pod in pods:
+        for c in [*pod["containers"], *pod.get("initContainers", [])]:
+            if c["name"] in talks_to_api:
+                assert all(e in c["env"] for e in endpoint), c["name"]
+                talks_to_api.discard(c["name"])
+    assert not talks_to_api
 
 
 def test_a_template_without_its_value_fails_by_name():

@@ -108,6 +108,18 @@ def test_kube_proxy_waits_for_the_last_control_plane_and_workers_do_not_count(tm
     assert upgrade.upgrade_addons(api, "1.31.8", refs) == []
 
 
+def test_without_kube_proxy_only_coredns_follows(tmp_path):
+    """kubeProxyReplacement (Cilium serves Services): kubeadm init installed no kube-proxy, so
+    the roll does not look for one; CoreDNS still follows the control planes."""
+    refs = {"kube-proxy": "registry.k8s.io/kube-proxy:v1.31.8",
+            "coredns": "registry.k8s.io/coredns/coredns:v1.11.3"}
+    k = FakeKubectl(nodes=[_node("cp-a", "v1.31.8")])
+    del k.objects[("daemonset", "kube-proxy")]
+    api = upgrade.ClusterApi(k, tmp_path / "admin.conf")
+    assert upgrade.upgrade_addons(api, "1.31.8", refs, without_kube_proxy=True) == []
+    assert not any("kube-proxy" in " ".join(map(str, c)) for c in k.calls)
+
+
 class FakeEtcd:
     """Members by name; ``down`` names do not answer; the leader is ``leader``."""
 

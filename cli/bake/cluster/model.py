@@ -39,9 +39,9 @@ SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 
 
 # the CNIs whose manifests the image carries (manifests/cni/<name>/; a test holds them equal)
-CNI_NAMES = ("flannel",)
+CNI_NAMES = ("flannel", "cilium")
 # CNIs users ask for that the image does not carry yet: refused by name at validate, not at boot
-PLANNED_CNIS = ("calico", "cilium")
+PLANNED_CNIS = ("calico",)
 
 
 ARCHES = ("amd64", "arm64")
@@ -137,7 +137,8 @@ class ClusterSpec:
         image_ssm_parameter: the SSM parameter ``bake ami`` published the AMI id to.
         network, control_plane, workers: see their classes.
         pod_cidr, service_cidr: Kubernetes pod and service CIDRs.
-        cni: the CNI manifest set baked into the image (``flannel``).
+        cni: the CNI manifest set baked into the image (``flannel`` or ``cilium``).
+        kube_proxy_replacement: Cilium serves Services and kubeadm installs no kube-proxy.
         etcd_snapshots: ``EtcdSnapshotSpec``.
         cert_renew_before_days: control planes renew their kubeadm certificates (one year)
             when the earliest expires within this many days (``certificates.renewBeforeDays``,
@@ -165,6 +166,7 @@ class ClusterSpec:
     pod_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/12"
     cni: str = "flannel"
+    kube_proxy_replacement: bool = False
     bootstrap_token_ttl_minutes: int = 30
     local: LocalSpec = field(default_factory=LocalSpec)
     etcd_snapshots: EtcdSnapshotSpec = field(default_factory=EtcdSnapshotSpec)

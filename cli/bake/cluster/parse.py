@@ -90,6 +90,10 @@ class _Reader:
             )
 
 
+#: kube-controller-manager's --node-cidr-mask-size for IPv4 (its default; kubeadm keeps it)
+NODE_CIDR_MASK = 24
+
+
 def _cidr(reader: _Reader, where: str, value: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(value, strict=True)
@@ -262,6 +266,21 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         later = (f" ({cni} is not baked into the image yet)" if cni in PLANNED_CNIS else "")
         kn.fail("kubernetesNetwork.cni",
                 f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}{later}")
+    kpr = kn.get("kubeProxyReplacement", bool, False)
+    if kpr and cni != "cilium":
+        kn.fail("kubernetesNetwork.kubeProxyReplacement",
+                f"needs cni: cilium ({cni} relies on kube-proxy for Services); set it to false "
+                "or use cni: cilium")
+    # Both CNIs take each node's pods from its spec.podCIDR, a /24 that kube-controller-manager
+    # carves out of the pod CIDR (kubeadm passes --allocate-node-cidrs with networking.podSubnet;
+    # --node-cidr-mask-size defaults to 24 for IPv4, kube-controller-manager reference). A node
+    # with no /24 left gets no podCIDR and its pods never start.
+    per_node = 2 ** max(0, NODE_CIDR_MASK - nets["kubernetesNetwork.podCIDR"].prefixlen)
+    if nets["kubernetesNetwork.podCIDR"].prefixlen >= NODE_CIDR_MASK or per_node < count + wmax:
+        kn.fail("kubernetesNetwork.podCIDR",
+                f"{pod} holds {per_node if per_node > 1 else 'no'} node /{NODE_CIDR_MASK}s "
+                f"(each node's pods, {cni}) but the cluster can have {count + wmax} nodes "
+                f"(controlPlane.count + workers.max): use a larger range, e.g. /16")
     kn.done()
     bt = top.sub("bootstrapToken")
     token_ttl = _positive(bt, "ttlMinutes", 30, 15, 1440)
@@ -305,6 +324,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
         pod_cidr=pod,
         service_cidr=svc,
         cni=cni,
+        kube_proxy_replacement=kpr,
         bootstrap_token_ttl_minutes=token_ttl,
         local=LocalSpec(vm_memory_mib=vm_memory),
         etcd_snapshots=snapshots,

@@ -197,6 +197,7 @@ def kubeadm(argv: list[str]) -> str:
                 members=[],
                 initialized_by=name,
                 cluster_configuration=cfg["ClusterConfiguration"],
+                init_skip_phases=cfg["InitConfiguration"].get("skipPhases", []),
             )
             st["inits"] = st.get("inits", 0) + 1
             add_member(st, name)

@@ -482,9 +482,11 @@ class Roller:
                   f"{report.get('kubernetes_version')})")
 
     def addons(self, on: str) -> None:
-        """kube-proxy and CoreDNS at the new control planes' images."""
+        """kube-proxy and CoreDNS at the new control planes' images, then the CNI and add-ons
+        re-applied from the new image (``bake-node upgrade-addons``)."""
         out = self._run(on, "upgrade-addons").strip()
-        self.echo(f"add-ons: {out}" if out else "add-ons: kube-proxy and CoreDNS current")
+        self.echo(f"add-ons: {'; '.join(out.splitlines())}" if out
+                  else "add-ons: kube-proxy and CoreDNS current")
 
 
 def upgrade(plan: UpgradePlan, spec: ClusterSpec, clients, options: UpgradeOptions,

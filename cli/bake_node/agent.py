@@ -303,17 +303,26 @@ class Agent:
         return mode
 
     def post_phase(self, ctx: Context, mode: str) -> None:
-        """On the node that ran init: apply ``manifests/cni/<cni>/``, then each add-on node.yaml
-        enables (``manifests/addons/<name>/``) in ``bake_node.addons`` order. Each is rendered
-        (``bake_node.addons.manifest_context``) into ``<state_dir>/manifests/<name>/``, applied
-        file by file, and its workloads waited for, at most ``ADDON_READY_TIMEOUT`` seconds per
-        add-on. One failing add-on does not stop the next; ``state.json`` records each.
+        """On the node that ran init: ``apply_addons``; nothing on a node that joined."""
+        if mode == "init":
+            self.apply_addons(ctx)
 
+    def apply_addons(self, ctx: Context) -> dict[str, dict[str, Any]]:
+        """Apply ``manifests/cni/<cni>/``, then each add-on node.yaml enables
+        (``manifests/addons/<name>/``) in ``bake_node.addons`` order, with this image's images:
+        after ``kubeadm init`` (``post_phase``), and again by ``bake-node upgrade-addons`` once
+        every control plane runs a new image (its add-on versions). Each is rendered
+        (``bake_node.addons.manifest_context``) into ``<state_dir>/manifests/<name>/``, applied
+        file by file (``kubectl apply``: unchanged objects stay as they are), and its workloads
+        waited for, at most ``ADDON_READY_TIMEOUT`` seconds per add-on. One failing add-on does
+        not stop the next; ``state.json`` records each.
+
+        Returns:
+            name -> its ``state.json`` record (``status``, ``version``, ``objects``,
+            ``workloads``, ``seconds``, ``order``), in apply order.
         Raises:
             NodeError: one or more failed, each named with its first failing object.
         """
-        if mode != "init":
-            return
         image = self._image_manifest()
         cni = addon_set.cni_settings(kube_proxy_replacement=ctx.config.kube_proxy_replacement,
                                      control_plane_endpoint=ctx.config.control_plane_endpoint)
@@ -341,6 +350,7 @@ class Agent:
             self.state.save(addons=records)
         if failures:
             raise NodeError("add-ons failed: " + "; ".join(failures))
+        return records
 
     def _image_manifest(self) -> dict[str, Any]:
         """The image manifest (``/etc/bake/image-manifest.json``), ``{}`` when absent."""

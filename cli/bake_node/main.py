@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         ("drain", "cordon and drain a node before its instance is replaced (control planes)"),
         ("delete-node", "delete a replaced node's Node object (control planes)"),
         ("upgrade-addons", "kube-proxy and CoreDNS at this image's versions once every control "
-                           "plane runs it (control planes)"),
+                           "plane runs it, then the CNI and add-ons re-applied from this image "
+                           "(control planes)"),
         ("etcd-status", "record the etcd members as this control plane sees them now, and "
                         "print them (control planes)"),
         ("etcd-remove", "remove a control plane's etcd member before its instance is "
@@ -137,12 +138,21 @@ def _upgrade_command(settings: Settings, args: argparse.Namespace) -> str:
         return upgrade.drain(api, args.node, args.timeout).strip()
     if args.command == "delete-node":
         return upgrade.delete_node(api, args.node).strip() or f"node {args.node}: already gone"
-    ctx = Agent(settings).config_phase()
+    agent = Agent(settings)
+    ctx = agent.config_phase()
     changed = upgrade.upgrade_addons(api, ctx.kubernetes_version,
                                      upgrade.image_refs(settings.image_manifest),
                                      without_kube_proxy=ctx.config.kube_proxy_replacement)
     what = "CoreDNS" if ctx.config.kube_proxy_replacement else "kube-proxy and CoreDNS"
-    return "\n".join(changed) or f"{what} already at v{ctx.kubernetes_version}"
+    lines = changed or [f"{what} already at v{ctx.kubernetes_version}"]
+    # then the CNI and the add-ons at this image's versions (the cluster autoscaler and the
+    # cloud controller follow the control plane's minor); kubectl apply leaves unchanged ones
+    records = agent.apply_addons(ctx) if ctx.config.is_control_plane else {}
+    if records:
+        lines.append("re-applied: " + ", ".join(
+            " ".join(x for x in (name, r.get("version"), r["status"]) if x)
+            for name, r in records.items()))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -169,7 +169,7 @@ def test_failed_stack_names_the_first_failing_resource(specs):
             {
                 "StackName": "bake-demo",
                 "ChangeSetName": ANY,
-                "TemplateBody": docs.template,
+                "TemplateBody": docs.template_body,
                 "ChangeSetType": "CREATE",
                 "Capabilities": ["CAPABILITY_NAMED_IAM"],
                 "Tags": ANY,

@@ -297,6 +297,22 @@ def test_lambda_is_inline_and_under_the_zipfile_limit(rendered):
     assert rule["EventPattern"]["detail-type"] == ["EC2 Instance-terminate Lifecycle Action"]
 
 
+def test_launch_deploys_the_same_template_as_compact_json_under_the_inline_limit(specs):
+    """CloudFormation gets the reviewed template (cloudformation/cluster.yaml) as compact JSON,
+    equal as data and about a fifth smaller, so every add-on on, the cloud controller, EBS CSI
+    and the autoscaler, still leaves room under the 51,200-byte inline limit."""
+    import yaml
+
+    from bake.launch import TEMPLATE_BODY_LIMIT, render_cluster
+
+    docs = render_cluster(specs["nat"])
+    assert {"aws-cloud-controller-manager", "aws-ebs-csi-driver", "cluster-autoscaler"} <= set(
+        specs["nat"].addons.names())
+    assert json.loads(docs.template_body) == yaml.safe_load(docs.template) == docs.template_data
+    body, text = len(docs.template_body.encode()), len(docs.template.encode())
+    assert body < 0.85 * text and body < TEMPLATE_BODY_LIMIT - 8192, (body, text)
+
+
 def test_render_cluster_cli_writes_every_artifact(run_bake, tmp_path):
     cluster = tmp_path / "cluster.yaml"
     assert run_bake("init", "-f", str(cluster)).exit_code == 0

@@ -9,7 +9,8 @@ preflight check refuses the join, and its static pods would be 1.30 images this 
 hold); each old control plane is drained from a new one (``bake-node drain``), its etcd member
 is removed from there (``bake-node etcd-remove``, leadership moved away first), and its Node
 object is deleted once it is gone (``bake-node delete-node``); kube-proxy is refused while a
-1.30 control plane is left and follows once none is (``bake-node upgrade-addons``). A control
+1.30 control plane is left and follows once none is (``bake-node upgrade-addons``, which then
+re-applies the CNI from the new image). A control
 plane of the old image is then refused with the reason, and the keys written before the roll
 are all there.
 """
@@ -90,11 +91,14 @@ def test_a_newer_control_plane_raises_the_cluster_version_then_the_old_ones_are_
     assert "raised_cluster_version" not in state  # already at 1.31
     _replace(lab, 2, via=3)
 
+    # then the CNI (and the add-ons node.yaml enables) at the new image's versions, re-applied
     out, _, _ = lab.node(3, ENDPOINT, "upgrade-addons", minor="1.31")
-    assert out.strip() == (f"daemonset/kube-proxy: registry.k8s.io/kube-proxy:v{old} -> "
-                           f"registry.k8s.io/kube-proxy:v{new}")
+    assert out.strip().splitlines() == [
+        f"daemonset/kube-proxy: registry.k8s.io/kube-proxy:v{old} -> "
+        f"registry.k8s.io/kube-proxy:v{new}", "re-applied: flannel ready"]
     out, _, _ = lab.node(4, ENDPOINT, "upgrade-addons", minor="1.31")
-    assert out.strip() == f"kube-proxy and CoreDNS already at v{new}"
+    assert out.strip().splitlines() == [f"kube-proxy and CoreDNS already at v{new}",
+                                        "re-applied: flannel ready"]
 
     members = json.loads(lab.etcdctl(3, "member", "list", "-w", "json"))["members"]
     assert sorted(m["name"] for m in members) == ["node-3", "node-4"]

@@ -87,7 +87,7 @@ def init(
 def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
     """Check the cluster file and render its template and user-data (no AWS calls)."""
     from bake.cluster import load_checked_cluster
-    from bake.launch import render_cluster
+    from bake.launch import TEMPLATE_BODY_LIMIT, render_cluster
 
     spec = load_checked_cluster(cluster_file, catalogs)
     docs = render_cluster(spec)
@@ -98,7 +98,8 @@ def validate(cluster_file: Path, catalogs: tuple[Path, ...]) -> None:
         f"{spec.control_plane.desired} control planes, workers {spec.workers.min_size}-"
         f"{spec.workers.max_size}, {'air-gapped' if spec.network.air_gapped else 'NAT egress'}, "
         f"add-ons: {', '.join([spec.cni, *spec.addons.names()])}; "
-        f"template {len(docs.template.encode())} B, {sizes}"
+        f"template {len(docs.template_body.encode())} B of {TEMPLATE_BODY_LIMIT} (as deployed), "
+        f"{sizes}"
     )
 
 

@@ -187,11 +187,19 @@ TABLES = {  # bake artifact -> kubespray table
 #   reachable here, so check it before relying on 1.35 and 1.36). Images quay.io/cilium/cilium
 #   and quay.io/cilium/operator-generic at the same tag (the Helm chart's image and
 #   operator.image); no envoy, hubble or certgen image: bake's manifest turns those off.
+#   monitoring: bake's bundle, named by its Prometheus release, v2.54.1 (prometheus/prometheus
+#   release v2.54.1, image quay.io/prometheus/prometheus), with node-exporter v1.8.2
+#   (prometheus/node_exporter release, quay.io/prometheus/node-exporter), kube-state-metrics
+#   v2.13.0 (kubernetes/kube-state-metrics README "Compatibility matrix": built against
+#   client-go 1.30; it lists and watches GA APIs only, registry.k8s.io/kube-state-metrics) and
+#   Grafana 11.2.0 (grafana/grafana release v11.2.0, docker.io/grafana/grafana). The same for
+#   every minor; a newer kube-state-metrics for a newer minor goes in an overlay.
 ADDONS_EVERY_MINOR = {
     "aws-ebs-csi-driver": "v1.32.0",
     "flannel": "v0.25.6",
     "metrics-server": "v0.7.2",
     "local-path-provisioner": "v0.0.30",
+    "monitoring": "v2.54.1",
 }
 CILIUM_1_18, CILIUM_1_19 = "v1.18.14", "v1.19.4"
 ADDON_RELEASES = {
@@ -220,6 +228,17 @@ ADDON_RELEASES = {
         "v0.7.2": {
             "images": {
                 "metrics-server": "registry.k8s.io/metrics-server/metrics-server:v0.7.2",
+            }
+        }
+    },
+    "monitoring": {
+        "v2.54.1": {
+            "images": {
+                "prometheus": "quay.io/prometheus/prometheus:v2.54.1",
+                "node-exporter": "quay.io/prometheus/node-exporter:v1.8.2",
+                "kube-state-metrics":
+                    "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0",
+                "grafana": "docker.io/grafana/grafana:11.2.0",
             }
         }
     },

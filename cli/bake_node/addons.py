@@ -22,6 +22,23 @@ from bake_node.kubeadm import render_manifest_text
 
 
 @dataclass(frozen=True)
+class GeneratedSecret:
+    """A Secret the node agent creates once, with random values, for an add-on: never in a
+    manifest, user-data or log (read it with ``kubectl get secret``).
+
+    Attributes:
+        namespace, name: the Secret's.
+        literals: keys with fixed values (``admin-user: admin``).
+        random: keys given 32 random URL-safe characters each (``secrets.token_urlsafe(24)``).
+    """
+
+    namespace: str
+    name: str
+    literals: tuple[tuple[str, str], ...] = ()
+    random: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AddonInfo:
     """One add-on bake can apply.
 
@@ -31,14 +48,18 @@ class AddonInfo:
             (``bake-addon-<name>``).
         key: its key in the cluster file's ``addons:`` section (camelCase, as Kubernetes
             fields are).
-        settings: the settings it takes beyond on/off: setting -> (type, default).
+        settings: the settings it takes beyond on/off: setting -> (type, default); an ``int``
+            is a positive whole number.
         description: one line for ``bake init`` and messages.
+        generated: the Secrets the agent creates for it once, before its workloads are waited
+            for (``GeneratedSecret``).
     """
 
     name: str
     key: str
     description: str
     settings: dict[str, tuple[type, Any]] = field(default_factory=dict)
+    generated: tuple[GeneratedSecret, ...] = ()
 
     def with_defaults(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """``given`` settings over this add-on's defaults (what its templates render with)."""
@@ -60,12 +81,16 @@ ADDONS: tuple[AddonInfo, ...] = (
               "metrics-server: the metrics API for kubectl top and autoscaling"),
     AddonInfo("cluster-autoscaler", "clusterAutoscaler",
               "Cluster Autoscaler, wired to the worker group by its discovery tags"),
+    AddonInfo("monitoring", "monitoring",
+              "Prometheus, node-exporter, kube-state-metrics and Grafana (namespace monitoring)",
+              {"retentionDays": (int, 15), "persistentVolume": (bool, False)},
+              (GeneratedSecret("monitoring", "grafana-admin", (("admin-user", "admin"),),
+                               ("admin-password",)),)),
 )
 
 #: Cluster file add-ons users ask for that no image carries yet: refused by name at validate.
 PLANNED: dict[str, str] = {
     "ingressNginx": "ingress-nginx",
-    "monitoring": "Prometheus, Grafana, node-exporter and kube-state-metrics",
 }
 
 #: The object kinds whose rollout the agent waits for (``kubectl rollout status`` supports them).

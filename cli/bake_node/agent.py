@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -407,6 +408,9 @@ class Agent:
                     f"applying {path} failed (its first object: {first.get('kind')}/"
                     f"{first.get('metadata', {}).get('name')}): {exc}") from exc
             objects += len(manifest.documents)
+        if not is_cni:
+            for secret in addon_set.addon(name).generated:
+                self._generate_secret(secret, out_dir)
         deadline = time.monotonic() + ADDON_READY_TIMEOUT
         workloads = [w for m in rendered for w in m.workloads()]
         for kind, namespace, wname in workloads:
@@ -420,6 +424,27 @@ class Agent:
         version = baked.get(name) if isinstance(baked, dict) else None
         return {"status": "ready", "version": version, "objects": objects,
                 "workloads": [f"{k.lower()}/{n} in {ns}" for k, ns, n in workloads]}
+
+    def _generate_secret(self, secret: addon_set.GeneratedSecret, out_dir: Path) -> None:
+        """Create ``secret`` with fresh random values unless it exists (``kubectl create``: a
+        re-apply or an upgrade keeps the first one). Its file is written 0600 next to the
+        add-on's manifests and removed at once; the values are never logged."""
+        data = {**dict(secret.literals),
+                **{key: secrets.token_urlsafe(24) for key in secret.random}}
+        doc = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": secret.name, "namespace": secret.namespace,
+                            "labels": {"app.kubernetes.io/managed-by": "bake-node"}},
+               "stringData": data}
+        path = out_dir / f".secret-{secret.name}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f)
+            created = self.kubeadm.create_if_absent(path)
+        finally:
+            path.unlink(missing_ok=True)
+        log.info("secret %s/%s %s", secret.namespace, secret.name,
+                 "created with random values" if created else "exists: kept")
 
     # -- helpers ---------------------------------------------------------------------------
     def _material(self, ctx: Context) -> JoinMaterial:

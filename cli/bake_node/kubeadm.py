@@ -265,6 +265,25 @@ class Kubeadm:
             [self.kubectl, "--kubeconfig", self.admin_kubeconfig, "apply", "-f", str(manifest)]
         )
 
+    def create_if_absent(self, manifest: Path) -> bool:
+        """``kubectl --kubeconfig <admin.conf> create -f <manifest>``, where an object that
+        exists already is left as it is (kubectl's "AlreadyExists"): for objects made once, such
+        as a generated password, that ``apply`` would overwrite.
+
+        Returns:
+            True when created, False when it existed.
+        Raises:
+            KubeadmError: kubectl failed otherwise.
+        """
+        try:
+            self._run([self.kubectl, "--kubeconfig", self.admin_kubeconfig, "create", "-f",
+                       str(manifest)])
+        except KubeadmError as exc:
+            if "AlreadyExists" in str(exc) or "already exists" in str(exc):
+                return False
+            raise
+        return True
+
     def rollout_status(self, kind: str, namespace: str, name: str, timeout_s: float) -> None:
         """``kubectl rollout status <kind>/<name> -n <namespace> --timeout=<s>s``: wait until a
         Deployment, DaemonSet or StatefulSet has its pods updated and available.

@@ -68,6 +68,11 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
         "cilium-operator": ("cilium", f"quay.io/cilium/operator-generic:{cilium}"),
         "metrics-server": ("metrics-server",
                            "registry.k8s.io/metrics-server/metrics-server:v0.7.2"),
+        "prometheus": ("monitoring", "quay.io/prometheus/prometheus:v2.54.1"),
+        "node-exporter": ("monitoring", "quay.io/prometheus/node-exporter:v1.8.2"),
+        "kube-state-metrics": (
+            "monitoring", "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0"),
+        "grafana": ("monitoring", "docker.io/grafana/grafana:11.2.0"),
         "local-path-provisioner": ("local-path-provisioner",
                                    "docker.io/rancher/local-path-provisioner:v0.0.30"),
         "busybox": ("local-path-provisioner", "docker.io/library/busybox:1.36.1"),
@@ -330,7 +335,7 @@ def test_addons_choose_what_is_baked(catalog):
     assert some.addon_images("cluster-autoscaler") == ()
     bare = resolve(catalog, "1.31", "amd64", addons=())
     assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
-    assert len(every.images) == len(bare.images) + 15
+    assert len(every.images) == len(bare.images) + 19
     with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
                                            r"aws-cloud-controller-manager, aws-ebs-csi-driver, "):
         resolve(catalog, "1.31", "amd64", addons=["calico"])

@@ -29,6 +29,7 @@ def example_specs() -> dict[str, ClusterSpec]:
     nat["workers"]["instanceTypes"] = ["m6i.large", "m7i.large"]
     nat["addons"]["awsCloudController"] = True
     nat["addons"]["ebsCsi"] = {"defaultStorageClass": "gp3"}
+    nat["addons"]["monitoring"] = {"persistentVolume": True, "retentionDays": 30}
     existing = yaml.safe_load(init_text(name="prod", region="us-west-2"))
     existing["network"].update(
         mode="existing",

@@ -302,13 +302,17 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
     ("addons", "message"),
     [
         ("metrics", "addons: must be a mapping of add-on -> true/false or settings"),
-        ({"monitoring": True}, "addons.monitoring: Prometheus, Grafana, node-exporter and "
-         "kube-state-metrics: not baked into the image yet"),
         ({"ingressNginx": {"serviceType": "NodePort"}},
          "addons.ingressNginx: ingress-nginx: not baked into the image yet"),
         ({"metricServer": True},
          "addons.metricServer: unknown add-on (allowed: awsCloudController, clusterAutoscaler, "
-         "ebsCsi, localPath, metricsServer)"),
+         "ebsCsi, localPath, metricsServer, monitoring)"),
+        ({"monitoring": {"retentionDays": 0}},
+         "addons.monitoring.retentionDays: must be a whole number above 0, got 0"),
+        ({"monitoring": {"retentionDays": "15d"}},
+         "addons.monitoring.retentionDays: must be a whole number above 0, got '15d'"),
+        ({"monitoring": {"retentionDays": True}},
+         "addons.monitoring.retentionDays: must be a whole number above 0, got True"),
         ({"metricsServer": "yes"}, "addons.metricsServer: must be true, false or a mapping"),
         ({"localPath": {"default": True}},
          "addons.localPath.default: unknown setting (allowed: defaultStorageClass)"),
@@ -320,12 +324,27 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
          "addons.localPath.defaultStorageClass: the EBS CSI driver's StorageClass is the default"),
         ({"awsCloudController": True, "ebsCsi": {"defaultStorageClass": "GP3"}},
          "addons.ebsCsi.defaultStorageClass: must be a Kubernetes object name"),
+        ({"monitoring": {"persistentVolume": True}, "localPath": True},
+         "addons.monitoring.persistentVolume: needs a default StorageClass for Prometheus's "
+         "volume: ebsCsi, or localPath with defaultStorageClass: true"),
     ],
 )
 def test_invalid_addons_are_named(addons, message):
     with pytest.raises(ClusterFileError) as err:
         parse_cluster(_set(base(), "addons", addons), "cluster.yaml")
     assert message in str(err.value)
+
+
+def test_monitoring_with_a_volume_on_the_default_storage_class():
+    """Prometheus's volume is a claim of the default StorageClass: accepted with either default
+    (EBS CSI's gp3, or local-path's), with the settings filled in for node.yaml."""
+    for storage in ({"awsCloudController": True, "ebsCsi": True},
+                    {"localPath": {"defaultStorageClass": True}}):
+        spec = parse_cluster(_set(base(), "addons", {
+            **storage, "monitoring": {"persistentVolume": True}}), "cluster.yaml")
+        assert spec.addons.node_yaml()["monitoring"] == {"persistentVolume": True,
+                                                         "retentionDays": 15}
+        assert spec.addons.names()[-1] == "monitoring"
 
 
 def test_the_autoscaler_needs_room_to_scale():

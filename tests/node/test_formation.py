@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -382,6 +383,63 @@ def test_cilium_without_kube_proxy_is_applied_at_the_control_plane_endpoint(clus
     assert (record["status"], record["version"], record["order"]) == ("ready", "v1.18.14", 1)
     assert record["workloads"] == ["daemonset/cilium in kube-system",
                                    "deployment/cilium-operator in kube-system"]
+
+
+def test_monitoring_gets_a_generated_grafana_password_once_and_never_in_a_log(cluster):
+    """The monitoring add-on's Grafana admin Secret is made by the agent with a random
+    password (kubectl create), kept as it is when the add-ons are applied again, and its value
+    is in no file the agent leaves and in no log line."""
+    manifest = _image_manifest(cluster)
+    node_yaml = {"addons": {"monitoring": {"retentionDays": 15, "persistentVolume": False}}}
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml=node_yaml,
+                             image_manifest=manifest)
+    proc = start(argv, env)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    created = cluster.standins.state()["created"]
+    (secret,) = created.values()
+    password = secret["stringData"]["admin-password"]
+    assert secret["metadata"] == {"name": "grafana-admin", "namespace": "monitoring",
+                                  "labels": {"app.kubernetes.io/managed-by": "bake-node"}}
+    assert secret["stringData"]["admin-user"] == "admin" and len(password) == 32
+    assert "secret monitoring/grafana-admin created with random values" in err
+    leftover = [p for p in (cluster.tmp / "nodes/cp-0").rglob("*")
+                if p.is_file() and password in p.read_text(errors="replace")]
+    assert password not in out + err and leftover == []
+    record = cluster.state("cp-0")["addons"]["monitoring"]
+    assert record["status"] == "ready" and record["version"] == "v2.54.1"
+    assert record["workloads"] == ["deployment/prometheus in monitoring",
+                                   "daemonset/node-exporter in monitoring",
+                                   "deployment/kube-state-metrics in monitoring",
+                                   "deployment/grafana in monitoring"]
+    # applied again (bake-node upgrade-addons does): the first password stays
+    agent_records = _reapply(cluster, "cp-0", node_yaml, manifest)
+    assert agent_records["monitoring"]["status"] == "ready"
+    assert cluster.standins.state()["created"]["Secret/grafana-admin"]["stringData"][
+        "admin-password"] == password
+
+
+def _reapply(cluster, name, node_yaml, manifest):
+    """``Agent.apply_addons`` on node ``name`` again, in this process (what ``bake-node
+    upgrade-addons`` runs after a roll), with the stand-in kubectl; returns its records."""
+    from dataclasses import replace
+
+    from bake_node.agent import Agent, Settings
+
+    argv, env = cluster.node(name, "control-plane", node_yaml=node_yaml, image_manifest=manifest)
+    flags = [i for i, a in enumerate(argv) if a.startswith("--")]
+    opts = {argv[i]: argv[i + 1] for i in flags}
+    standin_env = {k: v for k, v in env.items() if k.startswith("BAKE_STANDIN_")}
+    settings = replace(Settings(), kubeadm_env=standin_env,
+                       config_path=Path(opts["--config"]),
+                       state_dir=Path(opts["--state-dir"]),
+                       identity_override=Path(opts["--identity"]),
+                       image_manifest=Path(opts["--image-manifest"]),
+                       manifests_dir=Path(opts["--manifests-dir"]),
+                       kubernetes_dir=Path(opts["--kubernetes-dir"]),
+                       kubeadm=opts["--kubeadm"], kubectl=opts["--kubectl"])
+    agent = Agent(settings)
+    return agent.apply_addons(agent.config_phase())
 
 
 def test_a_failing_addon_names_itself_and_its_object_and_is_retried(cluster):

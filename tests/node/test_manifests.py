@@ -25,7 +25,8 @@ CONTEXT = {"pod_cidr": "10.200.0.0/16"}  # what the agent passes (node.yaml's po
 # a setting other than the default, per add-on that takes one (bake_node.addons.ADDONS)
 EXAMPLE_SETTINGS = {"local-path-provisioner": {"defaultStorageClass": True},
                     "aws-ebs-csi-driver": {"defaultStorageClass": "ebs-encrypted"},
-                    "cilium": {"kubeProxyReplacement": True}}
+                    "cilium": {"kubeProxyReplacement": True},
+                    "monitoring": {"persistentVolume": True, "retentionDays": 30}}
 
 
 def context(path: Path, minor: str = "1.31", settings=None) -> dict:
@@ -179,6 +180,38 @@ def test_cilium_without_kube_proxy_reaches_the_api_at_the_control_plane_endpoint
                 assert all(e in c["env"] for e in endpoint), c["name"]
                 talks_to_api.discard(c["name"])
     assert not talks_to_api
+
+
+def test_monitoring_keeps_its_data_as_asked_and_no_password_in_any_manifest():
+    """Prometheus keeps retentionDays days, on an emptyDir or (persistentVolume) a claim of
+    the default StorageClass; Grafana reads its admin password from the Secret the node agent
+    generates (bake_node.addons: monitoring/grafana-admin), never from the manifest."""
+    path = MANIFESTS / "addons/monitoring/monitoring.yaml.j2"
+    for settings, volume in (({}, {"emptyDir": {}}),
+                             ({"persistentVolume": True, "retentionDays": 30},
+                              {"persistentVolumeClaim": {"claimName": "prometheus-data"}})):
+        text, docs = render_manifest(path, **context(path, "1.31", settings))
+        prometheus = next(d for d in docs if d["kind"] == "Deployment"
+                          and d["metadata"]["name"] == "prometheus")
+        pod = prometheus["spec"]["template"]["spec"]
+        days = settings.get("retentionDays", 15)
+        assert f"--storage.tsdb.retention.time={days}d" in pod["containers"][0]["args"]
+        (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
+        assert {k: v for k, v in data.items() if k != "name"} == volume
+        claims = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+        assert len(claims) == (1 if settings else 0)
+        assert not [d for d in docs if d["kind"] == "Secret"]
+        grafana = next(d for d in docs if d["kind"] == "Deployment"
+                       and d["metadata"]["name"] == "grafana")
+        env = {e["name"]: e for e in grafana["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "grafana-admin", "key": "admin-password"}
+        secret = addon("monitoring").generated[0]
+        assert (secret.namespace, secret.name, secret.random) == (
+            "monitoring", "grafana-admin", ("admin-password",))
+        # nothing is exposed outside the cluster: every Service is a ClusterIP one
+        assert {d["spec"].get("type", "ClusterIP") for d in docs if d["kind"] == "Service"} \
+            == {"ClusterIP"}
 
 
 def test_a_template_without_its_value_fails_by_name():

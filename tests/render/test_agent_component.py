@@ -19,7 +19,7 @@ import tarfile
 
 import pytest
 from tests.render.test_components import awstoe_errors
-from tests.render.test_manifest_script import _reroot, _write_manifest_step
+from tests.render.test_manifest_script import _reroot, _write_image_lists, _write_manifest_step
 
 from bake.agent_bundle import build_agent_bundle, bundle_filename
 from bake.catalog import load_catalog, resolve
@@ -146,6 +146,7 @@ def test_manifest_lists_the_agent(release, tmp_path):
         (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (root / path.lstrip("/")).write_text(f"stand-in {path}\n")
     (root / "etc/bake").mkdir(parents=True)
+    _write_image_lists(docs, root)
     script = _reroot(_write_manifest_step(docs), root)
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -36,6 +36,18 @@ def _write_manifest_step(docs) -> str:
     return "\n".join(step["inputs"]["commands"])
 
 
+def _write_image_lists(docs, root: Path) -> None:
+    """Each set's list and sums under ``root``, as bake-images and each bake-addon-<name>
+    write them (their WriteImageList steps' own content)."""
+    for component in docs.components:
+        for step in component.data["phases"][0]["steps"]:
+            if step["name"] == "WriteImageList":
+                for f in step["inputs"]:
+                    path = root / f["path"].lstrip("/")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(f["content"])
+
+
 @pytest.mark.parametrize("os_packages", [False, True])
 def test_manifest_step_writes_the_contract(
     tmp_path, images_overlay, os_package_overlay, os_packages
@@ -66,6 +78,7 @@ def test_manifest_step_writes_the_contract(
     for image in release.images:
         (root / "var/lib/bake/images").mkdir(parents=True, exist_ok=True)
         (root / f"var/lib/bake/images/{image.name}_{image.tag}.tar").write_text("archive")
+    _write_image_lists(docs, root)
     (root / "etc/bake").mkdir(parents=True)
     fakebin = tmp_path / "bin"
     fakebin.mkdir()
@@ -110,6 +123,9 @@ def test_manifest_step_writes_the_contract(
     # the sidecar lets anyone re-check installed files with sha256sum -c
     sums = (root / "etc/bake/image-manifest.sha256").read_text()
     assert f"{installed['/usr/sbin/runc']}  {root}/usr/sbin/runc" in sums
+    # and every image archive, from its set's SHA256SUMS
+    for image in release.images:
+        assert f"{image.archive_sha256}  /var/lib/bake/images/{image.name}_{image.tag}.tar" in sums
 
 
 def test_manifest_step_fails_on_a_missing_file(tmp_path):
@@ -184,3 +200,31 @@ def test_image_import_script_imports_and_pins_each_image(tmp_path, images_overla
     assert all("flannel" in c for c in calls)
     assert (folder / ".imported").exists()
     assert run() == []
+
+
+def test_manifest_step_fails_on_an_image_its_set_did_not_list(tmp_path, images_overlay):
+    """An image the manifest names that its set's component did not list (a mismatched build)
+    fails the step by name instead of recording an archive nobody checked."""
+    release = resolve(load_catalog([images_overlay]), "1.30.12", "amd64", addons=())
+    docs = render_image_documents(release, RenderOptions(mirror="http://127.0.0.1:8999"))
+    root = tmp_path / "root"
+    for path in ("/usr/bin/kubeadm", "/usr/bin/kubelet", "/usr/bin/kubectl", "/usr/bin/crictl",
+                 "/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2",
+                 "/usr/sbin/runc", "/opt/cni/bin/bridge", "/opt/cni/bin/loopback",
+                 "/usr/bin/etcdctl", "/usr/bin/etcdutl"):
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_text("stand-in\n")
+    (root / "etc/bake").mkdir(parents=True)
+    images = root / "var/lib/bake/images"
+    images.mkdir(parents=True)
+    first, *rest = release.images
+    (images / "kubeadm.images").write_text(
+        "".join(f"/var/lib/bake/images/{i.name}_{i.tag}.tar {i.ref}\n" for i in rest))
+    (images / "kubeadm.SHA256SUMS").write_text(
+        "".join(f"{i.archive_sha256}  /var/lib/bake/images/{i.name}_{i.tag}.tar\n"
+                for i in rest))
+    result = subprocess.run(["bash", "-c", _reroot(_write_manifest_step(docs), root)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"manifest: {first.ref} is not in kubeadm.images" in result.stderr
+    assert not (root / "etc/bake/image-manifest.json").exists()

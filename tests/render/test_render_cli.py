@@ -27,6 +27,7 @@ EXPECTED = [
     "components/bake-addon-flannel.yaml",
     "components/bake-addon-local-path-provisioner.yaml",
     "components/bake-addon-metrics-server.yaml",
+    "components/bake-addon-monitoring.yaml",
     "components/bake-image-manifest.yaml",
     "components/bake-hygiene.yaml",
     "image-recipes/image-recipe.yaml",

@@ -52,7 +52,7 @@ def test_oci_archives_are_valid_image_layouts(standin_mirror):
     assert {i.name for i in release.images} == {
         "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "etcd",
         "coredns", "pause", "flannel", "flannel-cni-plugin", "cilium", "cilium-operator",
-        "metrics-server",
+        "metrics-server", "prometheus", "node-exporter", "kube-state-metrics", "grafana",
         "local-path-provisioner", "busybox", "cluster-autoscaler", "aws-cloud-controller-manager",
         "aws-ebs-csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "livenessprobe",
         "csi-node-driver-registrar"}

@@ -8,6 +8,8 @@ addons:
   metricsServer: true
   localPath: true                  # {defaultStorageClass: true} without ebsCsi
   clusterAutoscaler: true          # needs workers.max above workers.min
+  monitoring: {retentionDays: 15, persistentVolume: true}   # the volume needs a default
+                                                            # StorageClass
 ```
 
 The add-ons themselves (names, cluster-file keys, settings, apply order) are
@@ -95,8 +97,10 @@ def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> 
                 allowed = ", ".join(sorted(info.settings)) or "none"
                 fail(f"{where}.{setting}", f"unknown setting (allowed: {allowed})")
             kind, _default = info.settings[setting]
-            if not isinstance(given, kind):
-                want = "true or false" if kind is bool else kind.__name__
+            if not isinstance(given, kind) or (kind is int and (isinstance(given, bool)
+                                                                 or given < 1)):
+                want = {bool: "true or false", int: "a whole number above 0"}.get(
+                    kind, kind.__name__)
                 fail(f"{where}.{setting}", f"must be {want}, got {given!r}")
             if kind is str and not _NAME_RE.match(given):
                 fail(f"{where}.{setting}", f"must be a Kubernetes object name ([a-z0-9-], at "
@@ -109,6 +113,12 @@ def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> 
             and enabled.get("local-path-provisioner", {}).get("defaultStorageClass")):
         fail("addons.localPath.defaultStorageClass",
              "the EBS CSI driver's StorageClass is the default already: one default only")
+    if (enabled.get("monitoring", {}).get("persistentVolume")
+            and "aws-ebs-csi-driver" not in enabled
+            and not enabled.get("local-path-provisioner", {}).get("defaultStorageClass")):
+        fail("addons.monitoring.persistentVolume",
+             "needs a default StorageClass for Prometheus's volume: ebsCsi, or localPath with "
+             "defaultStorageClass: true")
     if "cluster-autoscaler" in enabled and workers_max <= workers_min:
         fail("addons.clusterAutoscaler",
              f"workers.min and workers.max are both {workers_min}, so there is nothing to "

@@ -57,7 +57,9 @@ addons:                            # applied by the first control plane after th
   awsCloudController: false        # nodes from EC2, Services of type LoadBalancer
   ebsCsi: false                    # or {{defaultStorageClass: gp3}}: encrypted EBS volumes, on
                                    # the cluster key (needs awsCloudController)
-  # not baked yet: ingressNginx, monitoring
+  monitoring: false                # or {{persistentVolume: true, retentionDays: 15}}: Prometheus,
+                                   # node-exporter, kube-state-metrics, Grafana
+  # not baked yet: ingressNginx
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)

@@ -379,9 +379,12 @@ def _manifest(
 
     ``manifest_json`` is the whole manifest (schema ``bake.image-manifest/v1``) as
     ``json.dumps`` makes it, with what only the target knows left open: each artifact's
-    ``files`` (``{path: SHA-256}``, hashed there) and the ``version`` of OS packages (``null``:
-    the installed version, read there with the OS's package manager). The step fills those in
-    with ``python3`` (present wherever cloud-init is) and writes the result.
+    ``files`` (``{path: SHA-256}``, hashed there), the ``version`` of OS packages (``null``:
+    the installed version, read there with the OS's package manager), and each image's
+    ``archive``, ``sha256`` and ``pinned``, read there from the list and sums its set's
+    component wrote (``<images_dir>/<set>.images``, ``<set>.SHA256SUMS``), so the component
+    stays under Image Builder's 16,000 characters however many add-ons are baked. The step
+    fills those in with ``python3`` (present wherever cloud-init is) and writes the result.
     """
     artifacts, entries = [], []
     for a in release.artifacts:
@@ -409,17 +412,7 @@ def _manifest(
         "arch": release.arch,
         "os": release.os,
         "artifacts": entries,
-        "images": [
-            {
-                "name": i["name"],
-                "ref": i["ref"],
-                "archive": i["archive"],
-                "sha256": i["sha256"],
-                "group": i["group"],
-                "pinned": True,
-            }
-            for i in images
-        ],
+        "images": [{"name": i["name"], "ref": i["ref"], "group": i["group"]} for i in images],
         "addons": {name: version for name, version in release.addons},
     }
     if agent:  # the agent bundle baked by the bake-node component
@@ -436,6 +429,8 @@ def _manifest(
         "manifest_path": f"{MANIFEST_DIR}/image-manifest.json",
         "artifacts": artifacts,
         "images": images,
+        "image_sets": list(dict.fromkeys(i["group"] for i in images)),
+        "images_dir": IMAGES_DIR,
         # pasted inside single quotes in shell: a quote is escaped JSON-style
         "manifest_json": json.dumps(manifest, separators=(",", ":")).replace("'", "\\u0027"),
     }

@@ -283,7 +283,7 @@ def kubectl(argv: list[str]) -> str:
         return rollout_status(verbs[2:])
     p = argparse.ArgumentParser(prog="kubectl", exit_on_error=False)
     p.add_argument("--kubeconfig", required=True)
-    p.add_argument("verb", choices=["apply"])
+    p.add_argument("verb", choices=["apply", "create"])
     p.add_argument("-f", dest="file", required=True)
     args = p.parse_args(argv)
     if not Path(args.kubeconfig).exists():
@@ -291,7 +291,13 @@ def kubectl(argv: list[str]) -> str:
     docs = [d for d in yaml.safe_load_all(Path(args.file).read_text()) if d]
     with cluster_state() as st:
         for d in docs:
-            st.setdefault("applied", []).append(f"{d['kind']}/{d['metadata']['name']}")
+            key = f"{d['kind']}/{d['metadata']['name']}"
+            if args.verb == "create":  # what exists is refused, as the API server does
+                if key in st.get("created", {}):
+                    raise Fail(f'Error from server (AlreadyExists): {d["kind"].lower()}s '
+                               f'"{d["metadata"]["name"]}" already exists')
+                st.setdefault("created", {})[key] = d
+            st.setdefault("applied", []).append(key)
     return "".join(f"{d['kind'].lower()}/{d['metadata']['name']} created\n" for d in docs)
 
 

@@ -20,8 +20,9 @@ The add-ons themselves (names, cluster-file keys, settings, apply order) are
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from bake_node.addons import ADDONS, PLANNED, AddonInfo
 
@@ -53,12 +54,14 @@ def _by_key() -> dict[str, AddonInfo]:
     return {info.key: info for info in ADDONS}
 
 
-def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> AddonsSpec:
+def parse_addons(data: Any, fail: Callable[[str, str], NoReturn], workers_min: int,
+                 workers_max: int) -> AddonsSpec:
     """Validate the cluster file's ``addons`` mapping.
 
     Args:
         data: the parsed ``addons`` value (``None`` when absent: no add-on).
-        source: the file, for messages.
+        fail: raises the cluster file's error for a field (``where``, ``message``), as the
+            parser's reader does.
         workers_min, workers_max: the worker group's bounds (the autoscaler needs room).
     Returns:
         the ``AddonsSpec``.
@@ -67,11 +70,6 @@ def parse_addons(data: Any, source: str, workers_min: int, workers_max: int) -> 
             add-on, a value that is not true/false or a settings mapping, an unknown or mistyped
             setting, or a combination that cannot work.
     """
-    from bake.cluster.model import ClusterFileError
-
-    def fail(where: str, message: str):
-        raise ClusterFileError(f"{source}: {where}: {message}")
-
     if data is None:
         return AddonsSpec()
     if not isinstance(data, dict):

@@ -295,7 +295,7 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
     es.done()
     registry = parse_registry(top)
     top.seen.add("addons")
-    addons = parse_addons(top.data.get("addons"), source, wmin, wmax)
+    addons = parse_addons(top.data.get("addons"), top.fail, wmin, wmax)
     ce = top.sub("certificates")
     renew_before = _positive(ce, "renewBeforeDays", 90, 7, 300)
     ce.done()

@@ -153,10 +153,13 @@ def drill_control_plane_upgrade(d: Drill) -> None:
     d.check({n["instance_id"] for n in d.nodes("worker")} == old_workers,
             "the workers were left running (control planes first)",
             "workers changed during the control-plane upgrade")
-    proxy = _kube_proxy_image(d, cps)
-    d.check(proxy.endswith(":v" + (versions[-1] if versions else "?")),
-            f"kube-proxy follows the control planes ({proxy})",
-            f"kube-proxy is {proxy or 'unknown'}")
+    if d.spec.kube_proxy_replacement:  # kubeadm installed no kube-proxy: nothing to follow
+        d.check(True, "no kube-proxy to follow (Cilium's kube-proxy replacement)", "")
+    else:
+        proxy = _kube_proxy_image(d, cps)
+        d.check(proxy.endswith(":v" + (versions[-1] if versions else "?")),
+                f"kube-proxy follows the control planes ({proxy})",
+                f"kube-proxy is {proxy or 'unknown'}")
     problems = d.wait_healthy()
     d.check(not problems, f"etcd has {d.spec.control_plane.desired} started, healthy members",
             "; ".join(problems))

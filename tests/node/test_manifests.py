@@ -206,6 +206,19 @@ def test_monitoring_keeps_its_data_as_asked_and_no_password_in_any_manifest():
         env = {e["name"]: e for e in grafana["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": "grafana-admin", "key": "admin-password"}
+        # the kubelets' metrics with nodes/metrics, never the API server's node proxy
+        (role,) = [d for d in docs if d["kind"] == "ClusterRole"
+                   and d["metadata"]["name"] == "bake-monitoring-prometheus"]
+        resources = {r for rule in role["rules"] for r in rule.get("resources", [])}
+        assert "nodes/metrics" in resources and "nodes/proxy" not in resources
+        import yaml
+
+        config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap" and d[
+            "metadata"]["name"] == "prometheus-config")["data"]["prometheus.yml"])
+        jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+        assert {"kubernetes-apiservers", "kubernetes-nodes", "kubernetes-cadvisor",
+                "node-exporter", "kube-state-metrics"} <= set(jobs)
+        assert "proxy" not in json.dumps(jobs)
         secret = addon("monitoring").generated[0]
         assert (secret.namespace, secret.name, secret.random) == (
             "monitoring", "grafana-admin", ("admin-password",))

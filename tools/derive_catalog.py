@@ -194,6 +194,14 @@ TABLES = {  # bake artifact -> kubespray table
 #   client-go 1.30; it lists and watches GA APIs only, registry.k8s.io/kube-state-metrics) and
 #   Grafana 11.2.0 (grafana/grafana release v11.2.0, docker.io/grafana/grafana). The same for
 #   every minor; a newer kube-state-metrics for a newer minor goes in an overlay.
+#   ingress-nginx: kubernetes/ingress-nginx README "Supported Versions table" at its last
+#   release commit (2026-03-19, "Release controller v1.15.1/v1.14.5/v1.13.9"): v1.14.5 is
+#   e2e-tested on 1.30-1.34 and v1.15.1 on 1.31-1.35, so 1.30 gets v1.14.5 and 1.31 on get
+#   v1.15.1. The project is retired (README "Ingress NGINX Retirement": no releases or
+#   security fixes after March 2026), so no release names 1.36: it gets v1.15.1 untested.
+#   Image registry.k8s.io/ingress-nginx/controller at the tag (deploy/static/provider/*/
+#   deploy.yaml at controller-v1.15.1 and -v1.14.5); no kube-webhook-certgen: bake's manifest
+#   runs without the admission webhook.
 ADDONS_EVERY_MINOR = {
     "aws-ebs-csi-driver": "v1.32.0",
     "flannel": "v0.25.6",
@@ -202,6 +210,7 @@ ADDONS_EVERY_MINOR = {
     "monitoring": "v2.54.1",
 }
 CILIUM_1_18, CILIUM_1_19 = "v1.18.14", "v1.19.4"
+INGRESS_NGINX_1_14, INGRESS_NGINX_1_15 = "v1.14.5", "v1.15.1"
 ADDON_RELEASES = {
     "aws-ebs-csi-driver": {
         "v1.32.0": {
@@ -268,6 +277,14 @@ ADDON_RELEASES = {
         }
         for version in (CILIUM_1_18, CILIUM_1_19)
     },
+    "ingress-nginx": {
+        version: {
+            "images": {
+                "ingress-nginx-controller": f"registry.k8s.io/ingress-nginx/controller:{version}",
+            }
+        }
+        for version in (INGRESS_NGINX_1_14, INGRESS_NGINX_1_15)
+    },
     "cluster-autoscaler": {
         f"v{minor}.0": {
             "images": {
@@ -283,8 +300,9 @@ ADDON_RELEASES = {
 def addons(minor: str) -> dict[str, str]:
     """The add-ons baked with ``minor``: name -> version (a key of ``ADDON_RELEASES[name]``)."""
     cilium = CILIUM_1_18 if minor in ("1.30", "1.31", "1.32", "1.33") else CILIUM_1_19
+    ingress = INGRESS_NGINX_1_14 if minor == "1.30" else INGRESS_NGINX_1_15
     per_minor = {"cluster-autoscaler": f"v{minor}.0", "aws-cloud-controller-manager": f"v{minor}.0",
-                 "cilium": cilium}
+                 "cilium": cilium, "ingress-nginx": ingress}
     return dict(sorted({**ADDONS_EVERY_MINOR, **per_minor}.items()))
 
 

@@ -28,6 +28,7 @@ from bake.cluster import ClusterSpec
 from bake.cluster.model import SNAPSHOT_PREFIX
 from bake.errors import BakeError, RenderError, UsageError
 from bake.templates import render_text, render_yaml
+from bake_node.addons import INGRESS_NGINX_NODE_PORTS
 
 USER_DATA_LIMIT = 16384
 TEMPLATE_BODY_LIMIT = 51200
@@ -306,6 +307,12 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "cloud_controller": spec.addons.has("aws-cloud-controller-manager"),
         # addons.ebsCsi: its volume and cluster-key statements
         "ebs_csi": spec.addons.has("aws-ebs-csi-driver"),
+        # addons.ingressNginx with serviceType NodePort: the ports its Service opens on every
+        # node (manifests/addons/ingress-nginx/), admitted from inside the VPC; a LoadBalancer
+        # Service's rules are the cloud controller's to make
+        "ingress_node_ports": (
+            list(INGRESS_NGINX_NODE_PORTS)
+            if spec.addons.settings("ingress-nginx").get("serviceType") == "NodePort" else []),
         "groups": groups,
         "hook_timeout_seconds": HOOK_TIMEOUT_SECONDS,
         "lambda_timeout_seconds": LAMBDA_TIMEOUT_SECONDS,

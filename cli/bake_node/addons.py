@@ -53,6 +53,8 @@ class AddonInfo:
         description: one line for ``bake init`` and messages.
         generated: the Secrets the agent creates for it once, before its workloads are waited
             for (``GeneratedSecret``).
+        choices: the allowed values of its ``str`` settings that are not object names:
+            setting -> values (any other ``str`` setting must be a Kubernetes object name).
     """
 
     name: str
@@ -60,6 +62,7 @@ class AddonInfo:
     description: str
     settings: dict[str, tuple[type, Any]] = field(default_factory=dict)
     generated: tuple[GeneratedSecret, ...] = ()
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def with_defaults(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """``given`` settings over this add-on's defaults (what its templates render with)."""
@@ -86,12 +89,16 @@ ADDONS: tuple[AddonInfo, ...] = (
               {"retentionDays": (int, 15), "persistentVolume": (bool, False)},
               (GeneratedSecret("monitoring", "grafana-admin", (("admin-user", "admin"),),
                                ("admin-password",)),)),
+    AddonInfo("ingress-nginx", "ingressNginx",
+              "ingress-nginx: the nginx IngressClass, on NodePorts 30080/30443 or an internal "
+              "Network Load Balancer (retired upstream in March 2026)",
+              {"serviceType": (str, "NodePort")},
+              choices={"serviceType": ("NodePort", "LoadBalancer")}),
 )
 
-#: Cluster file add-ons users ask for that no image carries yet: refused by name at validate.
-PLANNED: dict[str, str] = {
-    "ingressNginx": "ingress-nginx",
-}
+#: ingress-nginx's NodePorts (HTTP, HTTPS): its Service's (manifests/addons/ingress-nginx/), and
+#: what the cluster's node security group admits from the VPC with serviceType NodePort.
+INGRESS_NGINX_NODE_PORTS = (30080, 30443)
 
 #: The object kinds whose rollout the agent waits for (``kubectl rollout status`` supports them).
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")

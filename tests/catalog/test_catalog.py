@@ -60,7 +60,11 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     # the Cluster Autoscaler line follows the control plane's minor (autoscaler README)
     addons = {i.name: (i.group, i.ref) for i in release.images if i.group != "kubeadm"}
     cilium = "v1.18.14" if minor in ("1.30", "1.31", "1.32", "1.33") else "v1.19.4"
+    # ingress-nginx's last releases: v1.14.5 e2e-tests 1.30-1.34, v1.15.1 1.31-1.35 (README)
+    ingress = "v1.14.5" if minor == "1.30" else "v1.15.1"
     assert addons == {
+        "ingress-nginx-controller": ("ingress-nginx",
+                                     f"registry.k8s.io/ingress-nginx/controller:{ingress}"),
         "flannel": ("flannel", "docker.io/flannel/flannel:v0.25.6"),
         "flannel-cni-plugin": ("flannel", "docker.io/flannel/flannel-cni-plugin:v1.5.1-flannel2"),
         # Cilium's line: v1.18 e2e-tests 1.30-1.33 (its compatibility page), v1.19 after
@@ -335,7 +339,7 @@ def test_addons_choose_what_is_baked(catalog):
     assert some.addon_images("cluster-autoscaler") == ()
     bare = resolve(catalog, "1.31", "amd64", addons=())
     assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
-    assert len(every.images) == len(bare.images) + 19
+    assert len(every.images) == len(bare.images) + 20
     with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
                                            r"aws-cloud-controller-manager, aws-ebs-csi-driver, "):
         resolve(catalog, "1.31", "amd64", addons=["calico"])

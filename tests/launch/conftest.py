@@ -30,6 +30,7 @@ def example_specs() -> dict[str, ClusterSpec]:
     nat["addons"]["awsCloudController"] = True
     nat["addons"]["ebsCsi"] = {"defaultStorageClass": "gp3"}
     nat["addons"]["monitoring"] = {"persistentVolume": True, "retentionDays": 30}
+    nat["addons"]["ingressNginx"] = {"serviceType": "LoadBalancer"}
     existing = yaml.safe_load(init_text(name="prod", region="us-west-2"))
     existing["network"].update(
         mode="existing",
@@ -43,7 +44,8 @@ def example_specs() -> dict[str, ClusterSpec]:
         allowedApiCIDRs=["172.20.0.0/16", "192.168.10.0/24"],
     )
     existing["controlPlane"]["count"] = 5
-    existing["addons"] = {"clusterAutoscaler": False, "localPath": {"defaultStorageClass": True}}
+    existing["addons"] = {"clusterAutoscaler": False, "localPath": {"defaultStorageClass": True},
+                          "ingressNginx": True}
     existing["kubernetesNetwork"].update(cni="cilium", kubeProxyReplacement=True)
     return {
         "airgapped": parse_cluster(base, "airgapped.yaml"),

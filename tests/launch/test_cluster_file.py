@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from bake.cluster import ClusterFileError, init_text, parse_cluster
+from bake.launch import render_cluster
 
 
 def base() -> dict:
@@ -302,11 +303,14 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
     ("addons", "message"),
     [
         ("metrics", "addons: must be a mapping of add-on -> true/false or settings"),
-        ({"ingressNginx": {"serviceType": "NodePort"}},
-         "addons.ingressNginx: ingress-nginx: not baked into the image yet"),
         ({"metricServer": True},
          "addons.metricServer: unknown add-on (allowed: awsCloudController, clusterAutoscaler, "
-         "ebsCsi, localPath, metricsServer, monitoring)"),
+         "ebsCsi, ingressNginx, localPath, metricsServer, monitoring)"),
+        ({"ingressNginx": {"serviceType": "ClusterIP"}},
+         "addons.ingressNginx.serviceType: must be one of NodePort, LoadBalancer, got "
+         "'ClusterIP'"),
+        ({"ingressNginx": {"serviceType": "LoadBalancer"}},
+         "addons.ingressNginx.serviceType: LoadBalancer needs awsCloudController: true"),
         ({"monitoring": {"retentionDays": 0}},
          "addons.monitoring.retentionDays: must be a whole number above 0, got 0"),
         ({"monitoring": {"retentionDays": "15d"}},
@@ -345,6 +349,25 @@ def test_monitoring_with_a_volume_on_the_default_storage_class():
         assert spec.addons.node_yaml()["monitoring"] == {"persistentVolume": True,
                                                          "retentionDays": 15}
         assert spec.addons.names()[-1] == "monitoring"
+
+
+def test_ingress_nginx_on_node_ports_or_an_internal_load_balancer():
+    """NodePort (the default) opens 30080/30443 to the VPC in the node security group;
+    LoadBalancer leaves the rules to the cloud controller, which it needs."""
+    for addons, service_type, rules in (
+            ({"ingressNginx": True}, "NodePort", {30080, 30443}),
+            ({"ingressNginx": {"serviceType": "LoadBalancer"}, "awsCloudController": True},
+             "LoadBalancer", set())):
+        spec = parse_cluster(_set(base(), "addons", addons), "cluster.yaml")
+        assert spec.addons.node_yaml()["ingress-nginx"] == {"serviceType": service_type}
+        template = render_cluster(spec).template_data
+        opened = {r["Properties"]["FromPort"]: r["Properties"]
+                  for r in template["Resources"].values()
+                  if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+                  and r["Properties"].get("CidrIp") == spec.network.vpc_cidr}
+        assert set(opened) == rules
+        assert all(p["ToPort"] == p["FromPort"] and p["IpProtocol"] == "tcp"
+                   for p in opened.values())
 
 
 def test_the_autoscaler_needs_room_to_scale():

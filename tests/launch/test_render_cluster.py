@@ -131,8 +131,12 @@ def test_security_groups(rendered, specs, variant):
         for g, r in rules
         if g == "ApiLoadBalancerSecurityGroup"
     )
+    # the nodes take no traffic by address, except ingress-nginx's NodePorts from the VPC
+    # (addons.ingressNginx with serviceType NodePort: existing-vpc)
     node_cidr_rules = [r for g, r in rules if g == "NodeSecurityGroup" and "CidrIp" in r]
-    assert node_cidr_rules == []
+    ingress = spec.addons.settings("ingress-nginx").get("serviceType") == "NodePort"
+    assert [(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in node_cidr_rules] == (
+        [(spec.network.vpc_cidr, port, port) for port in (30080, 30443)] if ingress else [])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -25,6 +25,7 @@ EXPECTED = [
     "components/bake-addon-cilium.yaml",
     "components/bake-addon-cluster-autoscaler.yaml",
     "components/bake-addon-flannel.yaml",
+    "components/bake-addon-ingress-nginx.yaml",
     "components/bake-addon-local-path-provisioner.yaml",
     "components/bake-addon-metrics-server.yaml",
     "components/bake-addon-monitoring.yaml",

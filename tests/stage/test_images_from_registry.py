@@ -31,8 +31,8 @@ def test_images_are_copied_by_digest_with_an_overlay(run_bake, local_registry, t
     assert result.exit_code == 0, result.stderr
     overlay = mirror / "bake-images" / "catalog-overlay.yaml"
     # kubeadm's 7, flannel's 2, Cilium's 2, metrics-server's, local-path-provisioner's 2, the
-    # autoscaler's, the cloud controller's, the EBS CSI driver's 6, monitoring's 4
-    assert f"26 image archives in {mirror / 'bake-images'}; overlay {overlay}" in result.stdout
+    # autoscaler's, the cloud controller's, the EBS CSI driver's 6, monitoring's 4, ingress-nginx's
+    assert f"27 image archives in {mirror / 'bake-images'}; overlay {overlay}" in result.stdout
     doc = yaml.safe_load(overlay.read_text())
     archives = doc["image_archives"]["amd64"]
     assert set(archives) == {i.ref for i in local_registry.release.images}

@@ -55,7 +55,7 @@ def test_oci_archives_are_valid_image_layouts(standin_mirror):
         "metrics-server", "prometheus", "node-exporter", "kube-state-metrics", "grafana",
         "local-path-provisioner", "busybox", "cluster-autoscaler", "aws-cloud-controller-manager",
         "aws-ebs-csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "livenessprobe",
-        "csi-node-driver-registrar"}
+        "csi-node-driver-registrar", "ingress-nginx-controller"}
     for image in release.images:
         with tarfile.open(standin_mirror.mirror / image.archive_path) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}

@@ -10,6 +10,7 @@ addons:
   clusterAutoscaler: true          # needs workers.max above workers.min
   monitoring: {retentionDays: 15, persistentVolume: true}   # the volume needs a default
                                                             # StorageClass
+  ingressNginx: {serviceType: NodePort}   # or LoadBalancer (needs awsCloudController)
 ```
 
 The add-ons themselves (names, cluster-file keys, settings, apply order) are
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from bake_node.addons import ADDONS, PLANNED, AddonInfo
+from bake_node.addons import ADDONS, AddonInfo
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class AddonsSpec:
     def has(self, name: str) -> bool:
         """True when the add-on ``name`` (``cluster-autoscaler``) is enabled."""
         return name in self.names()
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """The settings of the enabled add-on ``name`` (defaults filled in); ``{}`` when off."""
+        return dict(dict(self.enabled).get(name, ()))
 
     def node_yaml(self) -> dict[str, dict[str, Any]]:
         """node.yaml's ``addons`` mapping: name -> settings ({} when none is enabled)."""
@@ -66,9 +71,9 @@ def parse_addons(data: Any, fail: Callable[[str, str], NoReturn], workers_min: i
     Returns:
         the ``AddonsSpec``.
     Raises:
-        ClusterFileError: one line naming the field: not a mapping, an unknown or planned
-            add-on, a value that is not true/false or a settings mapping, an unknown or mistyped
-            setting, or a combination that cannot work.
+        ClusterFileError: one line naming the field: not a mapping, an unknown add-on, a
+            value that is not true/false or a settings mapping, an unknown or mistyped setting
+            or choice, or a combination that cannot work.
     """
     if data is None:
         return AddonsSpec()
@@ -78,9 +83,6 @@ def parse_addons(data: Any, fail: Callable[[str, str], NoReturn], workers_min: i
     enabled = {}
     for key, value in data.items():
         where = f"addons.{key}"
-        if key in PLANNED:
-            fail(where, f"{PLANNED[key]}: not baked into the image yet (available: "
-                        f"{', '.join(sorted(known))})")
         if key not in known:
             fail(where, f"unknown add-on (allowed: {', '.join(sorted(known))})")
         info = known[key]
@@ -100,23 +102,31 @@ def parse_addons(data: Any, fail: Callable[[str, str], NoReturn], workers_min: i
                 want = {bool: "true or false", int: "a whole number above 0"}.get(
                     kind, kind.__name__)
                 fail(f"{where}.{setting}", f"must be {want}, got {given!r}")
-            if kind is str and not _NAME_RE.match(given):
+            if setting in info.choices:
+                if given not in info.choices[setting]:
+                    fail(f"{where}.{setting}",
+                         f"must be one of {', '.join(info.choices[setting])}, got {given!r}")
+            elif kind is str and not _NAME_RE.match(given):
                 fail(f"{where}.{setting}", f"must be a Kubernetes object name ([a-z0-9-], at "
                                            f"most 63), got {given!r}")
         enabled[info.name] = info.with_defaults(value)
     if "aws-ebs-csi-driver" in enabled and "aws-cloud-controller-manager" not in enabled:
         fail("addons.ebsCsi", "needs awsCloudController: true (its node plugin reads the "
                               "instance and zone from the Node the cloud controller initializes)")
-    if ("aws-ebs-csi-driver" in enabled
-            and enabled.get("local-path-provisioner", {}).get("defaultStorageClass")):
+    local_path_default = enabled.get("local-path-provisioner", {}).get("defaultStorageClass")
+    if "aws-ebs-csi-driver" in enabled and local_path_default:
         fail("addons.localPath.defaultStorageClass",
              "the EBS CSI driver's StorageClass is the default already: one default only")
     if (enabled.get("monitoring", {}).get("persistentVolume")
-            and "aws-ebs-csi-driver" not in enabled
-            and not enabled.get("local-path-provisioner", {}).get("defaultStorageClass")):
+            and "aws-ebs-csi-driver" not in enabled and not local_path_default):
         fail("addons.monitoring.persistentVolume",
              "needs a default StorageClass for Prometheus's volume: ebsCsi, or localPath with "
              "defaultStorageClass: true")
+    if (enabled.get("ingress-nginx", {}).get("serviceType") == "LoadBalancer"
+            and "aws-cloud-controller-manager" not in enabled):
+        fail("addons.ingressNginx.serviceType",
+             "LoadBalancer needs awsCloudController: true (the cloud controller creates the "
+             "load balancer), or use NodePort")
     if "cluster-autoscaler" in enabled and workers_max <= workers_min:
         fail("addons.clusterAutoscaler",
              f"workers.min and workers.max are both {workers_min}, so there is nothing to "

@@ -59,7 +59,10 @@ addons:                            # applied by the first control plane after th
                                    # the cluster key (needs awsCloudController)
   monitoring: false                # or {{persistentVolume: true, retentionDays: 15}}: Prometheus,
                                    # node-exporter, kube-state-metrics, Grafana
-  # not baked yet: ingressNginx
+  ingressNginx: false              # or {{serviceType: NodePort}} (30080/30443) or LoadBalancer
+                                   # (an internal NLB; needs awsCloudController): IngressClass
+                                   # nginx; ingress-nginx is retired upstream (no fixes after
+                                   # March 2026)
 bootstrapToken:
   ttlMinutes: 30                   # bootstrap token lifetime (15-1440); rotated at half of it
 etcdSnapshots:                     # control planes snapshot etcd to S3 (SSE-KMS, cluster key)

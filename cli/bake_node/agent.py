@@ -379,7 +379,7 @@ class Agent:
                 f"including {name}, or {off}")
         images = {i["name"]: i["ref"] for i in image.get("images", [])
                   if isinstance(i, dict) and i.get("group") == name}
-        if not is_cni and not images:
+        if not images:
             raise ConfigError(
                 f"{self.s.image_manifest} lists no image of {name}, so its pods would pull at "
                 "boot: use an image baked with it (bake ami --addons)")

@@ -279,7 +279,8 @@ class Kubeadm:
             self._run([self.kubectl, "--kubeconfig", self.admin_kubeconfig, "create", "-f",
                        str(manifest)])
         except KubeadmError as exc:
-            if "AlreadyExists" in str(exc) or "already exists" in str(exc):
+            # kubectl prints the API's reason: 'Error from server (AlreadyExists): ...'
+            if "(AlreadyExists)" in str(exc):
                 return False
             raise
         return True

@@ -99,20 +99,6 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     assert [a for a, _ in release.addons] == sorted({g for g, _ in addons.values()})
 
 
-def test_the_cni_manifest_runs_the_images_the_catalog_bakes(catalog):
-    """manifests/cni/flannel refers to exactly the refs the catalog bakes for every minor, so
-    nothing is pulled at boot."""
-    import re
-
-    from bake.templates import read_text
-
-    text = read_text("manifests", "cni/flannel/kube-flannel.yaml.j2")
-    in_manifest = set(re.findall(r"image: (\S+)", text))
-    for minor in catalog.data["kubernetes"]:
-        release = resolve(catalog, minor, "amd64")
-        assert {i.ref for i in release.images if i.group == "flannel"} == in_manifest, minor
-
-
 def test_an_addon_version_without_its_images_is_one_line(tmp_path):
     overlay = tmp_path / "o.yaml"
     overlay.write_text("schema: bake.catalog/v1\nkubernetes:\n  '1.30':\n    addons:\n"

@@ -91,9 +91,27 @@ class Cluster:
         self.instances.append(iid)
         return iid
 
+    def image_manifest(self, addons: list[str] | None = None) -> Path:
+        """An image manifest as bake-image-manifest writes it: the add-ons and their images from
+        the catalog (1.30.12), all of them unless ``addons`` names some; returns its path."""
+        from bake.catalog import load_catalog, resolve
+
+        release = resolve(load_catalog(), "1.30.12", "amd64", addons=addons)
+        path = self.tmp / f"image-manifest-{'-'.join(addons) if addons is not None else 'all'}.json"
+        path.write_text(json.dumps({
+            "kubernetes_version": release.kubernetes_version, "addons": dict(release.addons),
+            "images": [{"name": i.name, "ref": i.ref, "group": i.group} for i in release.images]}))
+        return path
+
     def node(self, name: str, role: str, **options: Any) -> tuple[list[str], dict[str, str]]:
         """Prepare node ``name``; returns (bake-node run argv, environment). ``node_yaml``:
-        extra node.yaml fields; other options become ``--option value`` arguments."""
+        extra node.yaml fields; ``image_manifest``: its path (default: every add-on baked, as
+        ``bake ami`` does; ``None``: no image manifest); other options become ``--option value``
+        arguments."""
+        if "image_manifest" not in options:
+            options["image_manifest"] = self.image_manifest()
+        elif options["image_manifest"] is None:
+            options["image_manifest"] = self.tmp / "no-image-manifest.json"
         base = self.tmp / "nodes" / name
         base.mkdir(parents=True, exist_ok=True)
         config = {

@@ -319,16 +319,8 @@ def _applied_kinds(cluster):
 
 
 def _image_manifest(cluster, addons=None):
-    """An image manifest as bake-image-manifest writes it: the add-ons and their images from
-    the catalog (1.30.12), all of them unless ``addons`` names some."""
-    from bake.catalog import load_catalog, resolve
-
-    release = resolve(load_catalog(), "1.30.12", "amd64", addons=addons)
-    path = cluster.tmp / "image-manifest.json"
-    path.write_text(json.dumps({
-        "kubernetes_version": release.kubernetes_version, "addons": dict(release.addons),
-        "images": [{"name": i.name, "ref": i.ref, "group": i.group} for i in release.images]}))
-    return path
+    """An image manifest with every add-on of the catalog (1.30.12), or those ``addons`` names."""
+    return cluster.image_manifest(addons)
 
 
 def test_init_applies_the_cni_then_the_addons_in_order_and_records_each(cluster):

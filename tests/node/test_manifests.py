@@ -14,19 +14,25 @@ import pytest
 
 from bake.catalog import load_catalog, resolve
 from bake.cluster import CNI_NAMES
-from bake_node.addons import ADDONS, addon, cni_settings, manifest_context
+from bake_node.addons import (
+    ADDONS,
+    INGRESS_NGINX_NODE_PORTS,
+    addon,
+    cni_settings,
+    manifest_context,
+)
 from bake_node.kubeadm import render_manifest
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 FILES = sorted([*MANIFESTS.rglob("*.yaml"), *MANIFESTS.rglob("*.yaml.j2")])
-CONTEXT = {"pod_cidr": "10.200.0.0/16"}  # what the agent passes (node.yaml's podCIDR)
 
 
 # a setting other than the default, per add-on that takes one (bake_node.addons.ADDONS)
 EXAMPLE_SETTINGS = {"local-path-provisioner": {"defaultStorageClass": True},
                     "aws-ebs-csi-driver": {"defaultStorageClass": "ebs-encrypted"},
                     "cilium": {"kubeProxyReplacement": True},
-                    "monitoring": {"persistentVolume": True, "retentionDays": 30}}
+                    "monitoring": {"persistentVolume": True, "retentionDays": 30},
+                    "ingress-nginx": {"serviceType": "LoadBalancer"}}
 
 
 def context(path: Path, minor: str = "1.31", settings=None) -> dict:
@@ -95,6 +101,27 @@ def test_each_cni_and_addon_runs_only_the_images_baked_for_it(kind, name, minor)
     assert used == baked
 
 
+@pytest.mark.parametrize(("kind", "name"), SETS, ids=[f"{k}/{n}" for k, n in SETS])
+def test_image_references_come_from_the_image_manifest_only(kind, name):
+    """A catalog overlay that moves an add-on to other images (or a mirror's references) reaches
+    its pods: every image reference is the image manifest's (images[...]), none is written in
+    the template."""
+    import yaml
+
+    folder = MANIFESTS / kind / name
+    moved = {}
+    for path in sorted(folder.glob("*.yaml.j2")):
+        ctx = context(path)
+        moved = {n: f"mirror.example/{n}:overlay" for n in ctx["images"]}
+        _text, docs = render_manifest(path, **{**ctx, "images": moved})
+        for doc in docs:
+            used = _images(doc)
+            if doc["kind"] == "ConfigMap" and "helperPod.yaml" in doc.get("data", {}):
+                used += _images({"spec": {"template": yaml.safe_load(
+                    doc["data"]["helperPod.yaml"])}})
+            assert set(used) <= set(moved.values()), f"{path.name}: {doc['kind']} {used}"
+
+
 def test_every_addon_folder_is_an_addon_bake_knows():
     """manifests/addons/<name>/ exists exactly for the add-ons of bake_node.addons, and the
     node.yaml schema accepts exactly those names."""
@@ -132,7 +159,8 @@ def test_cluster_autoscaler_discovers_this_clusters_groups():
 
 
 def test_flannel_network_is_the_cluster_pod_cidr():
-    _text, docs = render_manifest(MANIFESTS / "cni/flannel/kube-flannel.yaml.j2", **CONTEXT)
+    path = MANIFESTS / "cni/flannel/kube-flannel.yaml.j2"
+    _text, docs = render_manifest(path, **context(path))
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     assert json.loads(cm["data"]["net-conf.json"])["Network"] == "10.200.0.0/16"
     json.loads(cm["data"]["cni-conf.json"])
@@ -225,6 +253,44 @@ def test_monitoring_keeps_its_data_as_asked_and_no_password_in_any_manifest():
         # nothing is exposed outside the cluster: every Service is a ClusterIP one
         assert {d["spec"].get("type", "ClusterIP") for d in docs if d["kind"] == "Service"} \
             == {"ClusterIP"}
+
+
+def test_ingress_nginx_serves_the_default_class_on_node_ports_or_an_internal_nlb():
+    """The nginx IngressClass is the default; its Service is a NodePort one on the ports the
+    node security group opens (INGRESS_NGINX_NODE_PORTS), or an internal NLB (cloud-provider-aws
+    annotations) that keeps client addresses; no admission webhook (CVE-2025-1974), no snippet
+    annotations, and the controller passes the "restricted" Pod Security Standard."""
+    path = MANIFESTS / "addons/ingress-nginx/ingress-nginx.yaml.j2"
+    for service_type in ("NodePort", "LoadBalancer"):
+        _text, docs = render_manifest(path, **context(path, "1.31",
+                                                      {"serviceType": service_type}))
+        kinds = {d["kind"] for d in docs}
+        assert not kinds & {"ValidatingWebhookConfiguration", "Job"}
+        (ingress_class,) = [d for d in docs if d["kind"] == "IngressClass"]
+        assert ingress_class["metadata"]["annotations"] == {
+            "ingressclass.kubernetes.io/is-default-class": "true"}
+        (service,) = [d for d in docs if d["kind"] == "Service"]
+        assert service["spec"]["type"] == service_type
+        assert tuple(p["nodePort"] for p in service["spec"]["ports"]) == INGRESS_NGINX_NODE_PORTS
+        annotations = service["metadata"].get("annotations", {})
+        if service_type == "LoadBalancer":
+            assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+            assert service["spec"]["externalTrafficPolicy"] == "Local"
+        else:
+            assert annotations == {}
+        (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
+        assert namespace["metadata"]["labels"] == {
+            "pod-security.kubernetes.io/enforce": "restricted"}
+        (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        assert config["data"]["allow-snippet-annotations"] == "false"
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert not [a for a in container["args"] if a.startswith("--validating-webhook")]
+        assert ("--publish-service=$(POD_NAMESPACE)/ingress-nginx-controller"
+                in container["args"]) == (service_type == "LoadBalancer")
+        security = container["securityContext"]
+        assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+        assert security["runAsNonRoot"] and not security["allowPrivilegeEscalation"]
 
 
 def test_a_template_without_its_value_fails_by_name():

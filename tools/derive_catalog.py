@@ -341,6 +341,10 @@ def derive(upstream: Path) -> dict:
             "runc": {"source": "release", "version": runc},
             "cni-plugins": cni,
             "etcd": ETCD_CLIENT[minor],
+            # cloud-provider-aws's line of the minor (README "Compatibility with Kubernetes"),
+            # as for the cloud controller; no SHA-256 is shipped for it (upstream publishes
+            # none bake can cite): an overlay that pins one bakes it (catalog OPTIONAL_ARTIFACTS)
+            "ecr-credential-provider": f"{minor}.0",
             "images": images,
             "addons": addons(minor),
         }
@@ -370,6 +374,8 @@ HEADER = """\
 # baked kubeadm's `kubeadm config images list`. Add-ons (addons per minor, addon_releases): the
 # version of each add-on baked with the minor and the images it runs (sources in
 # tools/derive_catalog.py, ADDON_RELEASES).
+# ecr-credential-provider (per minor): the version only. No SHA-256 is shipped for it (upstream
+# publishes none bake can cite), so it is baked only when an overlay pins checksums for it.
 # Download URLs and install paths are in bake/catalog/model.py (ARTIFACT_SPECS).
 #
 # Add a release without a new bake: write an overlay in this format holding only what is new

@@ -337,7 +337,7 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
     """
     from dataclasses import replace
 
-    from bake.catalog import ARTIFACT_SPECS, load_catalog, resolve
+    from bake.catalog import ARTIFACT_SPECS, OPTIONAL_ARTIFACTS, load_catalog, resolve
 
     out = Path(out).resolve()
     mirror = out / "mirror"
@@ -368,6 +368,17 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
         write(rel, data, 0o755 if art.kind == "binary" else 0o644)
         checksums.setdefault(art.name, {})[art.version] = {arch: files[rel]}
         paths[art.name] = mirror / rel
+    # the optional artifacts (bake ships no SHA-256 for them): pinned here, as a user's overlay
+    # would, so stand-in images carry them like a user's who pinned them
+    minor_entry = load_catalog().data["kubernetes"][base.minor]
+    for name in OPTIONAL_ARTIFACTS:
+        version = minor_entry.get(name)
+        if not version or base.has_artifact(name):
+            continue
+        rel = _mirror_path(ARTIFACT_SPECS[name].url.format(version=version, arch=arch))
+        write(rel, versioned_script(name, f"{name} v{version} (bake stand-in)"), 0o755)
+        checksums.setdefault(name, {})[version] = {arch: files[rel]}
+        paths[name] = mirror / rel
     archives: dict[str, str] = {}
     for image in base.images:
         extra = etcd_layer_members() if flavor == "cluster" and image.name == "etcd" else None

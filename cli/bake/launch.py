@@ -44,6 +44,10 @@ INTERFACE_ENDPOINTS = (
     "autoscaling",
     "elasticloadbalancing",
 )
+#: with registry.ecrCredentialProvider, air-gapped: ECR's API (the pull token) and its Docker
+#: registry endpoint; the image layers come from S3 through its gateway endpoint (ECR user
+#: guide, "Amazon ECR interface VPC endpoints")
+ECR_ENDPOINTS = ("ecr.api", "ecr.dkr")
 GATEWAY_ENDPOINTS = ("s3", "dynamodb")
 # Air-gapped nodes reach the S3 and DynamoDB gateway endpoints at the addresses of these
 # AWS-managed prefix lists (VPC user guide, "Gateway endpoints": security groups reference the
@@ -284,7 +288,9 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "public_subnet_cidr": public,
         "subnet_refs": subnet_refs,
         "interface_endpoints": [
-            {"name": n, "logical": "Endpoint" + n.capitalize()} for n in INTERFACE_ENDPOINTS
+            {"name": n, "logical": "Endpoint" + "".join(p.capitalize() for p in n.split("."))}
+            for n in (*INTERFACE_ENDPOINTS,
+                      *(ECR_ENDPOINTS if spec.registry.ecr_credential_provider else ()))
         ],
         "gateway_endpoints": [
             {"name": n, "logical": "Endpoint" + n.capitalize()} for n in GATEWAY_ENDPOINTS
@@ -307,6 +313,8 @@ def _context(spec: ClusterSpec, user_data: dict[str, str], source: str, version:
         "cloud_controller": spec.addons.has("aws-cloud-controller-manager"),
         # addons.ebsCsi: its volume and cluster-key statements
         "ebs_csi": spec.addons.has("aws-ebs-csi-driver"),
+        # registry.ecrCredentialProvider: the nodes' ECR pull statements
+        "ecr_credential_provider": spec.registry.ecr_credential_provider,
         # addons.ingressNginx with serviceType NodePort: the ports its Service opens on every
         # node (manifests/addons/ingress-nginx/), admitted from inside the VPC; a LoadBalancer
         # Service's rules are the cloud controller's to make

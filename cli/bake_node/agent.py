@@ -54,7 +54,7 @@ from bake_node.kubeadm import (
     render_config,
 )
 from bake_node.lease import Lease
-from bake_node.registry import write_hosts
+from bake_node.registry import write_credential_provider, write_hosts
 
 log = logging.getLogger("bake_node")
 CLUSTER_KEY = {"pk": {"S": "cluster"}}
@@ -97,6 +97,9 @@ class Settings:
     etcd_data_dir: Path = Path("/var/lib/etcd")
     static_pod_restart_wait: float = certs.FILE_CHECK_FREQUENCY_S + 5
     containerd_certs_dir: Path = Path("/etc/containerd/certs.d")
+    # where bake-kubernetes installs the kubelet's image credential providers (the catalog's
+    # ecr-credential-provider install path)
+    credential_provider_dir: Path = Path("/usr/libexec/kubernetes/image-credential-provider")
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
     token_ttl: float | None = None
@@ -289,8 +292,11 @@ class Agent:
         return self._clients
 
     def bootstrap_phase(self, ctx: Context) -> str:
-        """Registry mirrors (containerd's hosts.toml), then init or join (see the module
-        docstring). Returns ``"init"`` or ``"join"``."""
+        """The kubelet's ECR credential provider config (node.yaml ``registry.
+        ecrCredentialProvider``: an image without the provider stops here, before any lease or
+        kubeadm call), registry mirrors (containerd's hosts.toml), then init or join (see the
+        module docstring). Returns ``"init"`` or ``"join"``."""
+        self._kubelet_flags(ctx)
         written = write_hosts(ctx.config.registry, self.s.containerd_certs_dir)
         if written:
             log.info("registry mirrors for %s in %s", ", ".join(sorted(
@@ -456,10 +462,25 @@ class Agent:
         else node.yaml's ``bootstrapTokenTTLSeconds`` (default 1800)."""
         return self.s.token_ttl if self.s.token_ttl is not None else config.bootstrap_token_ttl_s
 
+    def _kubelet_flags(self, ctx: Context) -> dict[str, str]:
+        """Kubelet flags beyond kubeadm's: with node.yaml ``registry.ecrCredentialProvider``, the
+        image credential provider's (its config written first, ``write_credential_provider``);
+        ``{}`` otherwise.
+
+        Raises:
+            ConfigError: the provider is on but this image does not carry it.
+        """
+        if not ctx.config.registry.ecr_credential_provider:
+            return {}
+        return write_credential_provider(
+            ctx.kubernetes_version, self.s.credential_provider_dir,
+            self.s.kubernetes_dir / "image-credential-provider" / "config.json")
+
     def _write_config(self, kind: str, ctx: Context, **values: Any) -> Path:
         c, ident = ctx.config, ctx.identity
         patches = self.s.state_dir / "patches"
         c.kubelet.write_patch(patches)
+        flags = self._kubelet_flags(ctx)
         text, _docs = render_config(
             kind,
             ctx.kubernetes_version,
@@ -471,6 +492,7 @@ class Agent:
             taints=c.kubelet.registration_taints(c.is_control_plane),
             cloud_provider=c.cloud_provider,
             skip_kube_proxy=c.kube_proxy_replacement,
+            kubelet_flags=flags,
             **values,
         )
         path = self.s.state_dir / f"kubeadm-{kind}.yaml"

@@ -62,9 +62,11 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
             ``node_labels`` (``k=v,...``), ``taints`` (``nodeRegistration.taints``; None
             keeps kubeadm's default) and ``cloud_provider`` (``"external"``: kubelet's
             ``--cloud-provider=external``, kubeadm docs "Cloud provider integrations", for an
-            external cloud controller manager); for ``init``, ``skip_kube_proxy`` (True: the
-            InitConfiguration's ``skipPhases: [addon/kube-proxy]``, kubeadm reference
-            "kubeadm init phases", so the CNI's kube-proxy replacement serves Services).
+            external cloud controller manager) and ``kubelet_flags`` (more kubelet flags,
+            name -> value: the image credential provider's); for ``init``,
+            ``skip_kube_proxy`` (True: the InitConfiguration's ``skipPhases:
+            [addon/kube-proxy]``, kubeadm reference "kubeadm init phases", so the CNI's
+            kube-proxy replacement serves Services).
 
     Returns:
         ``(text, documents)``: the rendered YAML and its parsed documents.
@@ -78,6 +80,7 @@ def render_config(kind: str, kubernetes_version: str, **context: Any) -> tuple[s
     for optional in ("patches_dir", "taints", "cloud_provider"):
         context.setdefault(optional, None)
     context.setdefault("node_labels", "")
+    context.setdefault("kubelet_flags", {})
     context.setdefault("skip_kube_proxy", False)
     text = env.from_string(source.read_text()).render(
         kind=kind, kubernetes_version="v" + kubernetes_version.lstrip("v"),

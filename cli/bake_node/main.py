@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--containerd-certs-dir", type=Path,
                        default=Settings.containerd_certs_dir,
                        help="containerd's registry config_path (hosts.toml per registry)")
+        s.add_argument("--credential-provider-dir", type=Path,
+                       default=Settings.credential_provider_dir,
+                       help="where the image installed the kubelet's image credential providers")
         if name in ("drain", "delete-node", "etcd-remove"):
             s.add_argument("node", help="the Node's name (also its etcd member's)")
         if name == "drain":
@@ -113,6 +116,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         etcdutl=args.etcdutl,
         etcd_data_dir=args.etcd_data_dir,
         containerd_certs_dir=args.containerd_certs_dir,
+        credential_provider_dir=args.credential_provider_dir,
         static_pod_restart_wait=getattr(args, "static_pod_restart_wait",
                                         Settings.static_pod_restart_wait),
         lease_ttl=args.lease_ttl,

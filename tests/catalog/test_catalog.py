@@ -314,6 +314,37 @@ def test_the_schema_file_holds_the_models_facts():
     assert {versions[k]["pattern"] for k in ("crictl", "cni-plugins", "etcd")} == {PATCH_RE.pattern}
 
 
+def test_the_ecr_credential_provider_is_baked_only_once_an_overlay_pins_it(catalog, tmp_path):
+    """bake ships no SHA-256 for the ECR credential provider (no source it can cite), so a
+    release carries it only when an overlay pins one: then at the cloud-provider-aws line of
+    the minor, from artifacts.k8s.io, into the kubelet's credential provider directory, and
+    the bake-kubernetes component downloads, checks and installs it."""
+    from bake.render import RenderOptions, render_image_documents
+
+    for minor in catalog.data["kubernetes"]:
+        assert not resolve(catalog, minor, "amd64").has_artifact("ecr-credential-provider")
+    overlay = tmp_path / "ecr.yaml"
+    sha = "ab" * 32
+    overlay.write_text(yaml.safe_dump({"schema": "bake.catalog/v1", "checksums": {
+        "ecr-credential-provider": {"1.31.0": {"amd64": sha}}}}))
+    pinned = load_catalog([overlay])
+    release = resolve(pinned, "1.31", "amd64")
+    ecr = release.artifact("ecr-credential-provider")
+    assert (ecr.version, ecr.sha256, ecr.kind) == ("1.31.0", sha, "binary")
+    assert ecr.url == ("https://artifacts.k8s.io/binaries/cloud-provider-aws/v1.31.0/linux/amd64/"
+                       "ecr-credential-provider-linux-amd64")
+    assert ecr.install == ("/usr/libexec/kubernetes/image-credential-provider/"
+                           "ecr-credential-provider")
+    assert not resolve(pinned, "1.31", "arm64").has_artifact("ecr-credential-provider")
+    assert not resolve(pinned, "1.30", "amd64").has_artifact("ecr-credential-provider")
+    docs = render_image_documents(release, RenderOptions())
+    text = docs.files()["components/bake-kubernetes.yaml"]
+    assert f"checksum: {sha}" in text
+    assert f"install -D -m 0755 -o root -g root /var/tmp/bake-downloads/" \
+           f"ecr-credential-provider-linux-amd64 {ecr.install}" in text
+    assert f"{sha}  {ecr.install}" in text
+
+
 def test_addons_choose_what_is_baked(catalog):
     """``bake ami --addons``: a subset bakes only those add-ons' images; none bakes kubeadm's set
     alone; an add-on the catalog does not pin is refused naming the choices."""

@@ -47,6 +47,7 @@ def example_specs() -> dict[str, ClusterSpec]:
     existing["addons"] = {"clusterAutoscaler": False, "localPath": {"defaultStorageClass": True},
                           "ingressNginx": True}
     existing["kubernetesNetwork"].update(cni="cilium", kubeProxyReplacement=True)
+    existing["registry"] = {"ecrCredentialProvider": True}
     return {
         "airgapped": parse_cluster(base, "airgapped.yaml"),
         "nat": parse_cluster(nat, "nat.yaml"),

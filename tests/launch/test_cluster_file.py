@@ -299,6 +299,46 @@ def test_registry_mirrors_reach_every_node_yaml(node_schema):
     assert "registry" not in node_config(parse_cluster(base()), "worker", "api.example", "b")
 
 
+def test_ecr_credential_provider_reaches_every_node_with_pull_rights_and_endpoints(node_schema):
+    """registry.ecrCredentialProvider: every node.yaml carries it; both node roles may get a
+    pull token and pull (or import through a pull-through cache) from this account's
+    repositories in this region, nothing else; an air-gapped cluster gets the ecr.api and
+    ecr.dkr interface endpoints (layers come through the S3 gateway endpoint)."""
+    import jsonschema
+
+    from bake.launch import node_config
+
+    repositories = {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:"
+                               "repository/*"}
+    for air_gapped in (True, False):
+        data = _set(_set(base(), "registry", {"ecrCredentialProvider": True}),
+                    "network.airGapped", air_gapped)
+        spec = parse_cluster(data, "cluster.yaml")
+        for role in ("control-plane", "worker"):
+            node = node_config(spec, role, "api.example", "bucket-1")
+            jsonschema.validate(node, node_schema)
+            assert node["registry"] == {"ecrCredentialProvider": True}
+        resources = render_cluster(spec).template_data["Resources"]
+        for role in ("ControlPlaneRole", "WorkerRole"):
+            statements = {s.get("Sid"): s for p in resources[role]["Properties"]["Policies"]
+                          for s in p["PolicyDocument"]["Statement"]}
+            assert statements["EcrAuthorizationToken"]["Action"] == ["ecr:GetAuthorizationToken"]
+            pull = statements["EcrPullFromThisAccount"]
+            assert pull["Resource"] == repositories
+            assert all(a.startswith("ecr:") and not a.startswith(("ecr:Put", "ecr:Delete"))
+                       for a in pull["Action"])
+        endpoints = {r["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1]
+                     for r in resources.values() if r["Type"] == "AWS::EC2::VPCEndpoint"}
+        assert {"ecr.api", "ecr.dkr"} <= endpoints if air_gapped else not endpoints
+    plain = render_cluster(parse_cluster(base(), "cluster.yaml")).template_data["Resources"]
+    assert "EndpointEcrApi" not in plain
+    assert not [s for p in plain["WorkerRole"]["Properties"]["Policies"]
+                for s in p["PolicyDocument"]["Statement"] if "'ecr:" in str(s.get("Action"))]
+    with pytest.raises(ClusterFileError, match=r"registry.ecrCredentialProvider: must be true or "
+                                               r"false, got 'yes'"):
+        parse_cluster(_set(base(), "registry", {"ecrCredentialProvider": "yes"}), "cluster.yaml")
+
+
 @pytest.mark.parametrize(
     ("addons", "message"),
     [

@@ -226,6 +226,8 @@ UNSCOPABLE = {
     "autoscaling:DescribeAutoScalingGroups",
     "elasticloadbalancing:DescribeTargetHealth",
     "ssm:GetCommandInvocation",
+    # registry.ecrCredentialProvider's pull token (ECR GetAuthorizationToken: no resource types)
+    "ecr:GetAuthorizationToken",
     # addons.clusterAutoscaler's reads (autoscaler cloudprovider/aws README)
     "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeLaunchConfigurations",

@@ -295,6 +295,33 @@ def test_join_that_failed_half_way_is_reset_before_the_retry(cluster):
     assert "w-0" in cluster.standins.state()["nodes"]
 
 
+def test_kubelets_pull_from_ecr_through_the_baked_credential_provider(cluster):
+    """registry.ecrCredentialProvider: before kubeadm runs, the agent writes the kubelet's
+    CredentialProviderConfig and kubeadm's config hands the kubelet both flags; an image without
+    the provider stops the node with one line, before any kubeadm call."""
+    providers = cluster.tmp / "providers"
+    ecr = {"registry": {"ecrCredentialProvider": True}}
+    argv, env = cluster.node("cp-1", "control-plane", node_yaml=ecr,
+                             credential_provider_dir=providers)
+    proc = start(argv, env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "this image has no" in err and "checksums.ecr-credential-provider" in err
+    assert not [c for c in cluster.standins.calls() if c.get("node") == "cp-1"]
+    providers.mkdir()
+    (providers / "ecr-credential-provider").write_text("#!/bin/sh\nexit 0\n")
+    (providers / "ecr-credential-provider").chmod(0o755)
+    argv, env = cluster.node("cp-0", "control-plane", node_yaml=ecr,
+                             credential_provider_dir=providers)
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    config = cluster.tmp / "nodes/cp-0/root/etc/kubernetes/image-credential-provider/config.json"
+    assert json.loads(config.read_text())["providers"][0]["name"] == "ecr-credential-provider"
+    # what kubeadm hands the kubelet (the stand-in writes kubeadm-flags.env as kubeadm does)
+    flags = (cluster.tmp / "nodes/cp-0/root/var/lib/kubelet/kubeadm-flags.env").read_text()
+    assert f"--image-credential-provider-config={config}" in flags
+    assert f"--image-credential-provider-bin-dir={providers}" in flags
+
+
 def test_the_init_leader_stores_the_admin_kubeconfig_for_bake_kubeconfig(cluster):
     """After ``kubeadm init`` the leader keeps kubeadm's admin.conf under control-plane/ (what
     ``bake kubeconfig`` fetches), before the cluster is marked initialized."""

@@ -155,6 +155,11 @@ def test_an_external_cloud_controller_sets_kubelets_cloud_provider(kind, version
 
     assert args(cloud_provider="external")["cloud-provider"] == "external"
     assert "cloud-provider" not in args()
+    # more kubelet flags (registry.ecrCredentialProvider's), in the same form
+    flags = {"image-credential-provider-config": "/etc/kubernetes/icp/config.json",
+             "image-credential-provider-bin-dir": "/usr/libexec/kubernetes/icp"}
+    assert {k: args(kubelet_flags=flags)[k] for k in flags} == flags
+    assert not set(flags) & set(args())
 
 
 @pytest.mark.parametrize("version", ["1.30.12", "1.33.1"])

@@ -17,7 +17,47 @@ from pathlib import Path
 
 import pytest
 
-from bake_node.registry import CA_FILE, RegistrySettings, hosts_toml, write_hosts
+from bake_node.errors import ConfigError
+from bake_node.registry import (
+    CA_FILE,
+    RegistrySettings,
+    credential_provider_config,
+    hosts_toml,
+    write_credential_provider,
+    write_hosts,
+)
+
+
+def test_the_ecr_credential_provider_config_is_the_kubelets_and_needs_the_baked_binary(tmp_path):
+    """registry.ecrCredentialProvider: the kubelet's CredentialProviderConfig names the baked
+    provider for ECR's registries (ECR Public's new host from 1.32, as the EKS AMI does), and is
+    written only when the image carries the provider; otherwise one line says how to bake it."""
+    import json
+
+    config = credential_provider_config("1.31.8")
+    (provider,) = config["providers"]
+    assert (config["apiVersion"], config["kind"]) == ("kubelet.config.k8s.io/v1",
+                                                      "CredentialProviderConfig")
+    assert provider["name"] == "ecr-credential-provider"
+    assert provider["apiVersion"] == "credentialprovider.kubelet.k8s.io/v1"
+    assert "*.dkr.ecr.*.amazonaws.com" in provider["matchImages"]
+    assert "ecr-public.aws.com" not in provider["matchImages"]
+    assert "ecr-public.aws.com" in credential_provider_config("1.32.0")["providers"][0][
+        "matchImages"]
+    bin_dir, path = tmp_path / "bin", tmp_path / "etc" / "config.json"
+    with pytest.raises(ConfigError, match=r"registry.ecrCredentialProvider is on, but this image "
+                                          r"has no .*ecr-credential-provider: bake the image "
+                                          r"with checksums.ecr-credential-provider pinned"):
+        write_credential_provider("1.31.8", bin_dir, path)
+    assert not path.exists()
+    bin_dir.mkdir()
+    (bin_dir / "ecr-credential-provider").write_text("#!/bin/sh\n")
+    (bin_dir / "ecr-credential-provider").chmod(0o755)
+    flags = write_credential_provider("1.31.8", bin_dir, path)
+    assert flags == {"image-credential-provider-config": str(path),
+                     "image-credential-provider-bin-dir": str(bin_dir)}
+    assert json.loads(path.read_text()) == config
+    assert RegistrySettings.from_node_yaml({"ecrCredentialProvider": True}).ecr_credential_provider
 
 
 def test_hosts_toml_is_containerds_format():

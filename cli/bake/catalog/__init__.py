@@ -14,6 +14,11 @@ Download locations (facts encoded in ``ARTIFACT_SPECS``):
 - CNI plugins: ``containernetworking/plugins`` releases, ``cni-plugins-linux-<arch>-v<ver>.tgz``.
 - etcd client (``etcdctl``, which the node agent uses to reconcile etcd members before a
   control-plane join): ``etcd-io/etcd`` releases, ``etcd-v<ver>-linux-<arch>.tar.gz``.
+- ECR credential provider (optional: baked only when an overlay pins its SHA-256): the
+  ``kubernetes/cloud-provider-aws`` binaries, ``https://artifacts.k8s.io/binaries/
+  cloud-provider-aws/v<ver>/linux/<arch>/ecr-credential-provider-linux-<arch>``; the line
+  matches the control plane's minor (cloud-provider-aws README, "Compatibility with
+  Kubernetes"), so each minor names ``<minor>.0``.
 
 The package: ``model`` (the types and the facts above), ``load`` (the shipped catalog, overlays,
 the schema in ``bake/data/catalog.schema.json``, mirror URLs) and ``resolve`` (version requests to
@@ -28,6 +33,7 @@ from bake.catalog.model import (
     DEB_FILENAME_RE,
     IMAGE_ARCHIVE_PATH,
     MINOR_RE,
+    OPTIONAL_ARTIFACTS,
     OS_PACKAGE_PATH,
     OSES,
     PATCH_RE,
@@ -45,7 +51,7 @@ from bake.catalog.resolve import list_releases, resolve, resolve_version, suppor
 
 __all__ = [
     "ARCHES", "ARTIFACT_SPECS", "CONTROL_PLANE_IMAGES", "DEB_FILENAME_RE", "IMAGE_ARCHIVE_PATH",
-    "MINOR_RE", "MIRROR_SCHEMES", "OSES", "OS_PACKAGE_PATH", "PATCH_RE",
+    "MINOR_RE", "MIRROR_SCHEMES", "OPTIONAL_ARTIFACTS", "OSES", "OS_PACKAGE_PATH", "PATCH_RE",
     "REGISTRY", "SCHEMA", "SHA256_RE", "Artifact", "ArtifactSpec", "Catalog", "ContainerImage",
     "OsPackage", "Release", "catalog_schema", "list_releases", "load_catalog", "parse_mirror",
     "resolve", "resolve_version", "supported_summary",

@@ -95,8 +95,21 @@ ARTIFACT_SPECS: dict[str, ArtifactSpec] = {
             "tar.gz",
             "/usr/bin",
         ),
+        # the kubelet's image credential provider for ECR (kubernetes/cloud-provider-aws, whose
+        # binaries are published under artifacts.k8s.io/binaries/cloud-provider-aws/); optional:
+        # baked only when the catalog holds its SHA-256 (OPTIONAL_ARTIFACTS)
+        ArtifactSpec(
+            "ecr-credential-provider",
+            "https://artifacts.k8s.io/binaries/cloud-provider-aws/v{version}/linux/{arch}/ecr-credential-provider-linux-{arch}",
+            "binary",
+            "/usr/libexec/kubernetes/image-credential-provider/ecr-credential-provider",
+        ),
     )
 }
+#: Artifacts a release carries only when the catalog (or an overlay) holds their SHA-256 for the
+#: version its minor names: the ECR credential provider, whose upstream publishes no checksum
+#: bake can cite, so bake ships none and the user who verified the binary pins it in an overlay.
+OPTIONAL_ARTIFACTS: tuple[str, ...] = ("ecr-credential-provider",)
 # Image archives have no upstream file: they live on the user's mirror under this path, with
 # their SHA-256 in a catalog overlay (see README, "Air-gapped mirrors").
 IMAGE_ARCHIVE_PATH = "bake-images/{arch}/{name}_{tag}.tar"
@@ -192,7 +205,8 @@ class Release:
         arch: ``amd64`` or ``arm64``.
         os: the image OS, ``debian-12``.
         artifacts: kubeadm, kubelet, kubectl, crictl, containerd, runc, cni-plugins, etcd (the
-            client tools), in install order.
+            client tools), in install order; then ``ecr-credential-provider`` when the catalog
+            pins its SHA-256 (``OPTIONAL_ARTIFACTS``).
         images: the kubeadm image set, then the baked add-ons' images (``ContainerImage.group``).
         catalog_sources: the catalog files that were merged, shipped one first.
         os_packages: OS package files staged for builds without internet (``os_packages`` of
@@ -214,6 +228,10 @@ class Release:
     def addon_images(self, addon: str) -> tuple[ContainerImage, ...]:
         """The images of the baked add-on ``addon`` (none if it is not baked)."""
         return tuple(i for i in self.images if i.group == addon)
+
+    def has_artifact(self, name: str) -> bool:
+        """True when the release carries the artifact ``name`` (an optional one may be absent)."""
+        return any(a.name == name for a in self.artifacts)
 
     def artifact(self, name: str) -> Artifact:
         """Return the artifact called ``name``; ``KeyError`` if absent."""

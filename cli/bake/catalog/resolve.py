@@ -14,6 +14,7 @@ from bake.catalog.model import (
     CONTROL_PLANE_IMAGES,
     IMAGE_ARCHIVE_PATH,
     MINOR_RE,
+    OPTIONAL_ARTIFACTS,
     OS_PACKAGE_PATH,
     OSES,
     PATCH_RE,
@@ -82,6 +83,13 @@ def _sha(catalog: Catalog, name: str, version: str, arch: str) -> str:
             f"no SHA-256 for {name} {version} ({arch}) in the catalog; add it with --catalog FILE"
         )
     return value
+
+
+def _pinned(catalog: Catalog, name: str, version: str | None, arch: str) -> bool:
+    """True when the minor names a ``version`` of the optional artifact ``name`` and the catalog
+    holds its SHA-256 for ``arch``."""
+    return bool(version and catalog.data.get("checksums", {}).get(name, {}).get(version, {})
+                .get(arch))
 
 
 def _artifact(catalog: Catalog, name: str, version: str, arch: str) -> Artifact:
@@ -156,6 +164,8 @@ def resolve(
         _runtime(catalog, "runc", entry["runc"], arch),
         _artifact(catalog, "cni-plugins", entry["cni-plugins"], arch),
         _artifact(catalog, "etcd", entry["etcd"], arch),
+        *(_artifact(catalog, name, entry[name], arch) for name in OPTIONAL_ARTIFACTS
+          if _pinned(catalog, name, entry.get(name), arch)),
     )
     tags = dict(entry["images"])
     tags.update(entry.get("image_overrides", {}).get(version, {}))

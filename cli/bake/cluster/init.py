@@ -79,6 +79,8 @@ certificates:
 #   caBundle: |                    # the mirrors' CA, PEM: certificates only (user-data is public)
 #     -----BEGIN CERTIFICATE-----
 #     ...
+#   ecrCredentialProvider: true    # pull from this account's ECR with the instance profile (needs
+#                                  # an image baked with checksums.ecr-credential-provider pinned)
 """
 
 

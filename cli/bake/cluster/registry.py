@@ -8,6 +8,11 @@ handed to every node in node.yaml; bake-node writes them as containerd ``hosts.t
 - ``caBundle``: PEM certificates the mirrors' TLS certificates chain to. Public certificates
   only: a private key is refused, since user-data is readable by anyone who can describe the
   instance.
+- ``ecrCredentialProvider``: ``true`` lets the kubelet pull from this account's ECR (private
+  repositories and pull-through caches) with the node's instance profile, through the baked
+  ``ecr-credential-provider`` (``bake_node.registry``); no credential is in any file. The
+  template grants the nodes ECR's pull actions on this account's repositories and, air-gapped,
+  adds the ecr.api and ecr.dkr interface endpoints.
 """
 
 from __future__ import annotations
@@ -27,18 +32,22 @@ CA_BUNDLE_MAX = 8192  # bytes; node.yaml's schema limit (the user-data as a whol
 
 @dataclass(frozen=True)
 class RegistrySpec:
-    """The cluster's registry mirrors (``mirrors`` upstream -> URLs; ``ca_bundle`` PEM)."""
+    """The cluster's registry settings (``mirrors`` upstream -> URLs; ``ca_bundle`` PEM;
+    ``ecr_credential_provider``: the kubelet pulls from ECR with the instance profile)."""
 
     mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ca_bundle: str = ""
+    ecr_credential_provider: bool = False
 
     def node_yaml(self) -> dict[str, Any]:
-        """node.yaml's ``registry`` mapping ({} when no mirror is set)."""
-        if not self.mirrors:
-            return {}
-        out: dict[str, Any] = {"mirrors": {k: list(v) for k, v in self.mirrors.items()}}
+        """node.yaml's ``registry`` mapping ({} when nothing is set)."""
+        out: dict[str, Any] = {}
+        if self.mirrors:
+            out["mirrors"] = {k: list(v) for k, v in self.mirrors.items()}
         if self.ca_bundle:
             out["caBundle"] = self.ca_bundle
+        if self.ecr_credential_provider:
+            out["ecrCredentialProvider"] = True
         return out
 
 
@@ -89,5 +98,6 @@ def parse_registry(top) -> RegistrySpec:
         ca = _ca_bundle(reg.fail, "registry.caBundle", ca)
         if not mirrors:
             reg.fail("registry.caBundle", "is set but registry.mirrors is empty")
+    ecr = reg.get("ecrCredentialProvider", bool, False)
     reg.done()
-    return RegistrySpec(mirrors, ca)
+    return RegistrySpec(mirrors, ca, ecr)

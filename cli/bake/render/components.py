@@ -249,7 +249,10 @@ def _kubernetes(
     mirror: str | None,
     artifacts_s3: str | None,
 ) -> dict[str, Any]:
-    arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl")]
+    # the kubelet's binaries, with the ECR credential provider when the catalog pins it
+    arts = [release.artifact(n) for n in ("kubeadm", "kubelet", "kubectl",
+                                          "ecr-credential-provider")
+            if release.has_artifact(n)]
     etcd = release.artifact("etcd")
     planned = {a.name: plan.artifact(a.name) for a in (*arts, etcd)}
     return {

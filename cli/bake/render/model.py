@@ -57,6 +57,8 @@ ARTIFACT_FILES: dict[str, tuple[str, ...]] = {
     "runc": ("/usr/sbin/runc",),
     "cni-plugins": ("/opt/cni/bin/*",),
     "etcd": ("/usr/bin/etcdctl",),
+    "ecr-credential-provider": (
+        "/usr/libexec/kubernetes/image-credential-provider/ecr-credential-provider",),
 }
 
 

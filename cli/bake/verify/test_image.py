@@ -177,7 +177,7 @@ def test_artifact_file_present(host, artifact_file):
     f = host.file(path)
     assert f.exists, f"{path} ({name}) is missing"
     assert f.is_file, f"{path} ({name}) is not a regular file"
-    if "/bin/" in path or "/sbin/" in path:
+    if "/bin/" in path or "/sbin/" in path or "/libexec/" in path:
         assert f.mode & 0o111, f"{path} ({name}) is not executable (mode {f.mode:o})"
 
 
@@ -244,6 +244,12 @@ def test_artifact_version(host, artifact, os_info):
             got = _version_output(host, "/usr/bin/etcdutl version")
             assert got.splitlines()[:1] == [f"etcdutl version: {version}"], (
                 f"etcdutl version printed {got.splitlines()[:1]}")
+    elif name == "ecr-credential-provider":
+        # it speaks only the kubelet's exec plugin protocol (a CredentialProviderRequest on
+        # stdin) and has no version query: present, executable and at the manifest's SHA-256
+        # (test_artifact_file_*) is what can be checked without a kubelet
+        path = "/usr/libexec/kubernetes/image-credential-provider/ecr-credential-provider"
+        assert host.file(path).mode & 0o111, f"{path} is not executable"
     else:
         pytest.skip(f"no version query known for {name}")
 

@@ -60,6 +60,16 @@ def cluster_state():
         path.write_text(json.dumps(state, indent=1))
 
 
+def kubelet_flags(registration: dict) -> None:
+    """What kubeadm writes for the kubelet from nodeRegistration.kubeletExtraArgs (a map in
+    v1beta3, a list of {name, value} in v1beta4): /var/lib/kubelet/kubeadm-flags.env."""
+    found = registration.get("kubeletExtraArgs") or {}
+    args = found if isinstance(found, dict) else {a["name"]: a["value"] for a in found}
+    line = " ".join(f"--{k}={v}" for k, v in args.items())
+    write(ROOT / "var" / "lib" / "kubelet" / "kubeadm-flags.env",
+          f'KUBELET_KUBEADM_ARGS="{line}"\n', 0o644)
+
+
 def write(path: Path, text: str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -185,6 +195,7 @@ def kubeadm(argv: list[str]) -> str:
             write(K8S / "manifests" / f"{f}.yaml", f"# standin {f}\n")
         write(K8S / "admin.conf", kubeconfig("kubernetes-admin"))
         write(K8S / "kubelet.conf", kubeconfig(f"system:node:{name}"))
+        kubelet_flags(cfg["InitConfiguration"]["nodeRegistration"])
         write(K8S / "pki" / "etcd" / "ca.crt", ca, 0o644)
         write(K8S / "pki" / "apiserver-etcd-client.crt", "standin", 0o644)
         write(K8S / "pki" / "apiserver-etcd-client.key", "standin")
@@ -244,6 +255,7 @@ def kubeadm(argv: list[str]) -> str:
     time.sleep(float(os.environ.get("BAKE_STANDIN_DELAY_JOIN", "0")))
     write(K8S / "pki" / "ca.crt", ca, 0o644)
     write(K8S / "kubelet.conf", kubeconfig(f"system:node:{name}"))
+    kubelet_flags(cfg["nodeRegistration"])
     if os.environ.get("BAKE_STANDIN_FAIL_JOIN_AFTER_KUBELET_CONF"):
         # what kubeadm says when the kubelet it started never becomes healthy
         raise Fail("[kubelet-check] timed out waiting for the condition")

@@ -202,6 +202,14 @@ TABLES = {  # bake artifact -> kubespray table
 #   Image registry.k8s.io/ingress-nginx/controller at the tag (deploy/static/provider/*/
 #   deploy.yaml at controller-v1.15.1 and -v1.14.5); no kube-webhook-certgen: bake's manifest
 #   runs without the admission webhook.
+#   calico: the newest Calico each kubespray table (the same as the Kubernetes checksums) pins
+#   for the minors it covers: v3.29.3 with 1.30-1.32 (commit 1c4b18b08, 2025-05-08), v3.30.7 with
+#   1.33 (commit d068ae541) and v3.31.7 with 1.34-1.36 (commit 46dbdd399); check Calico's
+#   "System requirements" page of the line before relying on a pairing. Images quay.io/calico/
+#   node, cni and kube-controllers at the tag (manifests/calico.yaml at the tag). Its CRDs are one
+#   upstream file, manifests/crds.yaml at the tag, fetched from raw.githubusercontent.com as
+#   kubespray does (calico_crds_download_url) and checked against kubespray's
+#   calico_crds_checksums (2026-08-21 table, which holds 3.29.x-3.31.x): ADDON_FILES.
 ADDONS_EVERY_MINOR = {
     "aws-ebs-csi-driver": "v1.32.0",
     "flannel": "v0.25.6",
@@ -211,6 +219,17 @@ ADDONS_EVERY_MINOR = {
 }
 CILIUM_1_18, CILIUM_1_19 = "v1.18.14", "v1.19.4"
 INGRESS_NGINX_1_14, INGRESS_NGINX_1_15 = "v1.14.5", "v1.15.1"
+CALICO_3_29, CALICO_3_30, CALICO_3_31 = "v3.29.3", "v3.30.7", "v3.31.7"
+#: add-on -> the upstream files each version needs beside its images: name -> (URL, the
+#: upstream table and key holding its SHA-256); derive() reads the SHA-256 from that table
+ADDON_FILES = {
+    "calico": {
+        version: {"crds": (
+            f"https://raw.githubusercontent.com/projectcalico/calico/{version}/manifests/crds.yaml",
+            "kubespray-checksums-2026-08-21.yml", "calico_crds_checksums")}
+        for version in (CALICO_3_29, CALICO_3_30, CALICO_3_31)
+    },
+}
 ADDON_RELEASES = {
     "aws-ebs-csi-driver": {
         "v1.32.0": {
@@ -285,6 +304,16 @@ ADDON_RELEASES = {
         }
         for version in (INGRESS_NGINX_1_14, INGRESS_NGINX_1_15)
     },
+    "calico": {
+        version: {
+            "images": {
+                "calico-node": f"quay.io/calico/node:{version}",
+                "calico-cni": f"quay.io/calico/cni:{version}",
+                "calico-kube-controllers": f"quay.io/calico/kube-controllers:{version}",
+            }
+        }
+        for version in (CALICO_3_29, CALICO_3_30, CALICO_3_31)
+    },
     "cluster-autoscaler": {
         f"v{minor}.0": {
             "images": {
@@ -301,9 +330,26 @@ def addons(minor: str) -> dict[str, str]:
     """The add-ons baked with ``minor``: name -> version (a key of ``ADDON_RELEASES[name]``)."""
     cilium = CILIUM_1_18 if minor in ("1.30", "1.31", "1.32", "1.33") else CILIUM_1_19
     ingress = INGRESS_NGINX_1_14 if minor == "1.30" else INGRESS_NGINX_1_15
+    calico = (CALICO_3_29 if minor in ("1.30", "1.31", "1.32") else
+              CALICO_3_30 if minor == "1.33" else CALICO_3_31)
     per_minor = {"cluster-autoscaler": f"v{minor}.0", "aws-cloud-controller-manager": f"v{minor}.0",
-                 "cilium": cilium, "ingress-nginx": ingress}
+                 "cilium": cilium, "ingress-nginx": ingress, "calico": calico}
     return dict(sorted({**ADDONS_EVERY_MINOR, **per_minor}.items()))
+
+
+def addon_releases(upstream: Path) -> dict:
+    """``ADDON_RELEASES`` with each version's ``files`` (``ADDON_FILES``): name -> {url,
+    sha256}, the SHA-256 read from the upstream table that pins it (the version without v)."""
+    out = {name: {v: dict(r) for v, r in versions.items()} for name, versions in
+           ADDON_RELEASES.items()}
+    for addon, versions in ADDON_FILES.items():
+        for version, files in versions.items():
+            out[addon][version]["files"] = {
+                name: {"url": url, "sha256": _sha(
+                    yaml.safe_load((upstream / table).read_text())[key], "no_arch",
+                    version.lstrip("v"))}
+                for name, (url, table, key) in files.items()}
+    return out
 
 
 def _sha(table: dict, arch: str, version: str) -> str:
@@ -355,7 +401,7 @@ def derive(upstream: Path) -> dict:
     return {
         "schema": "bake.catalog/v1",
         "kubernetes": kubernetes,
-        "addon_releases": ADDON_RELEASES,
+        "addon_releases": addon_releases(upstream),
         "checksums": {k: dict(sorted(v.items())) for k, v in sha.items()},
     }
 
@@ -373,7 +419,8 @@ HEADER = """\
 # sources per minor and per patch in tools/derive_catalog.py), checked at build time against the
 # baked kubeadm's `kubeadm config images list`. Add-ons (addons per minor, addon_releases): the
 # version of each add-on baked with the minor and the images it runs (sources in
-# tools/derive_catalog.py, ADDON_RELEASES).
+# tools/derive_catalog.py, ADDON_RELEASES); an add-on's upstream files (Calico's CRDs) with the
+# SHA-256 kubespray pins for them (calico_crds_checksums, 2026-08-21 table; ADDON_FILES).
 # ecr-credential-provider (per minor): the version only. No SHA-256 is shipped for it (upstream
 # publishes none bake can cite), so it is baked only when an overlay pins checksums for it.
 # Download URLs and install paths are in bake/catalog/model.py (ARTIFACT_SPECS).

@@ -132,6 +132,25 @@ def cni_script(name: str, version: str) -> bytes:
 # ---------------------------------------------------------------- deterministic archives
 
 
+def addon_file_standin(addon: str, name: str) -> bytes:
+    """A stand-in for an add-on's upstream file (``crds``: one CustomResourceDefinition that
+    keeps any field, in the group the add-on's CRDs use), saying plainly that it is one."""
+    group = {"calico": "crd.projectcalico.org"}.get(addon, f"{addon}.bake.invalid")
+    doc = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"standins.{group}",
+                     "annotations": {"bake.io/stand-in": f"{addon} {name} (bake stand-in)"}},
+        "spec": {"group": group, "scope": "Cluster",
+                 "names": {"kind": "StandIn", "listKind": "StandInList", "plural": "standins",
+                           "singular": "standin"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object",
+                                         "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }
+    header = f"# bake stand-in for {addon}'s upstream {name} file (tools/standins.py)\n"
+    return (header + yaml.safe_dump(doc, sort_keys=False)).encode()
+
+
 def _tar(members: list[tuple[str, bytes, int]]) -> bytes:
     """An uncompressed tar (PAX off: ustar/gnu) of ``(name, data, mode)``, in the given order,
     owned by root with the fixed mtime. Directories are given as names ending in ``/``."""
@@ -385,8 +404,22 @@ def generate(k8s: str, arch: str, out: Path, runtime: str = "release",
         write(image.archive_path, oci_archive(image.ref, image.tag, arch, extra))
         archives[image.ref] = files[image.archive_path]
         paths[image.name] = mirror / image.archive_path
+    # the add-ons' upstream files (Calico's CRDs): stand-ins at their mirror paths, pinned as
+    # an overlay pins a file it moved (the whole addon_releases entry, images included)
+    releases: dict[str, dict] = {}
+    shipped = load_catalog().data.get("addon_releases", {})
+    versions = dict(base.addons)
+    for f in base.addon_files:
+        rel = _mirror_path(f.url)
+        write(rel, addon_file_standin(f.addon, f.name))
+        entry = releases.setdefault(f.addon, {}).setdefault(versions[f.addon], {
+            "images": dict(shipped[f.addon][versions[f.addon]]["images"]), "files": {}})
+        entry["files"][f.name] = {"url": f.url, "sha256": files[rel]}
+        paths[f"{f.addon}-{f.name}"] = mirror / rel
     overlay_doc: dict = {"schema": "bake.catalog/v1", "checksums": checksums,
                          "image_archives": {arch: archives}}
+    if releases:
+        overlay_doc["addon_releases"] = releases
     entry: dict = {"etcd": base.artifact("etcd").version}
     if runtime == "os-package":
         entry.update({

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from bake.cluster import ClusterSpec
 
+#: the note ``bake render addons`` writes beside a set's manifests naming the upstream files the
+#: node applies first (not rendered: they come from the image)
+UPSTREAM_NOTE = "UPSTREAM-FILES.txt"
 
 @dataclass(frozen=True)
 class RenderAddonsOptions:
@@ -37,7 +40,9 @@ def addon_manifests(spec: ClusterSpec, catalogs: tuple[Path, ...] = ()) -> dict[
         catalogs: catalog overlays.
     Returns:
         ``{relative path: YAML}``: ``manifests/cni/<cni>/<file>.yaml`` then
-        ``manifests/addons/<name>/<file>.yaml`` per enabled add-on, in apply order.
+        ``manifests/addons/<name>/<file>.yaml`` per enabled add-on, in apply order; a CNI or
+        add-on that applies upstream files first (Calico's CRDs, baked into the image) gets
+        ``UPSTREAM_NOTE`` naming each with its URL and SHA-256.
     Raises:
         CatalogError: the minor or an add-on is not in the catalog.
         RenderError: a template failed (a value missing: StrictUndefined; not YAML).
@@ -72,6 +77,12 @@ def addon_manifests(spec: ClusterSpec, catalogs: tuple[Path, ...] = ()) -> dict[
                 [(n.rsplit("/", 1)[1], read_text("manifests", n)) for n in names], context)
         except Exception as exc:  # jinja2 / YAML errors, named by the folder
             raise RenderError(f"manifests/{folder}: {exc}") from exc
+        upstream = [f for f in release.addon_files if f.addon == group]
+        if upstream:  # applied first on the node, from the image: named here, not rendered
+            files[f"manifests/{folder}/{UPSTREAM_NOTE}"] = "".join(
+                f"{f.name}: {f.url}\n  sha256 {f.sha256}\n" for f in upstream) + (
+                "bake ami bakes these upstream files into the image (verified by SHA-256) and "
+                "the node agent applies them server-side before the manifests here.\n")
         for manifest in rendered:
             files[f"manifests/{folder}/{manifest.name}"] = manifest.text
     return files

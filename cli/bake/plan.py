@@ -26,6 +26,9 @@ from bake.errors import CatalogError
 DOWNLOADS_DIR = "/var/tmp/bake-downloads"
 #: where container image archives stay on the image (imported into containerd at boot)
 IMAGES_DIR = "/var/lib/bake/images"
+#: where an add-on's upstream files stay on the image (``<dir>/<add-on>/<file>``; the node agent
+#: applies them before the add-on's own manifests)
+ADDON_FILES_DIR = "/var/lib/bake/addon-files"
 #: where a build without internet puts the staged OS packages before ``dpkg -i``
 OS_PACKAGES_DIR = "/var/tmp/bake-os-packages"
 
@@ -44,15 +47,16 @@ class PlannedFile:
     Attributes:
         name: catalog name: the artifact (``kubelet``), the image (``kube-apiserver``) or the
             OS package (``iptables``).
-        kind: ``artifact``, ``image`` or ``os-package``.
+        kind: ``artifact``, ``image``, ``addon-file`` or ``os-package``.
         path: its path in the mirror and S3 layout (see the module docstring).
         sha256: lowercase hex SHA-256 the catalog pins.
         destination: absolute path on the build instance the download writes.
-        upstream: the upstream URL (artifacts only; image archives and staged packages exist
-            only on a mirror).
+        upstream: the upstream URL (artifacts and add-on files; image archives and staged
+            packages exist only on a mirror).
         install: install path, a file or a directory (artifacts only).
         ref: the image reference, e.g. ``registry.k8s.io/pause:3.9`` (images only).
-        group: whose image (images only): ``kubeadm`` or the add-on's name (``flannel``).
+        group: whose image or file (images and add-on files): ``kubeadm`` or the add-on's
+            name (``flannel``).
     """
 
     name: str
@@ -109,6 +113,8 @@ class DownloadPlan:
             artifacts from OS packages are installed by the package manager, not downloaded.
         images: the image archives whose SHA-256 the catalog knows, in image-set order.
         os_packages: the OS packages staged for builds without internet.
+        addon_files: the baked add-ons' upstream files (Calico's CRDs), downloaded straight
+            to ``ADDON_FILES_DIR/<add-on>/<file>``.
         images_without_sha256: refs of images whose archive the catalog has no SHA-256 for
             (they cannot be baked: ``bake ami`` refuses, ``bake stage`` needs ``--no-images``).
     """
@@ -117,6 +123,7 @@ class DownloadPlan:
     images: tuple[PlannedFile, ...]
     os_packages: tuple[PlannedFile, ...]
     images_without_sha256: tuple[str, ...] = ()
+    addon_files: tuple[PlannedFile, ...] = ()
 
     def artifact(self, name: str) -> PlannedFile:
         """The planned artifact ``name``. Raises KeyError for one not downloaded."""
@@ -126,8 +133,10 @@ class DownloadPlan:
         raise KeyError(name)
 
     def files(self, images: bool = True) -> tuple[PlannedFile, ...]:
-        """Artifacts, OS packages and (with ``images``) image archives, in that order."""
-        return (*self.artifacts, *self.os_packages, *(self.images if images else ()))
+        """Artifacts, add-on files, OS packages and (with ``images``) image archives, in that
+        order."""
+        return (*self.artifacts, *self.addon_files, *self.os_packages,
+                *(self.images if images else ()))
 
 
 def download_plan(release: Any) -> DownloadPlan:
@@ -172,5 +181,17 @@ def download_plan(release: Any) -> DownloadPlan:
         )
         for p in release.os_packages
     )
+    addon_files = tuple(
+        PlannedFile(
+            name=f.name,
+            kind="addon-file",
+            path=mirror_path(f.url),
+            sha256=f.sha256,
+            destination=f"{ADDON_FILES_DIR}/{f.addon}/{f.filename}",
+            upstream=f.url,
+            group=f.addon,
+        )
+        for f in release.addon_files
+    )
     missing = tuple(i.ref for i in release.images if not i.archive_sha256)
-    return DownloadPlan(artifacts, images, os_packages, missing)
+    return DownloadPlan(artifacts, images, os_packages, missing, addon_files)

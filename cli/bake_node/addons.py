@@ -100,6 +100,13 @@ ADDONS: tuple[AddonInfo, ...] = (
 #: what the cluster's node security group admits from the VPC with serviceType NodePort.
 INGRESS_NGINX_NODE_PORTS = (30080, 30443)
 
+#: The upstream files a CNI or add-on applies before its own manifests, baked by its image
+#: component from the catalog (``addon_releases.<name>.<version>.files``) and listed in the image
+#: manifest's ``addon_files``: Calico's CRDs (``crds``: projectcalico/calico manifests/crds.yaml,
+#: which bake's manifests/cni/calico/ leaves out; Calico docs, "Install Calico networking and
+#: network policy for on-premises deployments", apply it before calico.yaml).
+UPSTREAM_FILES: dict[str, tuple[str, ...]] = {"calico": ("crds",)}
+
 #: The object kinds whose rollout the agent waits for (``kubectl rollout status`` supports them).
 WORKLOAD_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 

@@ -28,6 +28,7 @@ members, learners, health) after their init or join and on every rotation run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bake_node import addons as addon_set
 from bake_node import certs, snapshots, upgrade
@@ -100,6 +103,9 @@ class Settings:
     # where bake-kubernetes installs the kubelet's image credential providers (the catalog's
     # ecr-credential-provider install path)
     credential_provider_dir: Path = Path("/usr/libexec/kubernetes/image-credential-provider")
+    # where the add-on components put the add-ons' upstream files (bake.plan ADDON_FILES_DIR),
+    # one folder per add-on
+    addon_files_dir: Path = Path("/var/lib/bake/addon-files")
     kubeadm_env: dict[str, str] = field(default_factory=dict)
     lease_ttl: float = 60.0
     token_ttl: float | None = None
@@ -389,6 +395,7 @@ class Agent:
             raise ConfigError(
                 f"{self.s.image_manifest} lists no image of {name}, so its pods would pull at "
                 "boot: use an image baked with it (bake ami --addons)")
+        upstream = self._upstream_files(name, image)
         context = addon_set.manifest_context(
             cluster_name=ctx.config.cluster_name, region=ctx.config.region,
             pod_cidr=ctx.config.pod_cidr, kms_key_id=ctx.config.kms_key_id, images=images,
@@ -403,6 +410,12 @@ class Agent:
         out_dir = self.s.state_dir / "manifests" / name
         out_dir.mkdir(parents=True, exist_ok=True)
         objects = 0
+        for path, count in upstream:  # CRDs first: the manifests' objects may need them
+            try:
+                self.kubeadm.apply(path, server_side=True)
+            except NodeError as exc:
+                raise NodeError(f"applying {path} failed: {exc}") from exc
+            objects += count
         for manifest in rendered:
             path = out_dir / manifest.name
             path.write_text(manifest.text)
@@ -430,6 +443,43 @@ class Agent:
         version = baked.get(name) if isinstance(baked, dict) else None
         return {"status": "ready", "version": version, "objects": objects,
                 "workloads": [f"{k.lower()}/{n} in {ns}" for k, ns, n in workloads]}
+
+    def _upstream_files(self, name: str, image: dict[str, Any]) -> list[tuple[Path, int]]:
+        """The upstream files the CNI or add-on ``name`` applies first
+        (``bake_node.addons.UPSTREAM_FILES``), from the image manifest's ``addon_files``, each
+        checked against the SHA-256 the image was baked with.
+
+        Returns:
+            ``[(path, number of objects in it)]``; ``[]`` for one that needs none.
+        Raises:
+            ConfigError: the image manifest lists no such file (an image baked before bake
+                carried them, or by an overlay without them), or the file is missing or its
+                SHA-256 differs from the manifest's.
+        """
+        listed = {f.get("name"): f for f in image.get("addon_files", [])
+                  if isinstance(f, dict) and f.get("group") == name}
+        out = []
+        for wanted in addon_set.UPSTREAM_FILES.get(name, ()):
+            entry = listed.get(wanted)
+            if entry is None:
+                raise ConfigError(
+                    f"{self.s.image_manifest} lists no {wanted} file of {name} (its "
+                    "addon_files), which it applies before its own manifests: use an image "
+                    "baked by this bake with it (bake ami --addons)")
+            path = self.s.addon_files_dir / name / Path(str(entry.get("path"))).name
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{name}'s {wanted} file {path} is unreadable: "
+                                  f"{exc.strerror}") from exc
+            if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                raise ConfigError(
+                    f"{path} does not match the SHA-256 {self.s.image_manifest} lists for it: "
+                    "the image was changed after it was baked; use a freshly baked image")
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            count = sum(1 for d in yaml.load_all(data, Loader=loader) if d)  # noqa: S506
+            out.append((path, count))
+        return out
 
     def _generate_secret(self, secret: addon_set.GeneratedSecret, out_dir: Path) -> None:
         """Create ``secret`` with fresh random values unless it exists (``kubectl create``: a

@@ -262,10 +262,23 @@ class Kubeadm:
         return self._run([self.kubectl, "--kubeconfig", kubeconfig or self.admin_kubeconfig,
                           *args], timeout=timeout)
 
-    def apply(self, manifest: Path) -> None:
-        """``kubectl --kubeconfig <admin.conf> apply -f <manifest>``."""
+    def apply(self, manifest: Path, server_side: bool = False) -> None:
+        """``kubectl --kubeconfig <admin.conf> apply -f <manifest>``.
+
+        Args:
+            manifest: the file to apply.
+            server_side: apply on the server (``--server-side --force-conflicts
+                --field-manager=bake-node``): for large objects such as CRDs, whose client-side
+                ``last-applied-configuration`` annotation would pass the API's 256 KiB limit on
+                annotations (Kubernetes docs, "Server-Side Apply").
+        Raises:
+            KubeadmError: kubectl failed.
+        """
+        flags = ["--server-side", "--force-conflicts", "--field-manager=bake-node"] \
+            if server_side else []
         self._run(
-            [self.kubectl, "--kubeconfig", self.admin_kubeconfig, "apply", "-f", str(manifest)]
+            [self.kubectl, "--kubeconfig", self.admin_kubeconfig, "apply", *flags, "-f",
+             str(manifest)]
         )
 
     def create_if_absent(self, manifest: Path) -> bool:

@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--credential-provider-dir", type=Path,
                        default=Settings.credential_provider_dir,
                        help="where the image installed the kubelet's image credential providers")
+        s.add_argument("--addon-files-dir", type=Path, default=Settings.addon_files_dir,
+                       help="where the image put the add-ons' upstream files (<dir>/<add-on>/)")
         if name in ("drain", "delete-node", "etcd-remove"):
             s.add_argument("node", help="the Node's name (also its etcd member's)")
         if name == "drain":
@@ -117,6 +119,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         etcd_data_dir=args.etcd_data_dir,
         containerd_certs_dir=args.containerd_certs_dir,
         credential_provider_dir=args.credential_provider_dir,
+        addon_files_dir=args.addon_files_dir,
         static_pod_restart_wait=getattr(args, "static_pod_restart_wait",
                                         Settings.static_pod_restart_wait),
         lease_ttl=args.lease_ttl,

@@ -62,7 +62,13 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
     cilium = "v1.18.14" if minor in ("1.30", "1.31", "1.32", "1.33") else "v1.19.4"
     # ingress-nginx's last releases: v1.14.5 e2e-tests 1.30-1.34, v1.15.1 1.31-1.35 (README)
     ingress = "v1.14.5" if minor == "1.30" else "v1.15.1"
+    # Calico: the newest each kubespray table pins for the minors it covers
+    calico = ("v3.29.3" if minor in ("1.30", "1.31", "1.32") else
+              "v3.30.7" if minor == "1.33" else "v3.31.7")
     assert addons == {
+        "calico-node": ("calico", f"quay.io/calico/node:{calico}"),
+        "calico-cni": ("calico", f"quay.io/calico/cni:{calico}"),
+        "calico-kube-controllers": ("calico", f"quay.io/calico/kube-controllers:{calico}"),
         "ingress-nginx-controller": ("ingress-nginx",
                                      f"registry.k8s.io/ingress-nginx/controller:{ingress}"),
         "flannel": ("flannel", "docker.io/flannel/flannel:v0.25.6"),
@@ -97,6 +103,18 @@ def test_every_minor_resolves_to_a_complete_release(catalog, minor, arch):
             "aws-ebs-csi-driver", "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.11.0"),
     }
     assert [a for a, _ in release.addons] == sorted({g for g, _ in addons.values()})
+    # Calico's CRDs: its release's manifests/crds.yaml, at the SHA-256 kubespray pins for it
+    crds = {(f.addon, f.name): f for f in release.addon_files}
+    assert list(crds) == [("calico", "crds")]
+    # what the node agent applies first is what the image is baked with
+    from bake_node.addons import UPSTREAM_FILES
+    assert sorted(crds) == sorted((a, n) for a, names in UPSTREAM_FILES.items() for n in names)
+    assert crds["calico", "crds"].url == (
+        f"https://raw.githubusercontent.com/projectcalico/calico/{calico}/manifests/crds.yaml")
+    assert crds["calico", "crds"].sha256 == {
+        "v3.29.3": "1620ee6f539de44bbb3ec4aa3c2687b5023d4ee30795b30663ab3423b0c5f5d5",
+        "v3.30.7": "b0eb83f6d70afac27e8830f22642cd12b0692e4d1a1b5060caa9231a951e736a",
+        "v3.31.7": "1d6d5e523f92ee1e8227a48c016229c668f94035431b82f19139affeb45dbeff"}[calico]
 
 
 def test_an_addon_version_without_its_images_is_one_line(tmp_path):
@@ -356,7 +374,7 @@ def test_addons_choose_what_is_baked(catalog):
     assert some.addon_images("cluster-autoscaler") == ()
     bare = resolve(catalog, "1.31", "amd64", addons=())
     assert bare.addons == () and {i.group for i in bare.images} == {"kubeadm"}
-    assert len(every.images) == len(bare.images) + 20
-    with pytest.raises(CatalogError, match=r"--addons: calico is not an add-on .* choose from "
+    assert len(every.images) == len(bare.images) + 23
+    with pytest.raises(CatalogError, match=r"--addons: weave is not an add-on .* choose from "
                                            r"aws-cloud-controller-manager, aws-ebs-csi-driver, "):
-        resolve(catalog, "1.31", "amd64", addons=["calico"])
+        resolve(catalog, "1.31", "amd64", addons=["weave"])

@@ -93,8 +93,10 @@ def test_driver_uploads_the_s3_documents_byte_for_byte(
     assert sent == [d.text for d in docs.components]
     actions = [a for text in sent for a in _actions(text)]
     assert "WebDownload" not in actions
-    # kubeadm, kubelet, kubectl, containerd, runc, CNI plugins, crictl and every image archive
-    expected = sum(1 for a in release.artifacts if a.source == "release") + len(release.images)
+    # kubeadm, kubelet, kubectl, containerd, runc, CNI plugins, crictl, every image archive and
+    # every add-on file (Calico's CRDs)
+    expected = (sum(1 for a in release.artifacts if a.source == "release") + len(release.images)
+                + len(release.addon_files))
     assert actions.count("S3Download") == expected
     for text in sent:
         steps = [s for p in yaml.safe_load(text)["phases"] for s in p["steps"]]

@@ -31,6 +31,7 @@ def example_specs() -> dict[str, ClusterSpec]:
     nat["addons"]["ebsCsi"] = {"defaultStorageClass": "gp3"}
     nat["addons"]["monitoring"] = {"persistentVolume": True, "retentionDays": 30}
     nat["addons"]["ingressNginx"] = {"serviceType": "LoadBalancer"}
+    nat["kubernetesNetwork"]["cni"] = "calico"
     existing = yaml.safe_load(init_text(name="prod", region="us-west-2"))
     existing["network"].update(
         mode="existing",

@@ -124,13 +124,7 @@ def _set(doc: dict, dotted: str, value) -> dict:
         (
             "kubernetesNetwork.cni",
             "weave",
-            "kubernetesNetwork.cni: must be one of flannel, cilium, got 'weave'",
-        ),
-        (
-            "kubernetesNetwork.cni",
-            "calico",
-            "kubernetesNetwork.cni: must be one of flannel, cilium, got 'calico' (calico is not "
-            "baked into the image yet)",
+            "kubernetesNetwork.cni: must be one of flannel, calico, cilium, got 'weave'",
         ),
         ("bootstrapToken.ttlMinutes", 5, "bootstrapToken.ttlMinutes: must be between 15 and "
          "1440, got 5"),

@@ -37,12 +37,14 @@ def test_rendered_manifests_are_valid_for_the_minor_and_run_baked_images(specs, 
     release = resolve(load_catalog(), spec.kubernetes_minor, spec.arch, spec.os)
     baked = {i.ref for i in release.images}
     for path, text in addon_manifests(spec).items():
+        if not path.endswith(".yaml"):  # UPSTREAM-FILES.txt: what the image applies first
+            continue
         for doc in yaml.safe_load_all(text):
             if not doc:
                 continue
             kubernetes_validate.validate(doc, f"{spec.kubernetes_minor}.0", strict=True)
             pod = doc.get("spec", {}).get("template", {}).get("spec", {})
-            for container in pod.get("containers", []):
+            for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
                 assert container["image"] in baked, (path, container["image"])
 
 
@@ -66,3 +68,15 @@ def test_cli_writes_the_cni_and_the_enabled_addons_in_apply_order(run_bake, tmp_
     assert "k8s.io/cluster-autoscaler/lab" in text
     bad = run_bake("render", "addons", "-f", str(tmp_path / "missing.yaml"), "-o", str(out))
     assert bad.exit_code == 2 and "missing.yaml" in bad.stderr
+
+
+def test_calico_names_the_crds_the_image_applies_first(specs):
+    """Calico's CRDs are not bake's template but the upstream file baked into the image: the
+    review names it with the URL and SHA-256 the image is baked from."""
+    files = addon_manifests(specs["nat"])
+    note = files["manifests/cni/calico/UPSTREAM-FILES.txt"]
+    assert ("crds: https://raw.githubusercontent.com/projectcalico/calico/v3.29.3/manifests/"
+            "crds.yaml\n  sha256 1620ee6f539de44bbb3ec4aa3c2687b5023d4ee30795b30663ab3423b0c5f5d5"
+            in note)
+    assert list(files).index("manifests/cni/calico/UPSTREAM-FILES.txt") < list(files).index(
+        "manifests/cni/calico/calico.yaml")

@@ -95,10 +95,10 @@ def test_a_newer_control_plane_raises_the_cluster_version_then_the_old_ones_are_
     out, _, _ = lab.node(3, ENDPOINT, "upgrade-addons", minor="1.31")
     assert out.strip().splitlines() == [
         f"daemonset/kube-proxy: registry.k8s.io/kube-proxy:v{old} -> "
-        f"registry.k8s.io/kube-proxy:v{new}", "re-applied: flannel ready"]
+        f"registry.k8s.io/kube-proxy:v{new}", "re-applied: flannel v0.25.6 ready"]
     out, _, _ = lab.node(4, ENDPOINT, "upgrade-addons", minor="1.31")
     assert out.strip().splitlines() == [f"kube-proxy and CoreDNS already at v{new}",
-                                        "re-applied: flannel ready"]
+                                        "re-applied: flannel v0.25.6 ready"]
 
     members = json.loads(lab.etcdctl(3, "member", "list", "-w", "json"))["members"]
     assert sorted(m["name"] for m in members) == ["node-3", "node-4"]

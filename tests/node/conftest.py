@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from standins import addon_file_standin
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -98,10 +100,25 @@ class Cluster:
 
         release = resolve(load_catalog(), "1.30.12", "amd64", addons=addons)
         path = self.tmp / f"image-manifest-{'-'.join(addons) if addons is not None else 'all'}.json"
+        addon_files = []
+        for f in release.addon_files:  # stand-ins where the image has them, as baked from them
+            data = addon_file_standin(f.addon, f.name)
+            target = self.addon_files_dir / f.addon / f.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            addon_files.append({"name": f.name, "group": f.addon, "url": f.url,
+                                "path": f"/var/lib/bake/addon-files/{f.addon}/{f.filename}",
+                                "sha256": hashlib.sha256(data).hexdigest()})
         path.write_text(json.dumps({
             "kubernetes_version": release.kubernetes_version, "addons": dict(release.addons),
-            "images": [{"name": i.name, "ref": i.ref, "group": i.group} for i in release.images]}))
+            "images": [{"name": i.name, "ref": i.ref, "group": i.group} for i in release.images],
+            "addon_files": addon_files}))
         return path
+
+    @property
+    def addon_files_dir(self) -> Path:
+        """Where the nodes' image keeps the add-ons' upstream files (``--addon-files-dir``)."""
+        return self.tmp / "addon-files"
 
     def node(self, name: str, role: str, **options: Any) -> tuple[list[str], dict[str, str]]:
         """Prepare node ``name``; returns (bake-node run argv, environment). ``node_yaml``:
@@ -112,6 +129,7 @@ class Cluster:
             options["image_manifest"] = self.image_manifest()
         elif options["image_manifest"] is None:
             options["image_manifest"] = self.tmp / "no-image-manifest.json"
+        options.setdefault("addon_files_dir", self.addon_files_dir)
         base = self.tmp / "nodes" / name
         base.mkdir(parents=True, exist_ok=True)
         config = {

@@ -47,7 +47,7 @@ BAD_SCHEMA = [
      "bootstrapTokenTTLSeconds: must be an integer"),
     ("token-ttl-bool", {**GOOD, "bootstrapTokenTTLSeconds": True},
      "bootstrapTokenTTLSeconds: must be an integer"),
-    ("unknown-addon", {**GOOD, "addons": {"calico": {}}}, "addons"),
+    ("unknown-addon", {**GOOD, "addons": {"weave": {}}}, "addons"),
     ("addon-settings-not-a-mapping", {**GOOD, "addons": {"metrics-server": True}},
      "addons.metrics-server: must be an object"),
     ("cloud-provider-other", {**GOOD, "cloudProvider": "aws"}, "cloudProvider: must be one of"),

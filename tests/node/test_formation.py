@@ -404,6 +404,44 @@ def test_cilium_without_kube_proxy_is_applied_at_the_control_plane_endpoint(clus
                                    "deployment/cilium-operator in kube-system"]
 
 
+def test_calico_applies_its_baked_crds_server_side_before_its_own_manifests(cluster):
+    """cni: calico: the init node applies Calico's CRDs from the image (the file the image
+    manifest lists, SHA-256 checked) with server-side apply, then bake's Calico manifest rendered
+    with the cluster's pod CIDR, and waits for calico-node and calico-kube-controllers."""
+    argv, env = cluster.node("cp-0", "control-plane", image_manifest=_image_manifest(cluster),
+                             node_yaml={"cni": "calico"})
+    assert finish(start(argv, env)).strip() == "bake-node: init"
+    st = cluster.standins.state()
+    applied = st["applied"]
+    crd = "CustomResourceDefinition/standins.crd.projectcalico.org"
+    assert applied.index(crd) < applied.index("DaemonSet/calico-node")
+    assert st["server_side"] == [crd]  # only the CRDs: bake's manifests apply client-side
+    assert "Deployment/calico-kube-controllers" in applied
+    assert "DaemonSet/kube-flannel-ds" not in applied
+    rendered = (cluster.tmp / "nodes/cp-0/state/manifests/calico/calico.yaml").read_text()
+    assert 'value: "10.244.0.0/16"' in rendered
+    assert "quay.io/calico/node:v3.29.3" in rendered
+    record = cluster.state("cp-0")["addons"]["calico"]
+    assert record["status"] == "ready" and record["version"] == "v3.29.3"
+    assert record["workloads"] == ["daemonset/calico-node in kube-system",
+                                   "deployment/calico-kube-controllers in kube-system"]
+
+
+def test_calico_crds_that_differ_from_the_image_manifest_are_refused(cluster):
+    """A CRD file changed after the bake (its SHA-256 no longer the image manifest's) is not
+    applied: the CNI fails naming the file, and nothing of Calico reaches the API."""
+    manifest = _image_manifest(cluster)
+    crds = cluster.addon_files_dir / "calico" / "crds.yaml"
+    crds.write_text(crds.read_text() + "# changed\n")
+    argv, env = cluster.node("cp-0", "control-plane", image_manifest=manifest,
+                             node_yaml={"cni": "calico"})
+    proc = start(argv, env)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert f"calico: {crds} does not match the SHA-256" in err, err[-2000:]
+    assert not any("calico" in a for a in cluster.standins.state().get("applied", []))
+
+
 def test_monitoring_gets_a_generated_grafana_password_once_and_never_in_a_log(cluster):
     """The monitoring add-on's Grafana admin Secret is made by the agent with a random
     password (kubectl create), kept as it is when the add-ons are applied again, and its value

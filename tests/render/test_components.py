@@ -177,6 +177,10 @@ def test_every_download_is_pinned_to_the_catalog_sha256(rendered):
         expected = {f"{MIRROR}/{a.url.split('://', 1)[1]}": a.sha256
                     for a in release.artifacts if a.sha256}
         expected.update({f"{MIRROR}/{i.archive_path}": i.archive_sha256 for i in release.images})
+        # the add-ons' upstream files (Calico's CRDs), at their upstream path like the artifacts
+        expected.update({f"{MIRROR}/{f.url.split('://', 1)[1]}": f.sha256
+                         for f in release.addon_files})
+        assert release.addon_files, "a default bake carries Calico's CRDs"
         seen = {}
         for component in docs.components:
             for _, step in _steps(component, "WebDownload"):
@@ -184,7 +188,7 @@ def test_every_download_is_pinned_to_the_catalog_sha256(rendered):
                     assert item["algorithm"] == "SHA256"
                     assert SHA256.match(item["checksum"]), item
                     seen[item["source"]] = item["checksum"]
-        assert seen == expected, key  # every artifact and image archive, each with its own SHA-256
+        assert seen == expected, key  # every artifact, image archive and add-on file
 
 
 def test_os_package_runtime_installs_debian_packages(rendered):
@@ -229,7 +233,10 @@ def test_arm64_downloads_arm64_files(rendered):
         for _, s in _steps(c, "WebDownload")
         for i in s["inputs"]
     ]
-    assert sources and all("arm64" in s for s in sources)
+    # every per-arch file is arm64's; an add-on's upstream file (Calico's CRDs, YAML) has no arch
+    noarch = {f"{MIRROR}/{f.url.split('://', 1)[1]}" for f in docs.release.addon_files}
+    assert noarch and noarch <= set(sources)
+    assert all("arm64" in s for s in sources if s not in noarch)
 
 
 def _bash_scripts(docs):

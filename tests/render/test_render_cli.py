@@ -22,6 +22,7 @@ EXPECTED = [
     # one component per add-on the catalog pins for 1.30 (bake ami --addons all, the default)
     "components/bake-addon-aws-cloud-controller-manager.yaml",
     "components/bake-addon-aws-ebs-csi-driver.yaml",
+    "components/bake-addon-calico.yaml",
     "components/bake-addon-cilium.yaml",
     "components/bake-addon-cluster-autoscaler.yaml",
     "components/bake-addon-flannel.yaml",

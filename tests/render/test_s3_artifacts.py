@@ -65,12 +65,14 @@ def test_components_stay_valid_awstoe_documents(offline):
 
 
 def test_every_binary_and_image_archive_comes_from_the_staged_s3_objects(offline):
+    """Every release file, image archive and add-on file: from S3, checked right after."""
     for key, docs in offline.items():
         release = docs.release
         want = {
             _staged(a.url): a.sha256 for a in release.artifacts if a.source == "release"
         }
         want.update({f"{BUCKET}/{i.archive_path}": i.archive_sha256 for i in release.images})
+        want.update({_staged(f.url): f.sha256 for f in release.addon_files})  # Calico's CRDs
         got = {}
         for component in docs.components:
             for phase in component.data["phases"]:

@@ -30,9 +30,10 @@ def test_images_are_copied_by_digest_with_an_overlay(run_bake, local_registry, t
     result = _stage(run_bake, local_registry, mirror)
     assert result.exit_code == 0, result.stderr
     overlay = mirror / "bake-images" / "catalog-overlay.yaml"
-    # kubeadm's 7, flannel's 2, Cilium's 2, metrics-server's, local-path-provisioner's 2, the
-    # autoscaler's, the cloud controller's, the EBS CSI driver's 6, monitoring's 4, ingress-nginx's
-    assert f"27 image archives in {mirror / 'bake-images'}; overlay {overlay}" in result.stdout
+    # kubeadm's 7, flannel's 2, Calico's 3, Cilium's 2, metrics-server's, local-path-provisioner's
+    # 2, the autoscaler's, the cloud controller's, the EBS CSI driver's 6, monitoring's 4,
+    # ingress-nginx's
+    assert f"30 image archives in {mirror / 'bake-images'}; overlay {overlay}" in result.stdout
     doc = yaml.safe_load(overlay.read_text())
     archives = doc["image_archives"]["amd64"]
     assert set(archives) == {i.ref for i in local_registry.release.images}
@@ -72,10 +73,10 @@ def test_addons_choose_which_add_on_images_are_copied(run_bake, local_registry, 
     assert not any("metrics-server" in ref for ref in overlay["image_archives"]["amd64"])
     bad = run_bake(
         "stage", "--k8s", "1.30", "--images-from", local_registry.url, "--mirror",
-        str(tmp_path / "other"), "--catalog", str(local_registry.digests), "--addons", "calico",
+        str(tmp_path / "other"), "--catalog", str(local_registry.digests), "--addons", "weave",
     )
     assert bad.exit_code == 2
-    assert "--addons: calico is not an add-on the catalog pins for Kubernetes 1.30" in bad.stderr
+    assert "--addons: weave is not an add-on the catalog pins for Kubernetes 1.30" in bad.stderr
     assert not (tmp_path / "other").exists()
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from bake.plan import mirror_path
+
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "bake-demo-snapshots"
 
@@ -143,11 +145,23 @@ class StandinLab:
             etcd_image = gen.release.image("etcd")
             shutil.copy(gen.mirror / etcd_image.archive_path, images / "etcd.tar")
             (root / "etc/bake").mkdir(parents=True)
+            # the image manifest as bake-image-manifest writes it: every image with its set
+            # (the agent applies only add-ons whose images the image carries) and the add-ons'
+            # upstream files, copied from the stand-in mirror as the add-on components do
+            addon_files = []
+            for f in gen.release.addon_files:
+                target = root / "var/lib/bake/addon-files" / f.addon / f.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(gen.mirror / mirror_path(f.url), target)
+                addon_files.append({"name": f.name, "group": f.addon, "sha256": f.sha256,
+                                    "path": f"/var/lib/bake/addon-files/{f.addon}/{f.filename}"})
             (root / "etc/bake/image-manifest.json").write_text(json.dumps({
                 "kubernetes_version": gen.release.kubernetes_version,
-                "images": [{"name": i.name, "ref": i.ref,
+                "addons": dict(gen.release.addons),
+                "images": [{"name": i.name, "ref": i.ref, "group": i.group,
                             "archive": f"/var/lib/bake/images/{i.name}.tar"}
-                           for i in gen.release.images]}))
+                           for i in gen.release.images],
+                "addon_files": addon_files}))
             instance = self.ec2.run_instances(ImageId=self.ami, MinCount=1, MaxCount=1,
                                               InstanceType="t3.small")["Instances"][0]
             (base / "identity.json").write_text(json.dumps({
@@ -170,7 +184,8 @@ class StandinLab:
                 str(base / "identity.json"), "--kubernetes-dir", str(root / "etc/kubernetes"),
                 "--etcd-data-dir", str(root / "var/lib/etcd"), "--manifests-dir",
                 str(REPO / "manifests"), "--image-manifest",
-                str(root / "etc/bake/image-manifest.json"), "--kubeadm",
+                str(root / "etc/bake/image-manifest.json"), "--addon-files-dir",
+                str(root / "var/lib/bake/addon-files"), "--kubeadm",
                 str(bindir / "kubeadm"), "--kubectl", str(bindir / "kubectl"), "--poll", "0.5",
                 "--max-poll", "2", "--wait-timeout", "300"]
         env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",

@@ -45,6 +45,10 @@ def test_overlay_resolves_to_the_standins_sums(standin_mirror):
     for image in release.images:
         archive = standin_mirror.mirror / image.archive_path
         assert image.archive_sha256 == sha(archive.read_bytes()), image.ref
+    # Calico's CRDs: a stand-in at the upstream path, pinned over the real file's SHA-256
+    (crds,) = release.addon_files
+    data = (standin_mirror.mirror / crds.url.split("://", 1)[1]).read_bytes()
+    assert crds.sha256 == sha(data) and b"bake stand-in" in data
 
 
 def test_oci_archives_are_valid_image_layouts(standin_mirror):
@@ -55,7 +59,8 @@ def test_oci_archives_are_valid_image_layouts(standin_mirror):
         "metrics-server", "prometheus", "node-exporter", "kube-state-metrics", "grafana",
         "local-path-provisioner", "busybox", "cluster-autoscaler", "aws-cloud-controller-manager",
         "aws-ebs-csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "livenessprobe",
-        "csi-node-driver-registrar", "ingress-nginx-controller"}
+        "csi-node-driver-registrar", "ingress-nginx-controller", "calico-node", "calico-cni",
+        "calico-kube-controllers"}
     for image in release.images:
         with tarfile.open(standin_mirror.mirror / image.archive_path) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}

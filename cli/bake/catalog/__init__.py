@@ -40,6 +40,7 @@ from bake.catalog.model import (
     REGISTRY,
     SCHEMA,
     SHA256_RE,
+    AddonFile,
     Artifact,
     ArtifactSpec,
     Catalog,
@@ -52,7 +53,7 @@ from bake.catalog.resolve import list_releases, resolve, resolve_version, suppor
 __all__ = [
     "ARCHES", "ARTIFACT_SPECS", "CONTROL_PLANE_IMAGES", "DEB_FILENAME_RE", "IMAGE_ARCHIVE_PATH",
     "MINOR_RE", "MIRROR_SCHEMES", "OPTIONAL_ARTIFACTS", "OSES", "OS_PACKAGE_PATH", "PATCH_RE",
-    "REGISTRY", "SCHEMA", "SHA256_RE", "Artifact", "ArtifactSpec", "Catalog", "ContainerImage",
-    "OsPackage", "Release", "catalog_schema", "list_releases", "load_catalog", "parse_mirror",
-    "resolve", "resolve_version", "supported_summary",
+    "REGISTRY", "SCHEMA", "SHA256_RE", "AddonFile", "Artifact", "ArtifactSpec", "Catalog",
+    "ContainerImage", "OsPackage", "Release", "catalog_schema", "list_releases", "load_catalog",
+    "parse_mirror", "resolve", "resolve_version", "supported_summary",
 ]

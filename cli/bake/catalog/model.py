@@ -179,6 +179,29 @@ class ContainerImage:
 
 
 @dataclass(frozen=True)
+class AddonFile:
+    """One upstream file an add-on applies beside its own manifests (Calico's CRDs), baked into
+    the image, SHA-256 checked, under ``ADDON_FILES_DIR/<addon>/`` (``bake.plan``).
+
+    Attributes:
+        addon: the add-on (``calico``), the group its images have too.
+        name: the file's catalog name (``crds``).
+        url: the upstream URL (``addon_releases.<addon>.<version>.files.<name>.url``).
+        sha256: lowercase hex SHA-256 of the file at ``url``, from the catalog.
+    """
+
+    addon: str
+    name: str
+    url: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        """The last URL path segment, e.g. ``crds.yaml``."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class OsPackage:
     """One OS package file staged for builds without internet.
 
@@ -213,6 +236,7 @@ class Release:
             an overlay); empty when none were staged.
         addons: the add-ons baked in, ``((name, version), ...)`` in name order (the catalog's
             ``kubernetes.<minor>.addons``, or the subset ``bake ami --addons`` chose).
+        addon_files: the baked add-ons' upstream files (``AddonFile``), in add-on order.
     """
 
     kubernetes_version: str
@@ -224,6 +248,7 @@ class Release:
     catalog_sources: tuple[str, ...] = field(default=())
     os_packages: tuple[OsPackage, ...] = field(default=())
     addons: tuple[tuple[str, str], ...] = field(default=())
+    addon_files: tuple[AddonFile, ...] = field(default=())
 
     def addon_images(self, addon: str) -> tuple[ContainerImage, ...]:
         """The images of the baked add-on ``addon`` (none if it is not baked)."""

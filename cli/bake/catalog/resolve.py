@@ -19,6 +19,7 @@ from bake.catalog.model import (
     OSES,
     PATCH_RE,
     REGISTRY,
+    AddonFile,
     Artifact,
     Catalog,
     ContainerImage,
@@ -200,6 +201,11 @@ def resolve(
                 f"{minor}; choose from {', '.join(sorted(pinned)) or 'none'} (or all)")
         pinned = {a: pinned[a] for a in chosen}
     images += _addon_images(catalog, minor, pinned, arch)
+    releases = catalog.data.get("addon_releases", {})
+    addon_files = tuple(
+        AddonFile(addon, name, f["url"], f["sha256"])
+        for addon, v in sorted(pinned.items())
+        for name, f in releases.get(addon, {}).get(v, {}).get("files", {}).items())
     staged = catalog.data.get("os_packages", {}).get(os_name, {}).get(arch, {})
     os_packages = tuple(
         OsPackage(
@@ -212,7 +218,7 @@ def resolve(
     )
     return Release(
         version, minor, arch, os_name, artifacts, tuple(images), catalog.sources, os_packages,
-        tuple(sorted(pinned.items())),
+        tuple(sorted(pinned.items())), addon_files,
     )
 
 

@@ -47,7 +47,7 @@ workers:
 kubernetesNetwork:
   podCIDR: 10.244.0.0/16
   serviceCIDR: 10.96.0.0/12
-  cni: flannel                     # flannel or cilium (both baked into the image)
+  cni: flannel                     # flannel, calico or cilium (all baked into the image)
   # kubeProxyReplacement: true     # cilium only: it serves Services, kubeadm installs no kube-proxy
 addons:                            # applied by the first control plane after the CNI, from the
                                    # images and manifests baked in (`bake ami --addons`)

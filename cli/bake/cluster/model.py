@@ -39,9 +39,7 @@ SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 
 
 # the CNIs whose manifests the image carries (manifests/cni/<name>/; a test holds them equal)
-CNI_NAMES = ("flannel", "cilium")
-# CNIs users ask for that the image does not carry yet: refused by name at validate, not at boot
-PLANNED_CNIS = ("calico",)
+CNI_NAMES = ("flannel", "calico", "cilium")
 
 
 ARCHES = ("amd64", "arm64")
@@ -137,7 +135,8 @@ class ClusterSpec:
         image_ssm_parameter: the SSM parameter ``bake ami`` published the AMI id to.
         network, control_plane, workers: see their classes.
         pod_cidr, service_cidr: Kubernetes pod and service CIDRs.
-        cni: the CNI manifest set baked into the image (``flannel`` or ``cilium``).
+        cni: the CNI manifest set baked into the image (``flannel``, ``calico`` or
+            ``cilium``).
         kube_proxy_replacement: Cilium serves Services and kubeadm installs no kube-proxy.
         etcd_snapshots: ``EtcdSnapshotSpec``.
         cert_renew_before_days: control planes renew their kubeadm certificates (one year)

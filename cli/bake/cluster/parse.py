@@ -20,7 +20,6 @@ from bake.cluster.model import (
     INSTANCE_TYPE_RE,
     MINOR_RE,
     NAME_RE,
-    PLANNED_CNIS,
     REGION_RE,
     SSM_RE,
     SUBNET_ID_RE,
@@ -263,18 +262,18 @@ def parse_cluster(data: Any, source: str = "<memory>") -> ClusterSpec:
                 kn.fail(a, f"{nets[a]} overlaps {b} ({nets[b]}); pick disjoint ranges")
     cni = kn.get("cni", str, "flannel")
     if cni not in CNI_NAMES:
-        later = (f" ({cni} is not baked into the image yet)" if cni in PLANNED_CNIS else "")
-        kn.fail("kubernetesNetwork.cni",
-                f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}{later}")
+        kn.fail("kubernetesNetwork.cni", f"must be one of {', '.join(CNI_NAMES)}, got {cni!r}")
     kpr = kn.get("kubeProxyReplacement", bool, False)
     if kpr and cni != "cilium":
         kn.fail("kubernetesNetwork.kubeProxyReplacement",
                 f"needs cni: cilium ({cni} relies on kube-proxy for Services); set it to false "
                 "or use cni: cilium")
-    # Both CNIs take each node's pods from its spec.podCIDR, a /24 that kube-controller-manager
-    # carves out of the pod CIDR (kubeadm passes --allocate-node-cidrs with networking.podSubnet;
-    # --node-cidr-mask-size defaults to 24 for IPv4, kube-controller-manager reference). A node
-    # with no /24 left gets no podCIDR and its pods never start.
+    # Flannel and Cilium take each node's pods from its spec.podCIDR, a /24 that
+    # kube-controller-manager carves out of the pod CIDR (kubeadm passes --allocate-node-cidrs
+    # with networking.podSubnet; --node-cidr-mask-size defaults to 24 for IPv4,
+    # kube-controller-manager reference). A node with no /24 left gets no podCIDR and its pods
+    # never start. Calico's IPAM takes /26 blocks from the same range instead, but the same
+    # /24s are still carved for every node, so one bound serves all three.
     per_node = 2 ** max(0, NODE_CIDR_MASK - nets["kubernetesNetwork.podCIDR"].prefixlen)
     if nets["kubernetesNetwork.podCIDR"].prefixlen >= NODE_CIDR_MASK or per_node < count + wmax:
         kn.fail("kubernetesNetwork.podCIDR",

@@ -13,6 +13,7 @@ from bake.catalog import Artifact, Release
 from bake.errors import RenderError, UsageError
 from bake.oses import OsInfo
 from bake.plan import (
+    ADDON_FILES_DIR,
     IMAGES_DIR,
     OS_PACKAGES_DIR,
     DownloadPlan,
@@ -345,11 +346,20 @@ def _addon(
     artifacts_s3: str | None,
 ) -> dict[str, Any]:
     """Context of ``bake-addon-<addon>`` (components/bake-addon.yaml.j2): one add-on's images,
-    downloaded, checked, imported and pinned. One component per add-on keeps each under Image
-    Builder's 16,000 characters however many add-ons an image bakes."""
+    downloaded, checked, imported and pinned, and its upstream files (Calico's CRDs) downloaded
+    and checked into ``ADDON_FILES_DIR/<addon>/``. One component per add-on keeps each under
+    Image Builder's 16,000 characters however many add-ons an image bakes."""
+    images = _image_set(plan, addon, mirror, artifacts_s3)
+    files = [_download(f, mirror, artifacts_s3, f"Download{_camel(f.name)}File")
+             for f in plan.addon_files if f.group == addon]
+    downloads = [*files, *images["downloads"]]
     return {
         **base,
-        **_image_set(plan, addon, mirror, artifacts_s3),
+        **images,
+        "downloads": downloads,
+        "verify_downloads": bool(artifacts_s3 and downloads),
+        "files": files,
+        "files_dir": _safe(f"{ADDON_FILES_DIR}/{addon}"),
         "component_name": addon_component(addon),
         "addon": _safe(addon),
         "addon_version": _safe(version),
@@ -417,6 +427,9 @@ def _manifest(
         "artifacts": entries,
         "images": [{"name": i["name"], "ref": i["ref"], "group": i["group"]} for i in images],
         "addons": {name: version for name, version in release.addons},
+        "addon_files": [{"name": _safe(f.name), "group": _safe(f.group or ""),
+                         "path": _safe(f.destination), "sha256": _safe(f.sha256),
+                         "url": _safe(f.upstream or "")} for f in plan.addon_files],
     }
     if agent:  # the agent bundle baked by the bake-node component
         manifest["agent"] = {

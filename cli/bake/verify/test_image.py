@@ -462,6 +462,19 @@ def test_every_baked_addon_has_its_manifests(host, agent, manifest):
                        f"manifests for it in {' or '.join(folders)}")
 
 
+def test_addon_files_match_the_manifest(host, manifest):
+    """Each upstream file a baked add-on applies first (``addon_files``: Calico's CRDs) is on
+    the image with the SHA-256 the manifest records, which is the catalog's."""
+    for entry in manifest.get("addon_files") or []:
+        path = entry.get("path", "")
+        f = host.file(path)
+        assert f.exists and f.is_file, (
+            f"{path} ({entry.get('group')} {entry.get('name')}) is missing")
+        assert f.sha256sum == entry.get("sha256"), (
+            f"{path} ({entry.get('group')} {entry.get('name')}) SHA-256 {f.sha256sum} differs "
+            f"from the manifest's {entry.get('sha256')}")
+
+
 # ---------------------------------------------------------------- hygiene (images only)
 
 

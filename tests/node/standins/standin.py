@@ -297,6 +297,9 @@ def kubectl(argv: list[str]) -> str:
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("verb", choices=["apply", "create"])
     p.add_argument("-f", dest="file", required=True)
+    p.add_argument("--server-side", action="store_true")
+    p.add_argument("--force-conflicts", action="store_true")
+    p.add_argument("--field-manager")
     args = p.parse_args(argv)
     if not Path(args.kubeconfig).exists():
         raise Fail(f"kubeconfig {args.kubeconfig} not found")
@@ -310,6 +313,8 @@ def kubectl(argv: list[str]) -> str:
                                f'"{d["metadata"]["name"]}" already exists')
                 st.setdefault("created", {})[key] = d
             st.setdefault("applied", []).append(key)
+            if args.server_side:
+                st.setdefault("server_side", []).append(key)
     return "".join(f"{d['kind'].lower()}/{d['metadata']['name']} created\n" for d in docs)
 
 

@@ -165,7 +165,12 @@ class Lease:
 
 
 class Heartbeat:
-    """Renews a held lease in a daemon thread; ``lost`` is set when a renewal fails."""
+    """Renews a held lease in a daemon thread, every ``ttl / 3`` seconds; ``lost`` is set when
+    the lease was taken over (``LeaseLost``), or when renewals have failed otherwise (a timeout
+    or an error of the DynamoDB endpoint) for ``2 * ttl / 3`` seconds since the last one that
+    worked: one failed renewal is retried at the next beat, while a third of the TTL is still
+    left before anyone else may take the lease, so a blip does not stop a control plane's
+    ``kubeadm init`` halfway."""
 
     def __init__(self, lease: Lease, held: Held):
         self.lease, self.held = lease, held
@@ -174,13 +179,23 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        renewed = time.monotonic()  # acquired (or renewed) just before the thread started
         while not self._stop.wait(self.lease.ttl / 3):
             try:
                 self.lease.renew(self.held)
-            except Exception:  # noqa: BLE001 - any failure means we can no longer vouch
-                log.exception("lease %s renewal failed", self.lease.name)
+                renewed = time.monotonic()
+            except LeaseLost:
+                log.exception("lease %s was taken over", self.lease.name)
                 self.lost.set()
                 return
+            except Exception as exc:  # noqa: BLE001 - the endpoint's error, not a takeover
+                if time.monotonic() - renewed >= 2 * self.lease.ttl / 3 - 0.01:
+                    log.exception("lease %s renewal failed for %.0f s; stopping", self.lease.name,
+                                  time.monotonic() - renewed)
+                    self.lost.set()
+                    return
+                log.warning("lease %s renewal failed (%s); trying again in %.0f s",
+                            self.lease.name, exc, self.lease.ttl / 3)
 
     def check(self) -> None:
         """Raise ``LeaseLost`` if a renewal failed."""

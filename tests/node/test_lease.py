@@ -55,3 +55,32 @@ def test_heartbeat_keeps_lease(cluster):
         time.sleep(2.0)  # > 2 TTLs: only the heartbeat keeps it ours
         assert Lease(db, cluster.table, "hb", ttl=0.9).try_acquire("i-b") is None
         beat.check()
+
+
+def test_heartbeat_rides_out_one_failed_renewal_but_not_two(cluster):
+    """A renewal that fails without a takeover (the endpoint timed out) is retried at the next
+    beat; renewals failing for two thirds of the TTL mean the lease may soon be someone else's,
+    so the holder stops."""
+    import time
+
+    db = cluster.clients().client("dynamodb")
+    lease = Lease(db, cluster.table, "blip", ttl=1.5)
+    held = lease.acquire("i-a", timeout=5, poll=0.1)
+    real = lease.renew
+    failures = {"left": 1}
+
+    def flaky(h):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise TimeoutError("read timeout on the DynamoDB endpoint")
+        real(h)
+
+    lease.renew = flaky
+    with lease.keep_alive(held) as beat:
+        time.sleep(2.2)  # first beat fails, the next ones renew
+        beat.check()
+        assert Lease(db, cluster.table, "blip", ttl=1.5).try_acquire("i-b") is None
+        failures["left"] = 99
+        time.sleep(1.6)  # two beats fail in a row
+        with pytest.raises(LeaseLost):
+            beat.check()
